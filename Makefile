@@ -1,0 +1,75 @@
+# Tally's front door: `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+TRITON_ENV := deploy/triton/env/.venv
+ONNX := deploy/triton/gpu/tally_detector/1/model.onnx
+TORCH_VERSION := 2.13.0
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --user --quiet uv
+
+.PHONY: install
+install: $(UV) ## create .venv (services, libs, dev tools) and the Triton environment
+	$(UV) sync --inexact --frozen
+	$(UV) sync --project deploy/triton/env --frozen
+
+.PHONY: triton-env
+triton-env: $(UV) ## the environment local Triton runs in (tritonserver + ONNX Runtime)
+	$(UV) sync --project deploy/triton/env --frozen
+
+# torch stays out of uv.lock: pip takes the CPU build this machine keeps on disk, where uv would
+# download a multi-GB CUDA build. Only training and its tests need it.
+.PHONY: torch
+torch: install ## install PyTorch (CPU) into .venv, for training
+	@$(PY) -c 'import torch' 2>/dev/null || python3 -m pip --python $(PY) install --quiet torch==$(TORCH_VERSION)
+
+.PHONY: synth
+synth: install ## generate 5 sample photos into data/sample (tally-synth OUT_DIR --count N --seed S --size WxH)
+	$(VENV)/bin/tally-synth data/sample --count 5 --seed 1
+
+.PHONY: train-model
+train-model: torch ## train the detector from scratch (fixed seeds) and export deploy/triton/.../model.onnx
+	$(VENV)/bin/tally-train --onnx $(ONNX) --metrics deploy/triton/training_metrics.json
+
+.PHONY: eval-model
+eval-model: install ## accuracy through slice → Triton → merge on 20 held-out 4000x3000 photos
+	$(VENV)/bin/tally-eval --photos 20 --json deploy/triton/eval_metrics.json
+
+.PHONY: bench-detector
+bench-detector: install ## slices/s of the client against raw Triton, and per-photo latency
+	$(VENV)/bin/tally-bench-detector
+
+.PHONY: triton-up
+triton-up: install ## start local CPU Triton in the background on free ports (state in .run/triton)
+	$(VENV)/bin/tally-triton up
+
+.PHONY: triton-down
+triton-down: ## stop local Triton
+	@$(VENV)/bin/tally-triton down
+
+.PHONY: lint
+lint: install ## ruff (lint and format) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy libs deploy/triton/cpu
+
+.PHONY: test
+test: torch triton-env lint ## everything CI runs: lint, types, unit and integration tests
+	$(VENV)/bin/pytest
+
+.PHONY: format
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: clean
+clean: triton-down ## remove generated data, caches and run state (keeps the environments)
+	rm -rf .run .cache data/sample .pytest_cache .mypy_cache .ruff_cache
