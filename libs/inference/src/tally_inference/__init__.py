@@ -1,0 +1,56 @@
+"""Sliced detection through Triton: slicing, batching, decoding and merging."""
+
+from tally_inference._boxes import batched_nms, iou_matrix, nms
+from tally_inference._decode import SliceDetections, decode_slice
+from tally_inference._detector import (
+    LABELS,
+    Detection,
+    DetectionResult,
+    DetectParams,
+    InferenceModel,
+    SlicedDetector,
+    SliceResult,
+    cut_batch,
+    decode_batch,
+    merge_detections,
+)
+from tally_inference._image import (
+    ImageError,
+    ImageErrorCode,
+    ImageInfo,
+    decode_image,
+    inspect_image,
+)
+from tally_inference._metrics import ImageEval, average_precision, count_error
+from tally_inference._slicing import SliceParams, plan_slices
+from tally_inference._triton import InferenceError, TritonModel
+
+__all__ = [
+    "LABELS",
+    "DetectParams",
+    "Detection",
+    "DetectionResult",
+    "ImageError",
+    "ImageErrorCode",
+    "ImageEval",
+    "ImageInfo",
+    "InferenceError",
+    "InferenceModel",
+    "SliceDetections",
+    "SliceParams",
+    "SliceResult",
+    "SlicedDetector",
+    "TritonModel",
+    "average_precision",
+    "batched_nms",
+    "count_error",
+    "cut_batch",
+    "decode_batch",
+    "decode_image",
+    "decode_slice",
+    "inspect_image",
+    "iou_matrix",
+    "merge_detections",
+    "nms",
+    "plan_slices",
+]

@@ -1,0 +1,160 @@
+"""Slicing, batching, shifting and SAHI merging, with an oracle model in place of Triton."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from PIL import Image
+from tally_inference import (
+    DetectParams,
+    ImageError,
+    InferenceError,
+    SlicedDetector,
+    SliceParams,
+    plan_slices,
+)
+
+CELLS = 64  # rows per slice in the oracle's output, like the real model's grid
+
+
+class OracleModel:
+    """Finds squares painted green=255 with a unique red id; remembers how it was called."""
+
+    def __init__(self, fail: bool = False, overlap: int = 1) -> None:
+        self.fail = fail
+        self.batches: list[int] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        # With overlap > 1, each call waits (briefly at most) for that many calls to be in flight,
+        # as a slow server would, so the test sees how many requests the client lets overlap.
+        self.overlap = overlap
+        self.crowded = asyncio.Event()
+
+    async def infer(self, batch: NDArray[np.uint8]) -> NDArray[np.float32]:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self.in_flight >= self.overlap:
+            self.crowded.set()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.crowded.wait(), 0.2)
+            if self.fail:
+                raise InferenceError("model exploded")
+            self.batches.append(len(batch))
+            out = np.zeros((len(batch), CELLS, 6), np.float32)
+            for i, tile in enumerate(batch):
+                painted = tile[..., 1] == 255
+                for row, ident in enumerate(np.unique(tile[..., 0][painted])[:CELLS]):
+                    ys, xs = np.nonzero(painted & (tile[..., 0] == ident))
+                    label_score = 4 if ident % 2 else 5  # odd ids: seedling, even: weed
+                    out[i, row, :4] = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+                    out[i, row, label_score] = 0.9
+            return out
+        finally:
+            self.in_flight -= 1
+
+
+def _scene(width: int, height: int, size: int = 40) -> tuple[NDArray[np.uint8], int, int]:
+    """Squares on a grid that puts many of them across slice borders."""
+    image = np.zeros((height, width, 3), np.uint8)
+    seedlings = weeds = 0
+    ident = 1
+    for y in range(20, height - size, 2 * size + 7):
+        for x in range(15, width - size, 2 * size + 11):
+            image[y : y + size, x : x + size] = (ident, 255, 0)
+            seedlings += ident % 2
+            weeds += 1 - ident % 2
+            ident += 1
+    assert ident < 256, "the oracle tells squares apart by an 8-bit id"
+    return image, seedlings, weeds
+
+
+async def test_objects_seen_by_several_slices_are_counted_once() -> None:
+    image, seedlings, weeds = _scene(1500, 1100)
+    detector = SlicedDetector(OracleModel(), SliceParams(256, 0.25), DetectParams())
+    result = await detector.detect(image)
+    assert result.counts == {"seedling": seedlings, "weed": weeds}
+    assert result.slices == len(plan_slices(1500, 1100, SliceParams(256, 0.25)))
+
+
+async def test_boxes_come_back_in_original_image_pixels() -> None:
+    image = np.zeros((700, 900, 3), np.uint8)
+    image[600:650, 820:870] = (1, 255, 0)  # in the last row and column of slices
+    result = await SlicedDetector(OracleModel(), SliceParams(256, 0.2)).detect(image)
+    assert len(result.detections) == 1
+    assert result.detections[0].bbox == (820.0, 600.0, 870.0, 650.0)
+    assert result.detections[0].label == "seedling"
+
+
+async def test_a_photo_smaller_than_a_slice_is_padded() -> None:
+    image = np.zeros((100, 150, 3), np.uint8)
+    image[10:30, 100:140] = (2, 255, 0)
+    model = OracleModel()
+    result = await SlicedDetector(model, SliceParams(256, 0.2)).detect(image)
+    assert result.counts == {"seedling": 0, "weed": 1}
+    assert result.detections[0].bbox == (100.0, 10.0, 140.0, 30.0)
+
+
+async def test_slices_go_in_batches_with_bounded_concurrency() -> None:
+    image, *_ = _scene(1500, 1100)
+    model = OracleModel(overlap=3)  # would take three at once: the client must allow only two
+    params = DetectParams(batch_size=4, max_in_flight=2)
+    progress: list[int] = []
+
+    async def on_batch(done: int) -> None:
+        progress.append(done)
+
+    detector = SlicedDetector(model, SliceParams(256, 0.2), params)
+    boxes = plan_slices(1500, 1100, detector.slice_params)
+    parts = await detector.infer_slices(image, boxes, on_batch)
+    assert [p.slice_box for p in parts] == boxes
+    assert max(model.batches) == 4
+    assert sum(model.batches) == len(boxes)
+    assert model.max_in_flight == 2
+    assert progress == sorted(progress)
+    assert progress[-1] == len(boxes)
+
+
+async def test_nms_merge_is_available_too() -> None:
+    image, seedlings, weeds = _scene(1200, 900)
+    params = DetectParams(merge="NMS", merge_metric="IOS", merge_threshold=0.5)
+    result = await SlicedDetector(OracleModel(), SliceParams(256, 0.25), params).detect(image)
+    assert result.counts == {"seedling": seedlings, "weed": weeds}
+
+
+async def test_bad_bytes_raise_an_image_error_before_any_inference() -> None:
+    model = OracleModel()
+    with pytest.raises(ImageError) as caught:
+        await SlicedDetector(model).detect_bytes(b"PK\x03\x04 definitely a zip")
+    assert caught.value.code == "unsupported_format"
+    assert model.batches == []
+
+
+async def test_good_bytes_are_decoded_and_detected() -> None:
+    image, seedlings, weeds = _scene(800, 600)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    result = await SlicedDetector(OracleModel(), SliceParams(256, 0.25)).detect_bytes(
+        buffer.getvalue()
+    )
+    assert result.counts == {"seedling": seedlings, "weed": weeds}
+
+
+async def test_a_model_failure_surfaces_as_an_inference_error() -> None:
+    image, *_ = _scene(600, 600)
+    with pytest.raises(InferenceError, match="exploded"):
+        await SlicedDetector(OracleModel(fail=True), SliceParams(256, 0.2)).detect(image)
+
+
+def test_parameters_are_validated() -> None:
+    with pytest.raises(ValueError, match="multiple of 32"):
+        SliceParams(500, 0.2)
+    with pytest.raises(ValueError, match="overlap"):
+        SliceParams(512, 0.95)
+    with pytest.raises(ValueError, match="confidence"):
+        DetectParams(confidence=1.5)

@@ -1,0 +1,118 @@
+"""Every kind of bad upload gets its own clear error, before any pixel is decoded."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from tally_inference import ImageError, decode_image, inspect_image
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size, with a single empty data chunk (a classic bomb shape)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        body = kind + payload
+        return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _code(data: bytes) -> str:
+    with pytest.raises(ImageError) as caught:
+        decode_image(data)
+    assert caught.value.message  # always a human-readable reason
+    return caught.value.code
+
+
+def test_a_good_jpeg_decodes_to_rgb() -> None:
+    data = _encode(Image.new("RGB", (640, 480), (10, 200, 30)), "JPEG")
+    image = decode_image(data)
+    assert image.shape == (480, 640, 3)
+    assert image.dtype == np.uint8
+
+
+def test_png_with_alpha_and_greyscale_become_rgb() -> None:
+    assert decode_image(_encode(Image.new("RGBA", (64, 64)), "PNG")).shape == (64, 64, 3)
+    assert decode_image(_encode(Image.new("L", (64, 64)), "PNG")).shape == (64, 64, 3)
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.new("RGB", (200, 100))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90° clockwise
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    assert decode_image(buffer.getvalue()).shape == (200, 100, 3)
+
+
+def test_zero_bytes_is_an_empty_file() -> None:
+    assert _code(b"") == "empty_file"
+
+
+def test_random_bytes_are_not_an_image() -> None:
+    assert _code(np.random.default_rng(0).bytes(5000)) == "unsupported_format"
+
+
+def test_a_zip_named_jpg_is_not_an_image() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("photo.jpg", b"not really")
+    assert _code(buffer.getvalue()) == "unsupported_format"
+
+
+def test_an_unsupported_image_format_is_refused() -> None:
+    assert _code(_encode(Image.new("RGB", (64, 64)), "GIF")) == "unsupported_format"
+
+
+def test_a_truncated_jpeg_is_corrupt() -> None:
+    data = _encode(Image.effect_noise((800, 600), 50).convert("RGB"), "JPEG")
+    assert _code(data[: len(data) // 3]) == "corrupt_image"
+
+
+def test_a_jpeg_with_garbage_after_the_header_is_corrupt() -> None:
+    data = bytearray(_encode(Image.new("RGB", (256, 256), (5, 5, 5)), "JPEG"))
+    data[200:] = b"\xff" * (len(data) - 200)
+    assert _code(bytes(data)) == "corrupt_image"
+
+
+def test_a_one_pixel_image_is_too_small() -> None:
+    assert _code(_encode(Image.new("RGB", (1, 1)), "PNG")) == "image_too_small"
+
+
+def test_a_huge_dimension_header_is_refused_without_decoding() -> None:
+    bomb = _png_header_only(100_000, 100_000)
+    with pytest.raises(ImageError) as caught:
+        inspect_image(bomb)
+    assert caught.value.code == "image_too_large"
+    assert "limit of 100 MP" in caught.value.message
+
+
+def test_a_decompression_bomb_is_refused() -> None:
+    # 12,000 × 12,000 of one colour compresses to a few hundred KB but decodes to 432 MB.
+    bomb = _encode(Image.new("L", (12_000, 12_000)), "PNG")
+    assert len(bomb) < 1_000_000
+    assert _code(bomb) == "image_too_large"
+
+
+def test_the_pixel_limit_is_configurable() -> None:
+    data = _encode(Image.new("RGB", (400, 300)), "PNG")
+    with pytest.raises(ImageError, match="over the limit"):
+        decode_image(data, max_pixels=100_000)
