@@ -1,0 +1,87 @@
+"""Training crops cut from generated photos, with boxes clipped to each crop."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from tally_synth import LABELS, PhotoSpec, render
+
+# A box cut by the crop edge stays a target if at least this share of it is inside the crop; below
+# IGNORE_BELOW it is dropped; in between it is neither a target nor background.
+KEEP_FRACTION = 0.6
+IGNORE_BELOW = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    image: NDArray[np.uint8]  # H×W×3 as decoded from the JPEG the generator wrote
+    boxes: NDArray[np.float32]  # (M, 4)
+    labels: NDArray[np.int64]  # (M,)
+
+
+@dataclass(frozen=True, slots=True)
+class Crop:
+    image: NDArray[np.uint8]
+    boxes: NDArray[np.float32]
+    labels: NDArray[np.int64]
+    ignore: NDArray[np.float32]  # (K, 4) regions without loss
+
+
+def _photo(spec: PhotoSpec) -> Photo:
+    data, annotations = render(spec)
+    image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    boxes = np.array([a.bbox for a in annotations], np.float32).reshape(-1, 4)
+    labels = np.array([LABELS.index(a.label) for a in annotations], np.int64)
+    return Photo(image, boxes, labels)
+
+
+def make_photos(seed: int, count: int, width: int, height: int, workers: int = 2) -> list[Photo]:
+    specs = [PhotoSpec(seed, i, width, height) for i in range(count)]
+    if workers <= 1:
+        return [_photo(s) for s in specs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_photo, specs))
+
+
+def random_crop(photo: Photo, size: int, rng: np.random.Generator) -> Crop:
+    """A random square crop with a random flip and quarter turn (the camera looks straight down)."""
+    height, width = photo.image.shape[:2]
+    x0 = int(rng.integers(0, width - size + 1))
+    y0 = int(rng.integers(0, height - size + 1))
+    image = photo.image[y0 : y0 + size, x0 : x0 + size]
+    boxes = photo.boxes - np.array([x0, y0, x0, y0], np.float32)
+    clipped = np.clip(boxes, 0, size)
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    visible = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1)
+    fraction = visible / np.maximum(area, 1.0)
+    keep = fraction >= KEEP_FRACTION
+    ignore = (fraction >= IGNORE_BELOW) & ~keep
+    crop = Crop(image, clipped[keep], photo.labels[keep], clipped[ignore])
+    return _augment(crop, size, rng)
+
+
+def _augment(crop: Crop, size: int, rng: np.random.Generator) -> Crop:
+    image, boxes, ignore = crop.image, crop.boxes, crop.ignore
+    if rng.random() < 0.5:  # horizontal flip
+        image = image[:, ::-1]
+        boxes = _flip_x(boxes, size)
+        ignore = _flip_x(ignore, size)
+    turns = int(rng.integers(0, 4))
+    for _ in range(turns):  # rotate 90° counter-clockwise: (x, y) → (y, size − x)
+        image = np.rot90(image)
+        boxes = _rot90(boxes, size)
+        ignore = _rot90(ignore, size)
+    return Crop(np.ascontiguousarray(image), boxes, crop.labels, ignore)
+
+
+def _flip_x(boxes: NDArray[np.float32], size: int) -> NDArray[np.float32]:
+    return np.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], axis=1)
+
+
+def _rot90(boxes: NDArray[np.float32], size: int) -> NDArray[np.float32]:
+    return np.stack([boxes[:, 1], size - boxes[:, 2], boxes[:, 3], size - boxes[:, 0]], axis=1)
