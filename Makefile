@@ -31,6 +31,11 @@ triton-env: $(UV) ## the environment local Triton runs in (tritonserver + ONNX R
 torch: install ## install PyTorch (CPU) into .venv, for training
 	@$(PY) -c 'import torch' 2>/dev/null || python3 -m pip --python $(PY) install --quiet torch==$(TORCH_VERSION)
 
+.PHONY: demo
+demo: install ## generate 3 tray photos, start local Triton, count them (detections in data/demo)
+	$(VENV)/bin/tally-synth data/demo --count 3 --seed 1
+	$(VENV)/bin/tally-detect data/demo/*.jpg --json data/demo/detections.json
+
 .PHONY: synth
 synth: install ## generate 5 sample photos into data/sample (tally-synth OUT_DIR --count N --seed S --size WxH)
 	$(VENV)/bin/tally-synth data/sample --count 5 --seed 1

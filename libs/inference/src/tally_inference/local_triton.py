@@ -237,7 +237,7 @@ def stop_process(
         if process is not None:
             if process.poll() is not None:
                 return
-        elif not _alive(pid):
+        elif not process_running(pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
@@ -246,7 +246,7 @@ def stop_process(
         process.wait()
 
 
-def _alive(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if args.command == "down" else 1
         state = json.loads(state_file.read_text())
         if args.command == "status":
-            running = _alive(state["pid"])
+            running = process_running(state["pid"])
             print(json.dumps({**state, "running": running}))
             return 0 if running else 1
         stop_process(state["pid"], args.timeout)
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args.state_dir.mkdir(parents=True, exist_ok=True)
     triton = LocalTriton(args.model_repository, args.state_dir, endpoints)
     if args.command == "up":
-        if state_file.exists() and _alive(json.loads(state_file.read_text())["pid"]):
+        if state_file.exists() and process_running(json.loads(state_file.read_text())["pid"]):
             print(f"local Triton already running: {state_file.read_text().strip()}")
             return 0
         triton.start(args.timeout, detach=True)

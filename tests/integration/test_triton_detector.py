@@ -1,0 +1,135 @@
+"""The whole path on a real Triton: generated photo → slices → Triton → merge → counts."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tally_inference import (
+    LABELS,
+    ImageError,
+    ImageEval,
+    InferenceError,
+    SlicedDetector,
+    TritonModel,
+    average_precision,
+    count_error,
+)
+from tally_inference.local_triton import LocalTriton, free_port, process_running
+from tally_synth import PhotoSpec, render
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def photo() -> tuple[bytes, list[tuple[tuple[int, int, int, int], str]]]:
+    data, annotations = render(PhotoSpec(seed=424_242, index=0, width=4000, height=3000))
+    return data, [(a.bbox, a.label) for a in annotations]
+
+
+async def test_a_4000x3000_photo_is_counted_within_tolerance(
+    triton: LocalTriton, photo: tuple[bytes, list[tuple[tuple[int, int, int, int], str]]]
+) -> None:
+    data, truth = photo
+    async with TritonModel(triton.endpoints.grpc_url) as model:
+        result = await SlicedDetector(model).detect_bytes(data)
+
+    assert (result.width, result.height, result.slices) == (4000, 3000, 88)
+    true_seedlings = sum(1 for _, label in truth if label == "seedling")
+    assert true_seedlings > 100
+    assert count_error(result.counts["seedling"], true_seedlings) <= 0.08
+    seedlings = [d for d in result.detections if d.label == "seedling"]
+    ap = average_precision(
+        [
+            ImageEval(
+                np.array([d.bbox for d in seedlings], np.float32),
+                np.array([d.score for d in seedlings], np.float32),
+                np.array([box for box, label in truth if label == "seedling"], np.float32),
+            )
+        ]
+    )
+    assert ap >= 0.9
+    assert all(
+        0 <= d.bbox[0] < d.bbox[2] <= 4000 and 0 <= d.bbox[1] < d.bbox[3] <= 3000
+        for d in result.detections
+    )
+    assert set(result.counts) == set(LABELS)
+
+
+async def test_concurrent_requests_get_their_own_answers(triton: LocalTriton) -> None:
+    rng = np.random.default_rng(1)
+    batches = [rng.integers(0, 256, (n, 256, 256, 3), dtype=np.uint8) for n in (1, 3, 2, 4)]
+    async with TritonModel(triton.endpoints.grpc_url) as model:
+        alone = [await model.infer(b) for b in batches]
+        together = await asyncio.gather(*(model.infer(b) for b in batches))
+    for a, b in zip(alone, together, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+async def test_a_slice_size_the_network_cannot_take_is_a_clear_error(triton: LocalTriton) -> None:
+    async with TritonModel(triton.endpoints.grpc_url) as model:
+        with pytest.raises(InferenceError, match="multiples of 32"):
+            await model.infer(np.zeros((1, 100, 100, 3), np.uint8))
+        # The server is unharmed: the next request works.
+        assert (await model.infer(np.zeros((1, 64, 64, 3), np.uint8))).shape == (1, 64, 6)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"\xff\xd8\xff\xe0 this is not really a jpeg", "corrupt_image"),
+        (b"PK\x03\x04" + bytes(200), "unsupported_format"),
+    ],
+    ids=["zero-bytes", "corrupt-jpeg", "zip-named-jpg"],
+)
+async def test_bad_bytes_fail_clearly_without_reaching_triton(
+    triton: LocalTriton, data: bytes, code: str
+) -> None:
+    async with TritonModel(triton.endpoints.grpc_url) as model:
+        with pytest.raises(ImageError) as caught:
+            await SlicedDetector(model).detect_bytes(data)
+    assert caught.value.code == code
+
+
+async def test_a_one_pixel_image_fails_clearly(triton: LocalTriton) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="JPEG")
+    async with TritonModel(triton.endpoints.grpc_url) as model:
+        with pytest.raises(ImageError, match="smaller than"):
+            await SlicedDetector(model).detect_bytes(buffer.getvalue())
+
+
+async def test_an_unreachable_triton_fails_fast_instead_of_hanging() -> None:
+    async with TritonModel(f"127.0.0.1:{free_port()}", timeout_s=10) as model:
+        assert not await model.ready()
+        with pytest.raises(InferenceError):
+            await model.infer(np.zeros((1, 64, 64, 3), np.uint8))
+
+
+def test_triton_cli_starts_in_the_background_and_stops_cleanly(tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "tally_inference.local_triton"]
+    state = ["--state-dir", str(tmp_path)]
+    subprocess.run([*cli, "up", *state], check=True, timeout=240)
+    info = json.loads((tmp_path / "state.json").read_text())
+    try:
+        assert subprocess.run([*cli, "status", *state], timeout=30).returncode == 0
+
+        async def probe() -> bool:
+            async with TritonModel(info["grpc_url"]) as model:
+                return await model.ready()
+
+        assert asyncio.run(probe())
+    finally:
+        subprocess.run([*cli, "down", *state], check=True, timeout=60)
+    assert not (tmp_path / "state.json").exists()
+    assert not process_running(info["pid"])
+    assert subprocess.run([*cli, "status", *state], timeout=30).returncode == 1
