@@ -64,7 +64,7 @@ triton-down: ## stop local Triton
 lint: install ## ruff (lint and format) and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs deploy/triton/cpu
+	$(VENV)/bin/mypy libs deploy/triton/cpu tests conftest.py
 
 .PHONY: test
 test: torch triton-env lint ## everything CI runs: lint, types, unit and integration tests
