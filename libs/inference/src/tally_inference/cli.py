@@ -12,7 +12,7 @@ from tally_inference._detector import LABELS, DetectParams, SlicedDetector
 from tally_inference._image import ImageError
 from tally_inference._slicing import SliceParams
 from tally_inference._triton import TritonModel
-from tally_inference.local_triton import LocalTriton
+from tally_inference.local_triton import triton_endpoint
 
 
 def _truth_counts(photo: Path) -> dict[str, int] | None:
@@ -80,11 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=float, default=SliceParams().overlap)
     parser.add_argument("--confidence", type=float, default=DetectParams().confidence)
     args = parser.parse_args(argv)
-    if args.triton_url:
-        rows = asyncio.run(detect_all(args.photos, args.triton_url, args))
-    else:
-        with LocalTriton() as triton:
-            rows = asyncio.run(detect_all(args.photos, triton.endpoints.grpc_url, args))
+    with triton_endpoint(args.triton_url) as url:
+        rows = asyncio.run(detect_all(args.photos, url, args))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
         print(f"detections written to {args.json}")

@@ -20,6 +20,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Self
@@ -224,6 +225,16 @@ class LocalTriton:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def triton_endpoint(grpc_url: str | None = None) -> Iterator[str]:
+    """`grpc_url` when given; otherwise a local Triton's, started for the duration of the block."""
+    if grpc_url:
+        yield grpc_url
+        return
+    with LocalTriton() as triton:
+        yield triton.endpoints.grpc_url
 
 
 def stop_process(

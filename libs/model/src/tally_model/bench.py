@@ -25,7 +25,7 @@ from tally_inference import (
     decode_image,
     plan_slices,
 )
-from tally_inference.local_triton import LocalTriton
+from tally_inference.local_triton import triton_endpoint
 from tally_synth import PhotoSpec, render
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
@@ -130,11 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=DetectParams().max_in_flight)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    if args.triton_url:
-        asyncio.run(bench(args.triton_url, args))
-    else:
-        with LocalTriton() as triton:
-            asyncio.run(bench(triton.endpoints.grpc_url, args))
+    with triton_endpoint(args.triton_url) as url:
+        asyncio.run(bench(url, args))
     return 0
 
 

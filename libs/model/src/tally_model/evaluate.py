@@ -27,7 +27,7 @@ from tally_inference import (
     average_precision,
     count_error,
 )
-from tally_inference.local_triton import LocalTriton
+from tally_inference.local_triton import triton_endpoint
 from tally_synth import GROUND_TRUTH_FILE, Annotation, load_ground_truth, write_dataset
 
 EVAL_SEED = 20_261_124  # never used for training (training uses small seeds)
@@ -114,13 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     params = DetectParams(confidence=args.confidence, merge=args.merge)
 
     print(f"{'photo':26} {'slices':>6} {'true':>6} {'found':>6} {'error':>9} {'seconds':>7}")
-    if args.triton_url:
-        scores, aps = asyncio.run(evaluate(directory, args.triton_url, slice_params, params))
-    else:
-        with LocalTriton() as triton:
-            scores, aps = asyncio.run(
-                evaluate(directory, triton.endpoints.grpc_url, slice_params, params)
-            )
+    with triton_endpoint(args.triton_url) as url:
+        scores, aps = asyncio.run(evaluate(directory, url, slice_params, params))
 
     errors = [s.error for s in scores]
     median, worst = statistics.median(errors), max(errors)
