@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -82,14 +83,22 @@ async def test_a_slice_size_the_network_cannot_take_is_a_clear_error(triton: Loc
         assert (await model.infer(np.zeros((1, 64, 64, 3), np.uint8))).shape == (1, 64, 6)
 
 
+def _bmp_header(width: int, height: int) -> bytes:
+    """A 24-bit BMP that claims a size and carries no pixels."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + info
+
+
 @pytest.mark.parametrize(
     ("data", "code"),
     [
         (b"", "empty_file"),
+        (_bmp_header(100_000, 100_000), "image_too_large"),
+        (_bmp_header(20_000, 6_000), "image_too_large"),
         (b"\xff\xd8\xff\xe0 this is not really a jpeg", "corrupt_image"),
         (b"PK\x03\x04" + bytes(200), "unsupported_format"),
     ],
-    ids=["zero-bytes", "corrupt-jpeg", "zip-named-jpg"],
+    ids=["zero-bytes", "huge-header", "over-100-mp-header", "corrupt-jpeg", "zip-named-jpg"],
 )
 async def test_bad_bytes_fail_clearly_without_reaching_triton(
     triton: LocalTriton, data: bytes, code: str
