@@ -48,11 +48,24 @@ def make_photos(seed: int, count: int, width: int, height: int, workers: int = 2
         return list(pool.map(_photo, specs))
 
 
-def random_crop(photo: Photo, size: int, rng: np.random.Generator) -> Crop:
-    """A random square crop with a random flip and quarter turn (the camera looks straight down)."""
+def random_crop(
+    photo: Photo, size: int, rng: np.random.Generator, focus_label: int | None = None
+) -> Crop:
+    """A random square crop with a random flip and quarter turn (the camera looks straight down).
+
+    With `focus_label`, the crop is placed around a random object of that class when the photo
+    has one: weeds are a few percent of the objects, and would otherwise be rarely seen.
+    """
     height, width = photo.image.shape[:2]
     x0 = int(rng.integers(0, width - size + 1))
     y0 = int(rng.integers(0, height - size + 1))
+    candidates = np.flatnonzero(photo.labels == (-1 if focus_label is None else focus_label))
+    if len(candidates):
+        x1, y1, x2, y2 = photo.boxes[int(rng.choice(candidates))]
+        cx = (x1 + x2) / 2 + rng.uniform(-size / 3, size / 3)
+        cy = (y1 + y2) / 2 + rng.uniform(-size / 3, size / 3)
+        x0 = int(np.clip(cx - size / 2, 0, width - size))
+        y0 = int(np.clip(cy - size / 2, 0, height - size))
     image = photo.image[y0 : y0 + size, x0 : x0 + size]
     boxes = photo.boxes - np.array([x0, y0, x0, y0], np.float32)
     clipped = np.clip(boxes, 0, size)
