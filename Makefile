@@ -60,11 +60,16 @@ triton-up: install ## start local CPU Triton in the background on free ports (st
 triton-down: ## stop local Triton
 	@$(VENV)/bin/tally-triton down
 
+.PHONY: proto
+proto: install ## regenerate the committed Python code of proto/tally/v1 (libs/contracts)
+	$(PY) scripts/protogen.py
+
 .PHONY: lint
-lint: install ## ruff (lint and format) and mypy --strict
+lint: install ## ruff (lint and format), mypy --strict, and no drift in generated protobuf code
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs deploy/triton/cpu tests conftest.py
+	$(VENV)/bin/mypy libs deploy/triton/cpu tests scripts conftest.py
+	$(PY) scripts/protogen.py --check
 
 .PHONY: test
 test: torch triton-env lint ## everything CI runs: lint, types, unit and integration tests

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tally_inference.local_triton import LocalTriton
 
 REPO = Path(__file__).resolve().parents[1]

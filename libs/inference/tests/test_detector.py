@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from PIL import Image
+
 from tally_inference import (
     DetectParams,
     ImageError,

@@ -10,6 +10,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
+
 from tally_inference import ImageError, decode_image, inspect_image
 
 

@@ -26,6 +26,7 @@ TINY = {
 
 def test_a_few_training_steps_run_and_are_reproducible() -> None:
     import torch
+
     from tally_model.train import TrainConfig, train
 
     lines: list[str] = []
@@ -41,6 +42,7 @@ def test_a_few_training_steps_run_and_are_reproducible() -> None:
 
 def test_the_loss_goes_down_on_a_fixed_batch() -> None:
     import torch
+
     from tally_model.data import make_photos, random_crop
     from tally_model.loss import assign, detection_loss
     from tally_model.model import TallyNet
@@ -66,6 +68,7 @@ def test_the_loss_goes_down_on_a_fixed_batch() -> None:
 
 def test_cells_near_a_box_centre_become_its_positives() -> None:
     import torch
+
     from tally_model.loss import assign
 
     box = torch.tensor([[40.0, 40.0, 80.0, 80.0]])
@@ -82,6 +85,7 @@ def test_cells_near_a_box_centre_become_its_positives() -> None:
 
 def test_export_matches_pytorch_and_accepts_any_batch_and_slice_size(tmp_path: Path) -> None:
     import onnxruntime as ort
+
     from tally_model.export import export_onnx
     from tally_model.model import TallyNet
 

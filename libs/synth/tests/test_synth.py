@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from tally_synth import GROUND_TRUTH_FILE, LABELS, PhotoSpec, generate_photo, photo_rng, render
 from tally_synth.cli import main
 

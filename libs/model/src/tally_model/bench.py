@@ -16,6 +16,9 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 from numpy.typing import NDArray
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc.aio import InferenceServerClient
+
 from tally_inference import (
     DetectParams,
     SlicedDetector,
@@ -27,8 +30,6 @@ from tally_inference import (
 )
 from tally_inference.local_triton import triton_endpoint
 from tally_synth import PhotoSpec, render
-from tritonclient.grpc import InferInput, InferRequestedOutput
-from tritonclient.grpc.aio import InferenceServerClient
 
 
 async def raw_triton(

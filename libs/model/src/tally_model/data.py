@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+
 from tally_synth import LABELS, PhotoSpec, render
 
 # A box cut by the crop edge stays a target if at least this share of it is inside the crop; below

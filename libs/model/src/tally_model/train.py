@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tally_inference import LABELS, ImageEval, average_precision, decode_slice
 
+from tally_inference import LABELS, ImageEval, average_precision, decode_slice
 from tally_model.data import Crop, Photo, make_photos, random_crop
 from tally_model.loss import assign, detection_loss
 from tally_model.model import TallyNet, decode

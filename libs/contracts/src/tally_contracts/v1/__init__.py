@@ -1,0 +1,33 @@
+"""Version 1 of the bus messages."""
+
+from tally_contracts.v1.messages_pb2 import (
+    Cancel,
+    ChunkDetections,
+    ChunkFailure,
+    ChunkResult,
+    DetectChunk,
+    Detection,
+    DetectionParams,
+    JobEvent,
+    JobRef,
+    JobStatus,
+    PhotoUploaded,
+    SliceBox,
+    SliceDetections,
+)
+
+__all__ = [
+    "Cancel",
+    "ChunkDetections",
+    "ChunkFailure",
+    "ChunkResult",
+    "DetectChunk",
+    "Detection",
+    "DetectionParams",
+    "JobEvent",
+    "JobRef",
+    "JobStatus",
+    "PhotoUploaded",
+    "SliceBox",
+    "SliceDetections",
+]
