@@ -71,8 +71,12 @@ lint: install ## ruff (lint and format), mypy --strict, and no drift in generate
 	$(VENV)/bin/mypy libs deploy/triton/cpu tests scripts conftest.py
 	$(PY) scripts/protogen.py --check
 
+.PHONY: servers
+servers: ## make sure RabbitMQ runs on 127.0.0.1 (start it, or install it, if needed)
+	bash scripts/ensure-servers.sh rabbitmq
+
 .PHONY: test
-test: torch triton-env lint ## everything CI runs: lint, types, unit and integration tests
+test: torch triton-env servers lint ## everything CI runs: lint, types, unit and integration tests
 	$(VENV)/bin/pytest
 
 .PHONY: format

@@ -1,0 +1,29 @@
+"""Tally's RabbitMQ bus: one topology, confirmed publishes, consumers that ack after the effect."""
+
+from tally_bus._bus import (
+    Bus,
+    BusError,
+    Consumer,
+    Handler,
+    MalformedMessageError,
+    PublishNotConfirmedError,
+    UnroutableError,
+    decode,
+    encode,
+)
+from tally_bus.topology import QueueSpec, Route, Topology
+
+__all__ = [
+    "Bus",
+    "BusError",
+    "Consumer",
+    "Handler",
+    "MalformedMessageError",
+    "PublishNotConfirmedError",
+    "QueueSpec",
+    "Route",
+    "Topology",
+    "UnroutableError",
+    "decode",
+    "encode",
+]

@@ -1,0 +1,154 @@
+"""Every exchange, queue and routing key of Tally's bus, in one place.
+
+Work (commands between services) goes through a direct exchange to quorum queues; job events go
+through a topic exchange. Each work queue has an explicit delivery limit (RabbitMQ 3.10 sets none
+by default) and dead-letters, at least once, into its own `.dead` queue, where poison messages
+wait to be inspected and replayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Generic, TypeVar
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, ExchangeType
+from google.protobuf.message import Message
+
+from tally_contracts.v1 import Cancel, ChunkResult, DetectChunk, JobEvent, PhotoUploaded
+
+DEFAULT_DELIVERY_LIMIT: Final = 5
+# Covariant: a route of DetectChunk is a route of Message (routes are read-only).
+M_co = TypeVar("M_co", bound=Message, covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Route(Generic[M_co]):
+    """Where one kind of message goes: exchange and routing key, and its protobuf type."""
+
+    exchange: str
+    routing_key: str
+    message_type: type[M_co]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec(Generic[M_co]):
+    name: str
+    route: Route[M_co]
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.name}.dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Names under a prefix, so tests (and side-by-side stacks) get their own isolated set."""
+
+    prefix: str = "tally"
+
+    @property
+    def work_exchange(self) -> str:
+        return f"{self.prefix}.work"
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.prefix}.dead"
+
+    # Routes: what a publisher needs.
+    @property
+    def photo_uploaded(self) -> Route[PhotoUploaded]:
+        return Route(self.work_exchange, "photo.uploaded", PhotoUploaded)
+
+    @property
+    def detect_chunk(self) -> Route[DetectChunk]:
+        return Route(self.work_exchange, "chunk.detect", DetectChunk)
+
+    @property
+    def chunk_result(self) -> Route[ChunkResult]:
+        return Route(self.work_exchange, "chunk.result", ChunkResult)
+
+    @property
+    def cancel(self) -> Route[Cancel]:
+        return Route(self.work_exchange, "job.cancel", Cancel)
+
+    @property
+    def job_event(self) -> Route[JobEvent]:
+        return Route(self.events_exchange, "job.event", JobEvent)
+
+    # Queues: what a consumer needs.
+    @property
+    def photos_queue(self) -> QueueSpec[PhotoUploaded]:
+        return QueueSpec(f"{self.prefix}.orchestrator.photos", self.photo_uploaded)
+
+    @property
+    def chunks_queue(self) -> QueueSpec[DetectChunk]:
+        return QueueSpec(f"{self.prefix}.detector.chunks", self.detect_chunk)
+
+    @property
+    def results_queue(self) -> QueueSpec[ChunkResult]:
+        return QueueSpec(f"{self.prefix}.orchestrator.results", self.chunk_result)
+
+    @property
+    def cancels_queue(self) -> QueueSpec[Cancel]:
+        return QueueSpec(f"{self.prefix}.orchestrator.cancels", self.cancel)
+
+    @property
+    def events_queue(self) -> QueueSpec[JobEvent]:
+        return QueueSpec(f"{self.prefix}.projector.events", self.job_event)
+
+    @property
+    def queues(self) -> tuple[QueueSpec[Message], ...]:
+        return (
+            self.photos_queue,
+            self.chunks_queue,
+            self.results_queue,
+            self.cancels_queue,
+            self.events_queue,
+        )
+
+    async def declare(self, channel: AbstractChannel) -> None:
+        """Declare everything; safe to run from every service at start-up (idempotent)."""
+        work = await channel.declare_exchange(self.work_exchange, ExchangeType.DIRECT, durable=True)
+        events = await channel.declare_exchange(
+            self.events_exchange, ExchangeType.TOPIC, durable=True
+        )
+        dead = await channel.declare_exchange(
+            self.dead_letter_exchange, ExchangeType.DIRECT, durable=True
+        )
+        exchanges = {self.work_exchange: work, self.events_exchange: events}
+        for spec in self.queues:
+            queue = await channel.declare_queue(
+                spec.name, durable=True, arguments=_arguments(spec, self)
+            )
+            await queue.bind(exchanges[spec.route.exchange], spec.route.routing_key)
+            parked = await channel.declare_queue(
+                spec.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            await parked.bind(dead, spec.name)
+
+    async def delete(self, channel: AbstractChannel) -> None:
+        """Remove every queue and exchange of this prefix (tests clean up with it)."""
+        for spec in self.queues:
+            await channel.queue_delete(spec.name)
+            await channel.queue_delete(spec.dead_letter_queue)
+        for name in (self.work_exchange, self.events_exchange, self.dead_letter_exchange):
+            await channel.exchange_delete(name)
+
+
+def _arguments(spec: QueueSpec[Message], topology: Topology) -> dict[str, aio_pika.abc.FieldValue]:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": spec.delivery_limit,
+        "x-dead-letter-exchange": topology.dead_letter_exchange,
+        "x-dead-letter-routing-key": spec.name,
+        # At-least-once dead-lettering needs reject-publish overflow; no poison message is lost
+        # between the queue and its dead-letter queue.
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }

@@ -1,0 +1,175 @@
+"""The bus against a real RabbitMQ: confirms, unroutable messages, redelivery, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aio_pika
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from tally_bus import Bus, Route, Topology, UnroutableError, decode, encode
+from tally_contracts.v1 import DetectChunk, JobEvent, JobRef, SliceBox
+
+pytestmark = pytest.mark.integration
+
+JOB = JobRef(tenant_id="tenant-a", session_id="s1", job_id="j1")
+
+
+def _chunk(index: int = 0) -> DetectChunk:
+    return DetectChunk(
+        job=JOB,
+        chunk_index=index,
+        chunk_count=4,
+        attempt=1,
+        object_key="k",
+        width=4000,
+        height=3000,
+        slices=[SliceBox(x1=0, y1=0, x2=512, y2=512)],
+    )
+
+
+async def _get(
+    bus: Bus, queue: str, timeout_s: float = 10.0
+) -> aio_pika.abc.AbstractIncomingMessage:
+    """The next message of `queue`, waiting for it to arrive."""
+    channel = await bus.connection.channel()
+    q = await channel.get_queue(queue, ensure=False)
+    async with q.iterator(timeout=timeout_s) as messages:
+        async for message in messages:
+            await message.ack()
+            return message
+    raise AssertionError(f"nothing arrived on {queue}")
+
+
+async def test_a_published_message_is_confirmed_and_arrives_intact(
+    bus: Bus, topology: Topology
+) -> None:
+    await bus.publish(topology.detect_chunk, _chunk(3))
+    received = await _get(bus, topology.chunks_queue.name)
+    assert decode(received, DetectChunk) == _chunk(3)
+    assert received.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert received.content_type == "application/x-protobuf"
+
+
+async def test_a_message_no_queue_takes_raises_instead_of_vanishing(
+    bus: Bus, topology: Topology
+) -> None:
+    nowhere = Route(topology.work_exchange, "no.such.route", DetectChunk)
+    with pytest.raises(UnroutableError):
+        await bus.publish(nowhere, _chunk())
+
+
+async def test_the_wrong_message_type_for_a_route_is_refused(bus: Bus, topology: Topology) -> None:
+    with pytest.raises(TypeError):
+        await bus.publish(topology.detect_chunk, JobEvent(job=JOB))
+
+
+async def test_an_unacked_message_is_redelivered_when_its_consumer_dies(
+    bus: Bus, topology: Topology, amqp_url: str
+) -> None:
+    await bus.publish(topology.detect_chunk, _chunk(1))
+
+    # A consumer on its own connection takes the message and dies before acknowledging it.
+    doomed = await aio_pika.connect(amqp_url)
+    channel = await doomed.channel()
+    await channel.set_qos(prefetch_count=1)
+    queue = await channel.get_queue(topology.chunks_queue.name, ensure=False)
+    taken = await queue.get(timeout=10, no_ack=False)
+    assert taken is not None
+    await doomed.close()
+
+    seen: asyncio.Queue[DetectChunk] = asyncio.Queue()
+
+    async def handle(chunk: DetectChunk) -> None:
+        await seen.put(chunk)
+
+    consumer = await bus.consume(topology.chunks_queue, handle, prefetch=1)
+    try:
+        assert await asyncio.wait_for(seen.get(), 10) == _chunk(1)
+    finally:
+        await consumer.stop()
+
+
+async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_delivery_limit(
+    bus: Bus, topology: Topology
+) -> None:
+    attempts: list[int] = []
+
+    async def always_fails(chunk: DetectChunk) -> None:
+        attempts.append(chunk.chunk_index)
+        raise RuntimeError("poison")
+
+    consumer = await bus.consume(topology.chunks_queue, always_fails, prefetch=1)
+    await bus.publish(topology.detect_chunk, _chunk(7))
+    try:
+        dead = await _get(bus, topology.chunks_queue.dead_letter_queue, timeout_s=30)
+    finally:
+        await consumer.stop()
+    assert decode(dead, DetectChunk) == _chunk(7)
+    # RabbitMQ dead-letters once the delivery count exceeds the limit: limit + 1 attempts.
+    assert len(attempts) == topology.chunks_queue.delivery_limit + 1
+
+
+async def test_a_malformed_message_is_dead_lettered_without_reaching_the_handler(
+    bus: Bus, topology: Topology
+) -> None:
+    handled: list[DetectChunk] = []
+
+    async def handle(chunk: DetectChunk) -> None:
+        handled.append(chunk)
+
+    consumer = await bus.consume(topology.chunks_queue, handle, prefetch=1)
+    channel = await bus.connection.channel()
+    exchange = await channel.get_exchange(topology.work_exchange, ensure=False)
+    garbage = aio_pika.Message(b"\xff\x00 not protobuf", type="tally.v1.DetectChunk")
+    await exchange.publish(garbage, topology.detect_chunk.routing_key)
+    wrong_type = encode(JobEvent(job=JOB))
+    await exchange.publish(wrong_type, topology.detect_chunk.routing_key)
+    try:
+        first = await _get(bus, topology.chunks_queue.dead_letter_queue)
+        second = await _get(bus, topology.chunks_queue.dead_letter_queue)
+    finally:
+        await consumer.stop()
+    assert {first.body, second.body} == {garbage.body, wrong_type.body}
+    assert handled == []
+
+
+async def test_the_trace_context_travels_with_the_message(bus: Bus, topology: Topology) -> None:
+    tracer = TracerProvider().get_tracer("test")
+    seen: asyncio.Queue[int] = asyncio.Queue()
+
+    async def handle(chunk: DetectChunk) -> None:
+        await seen.put(trace.get_current_span().get_span_context().trace_id)
+
+    consumer = await bus.consume(topology.chunks_queue, handle, prefetch=1)
+    try:
+        with tracer.start_as_current_span("upload") as span:
+            await bus.publish(topology.detect_chunk, _chunk())
+            sent = span.get_span_context().trace_id
+        assert await asyncio.wait_for(seen.get(), 10) == sent
+    finally:
+        await consumer.stop()
+
+
+async def test_stopping_a_consumer_waits_for_the_message_in_hand(
+    bus: Bus, topology: Topology
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    done: list[int] = []
+
+    async def slow(chunk: DetectChunk) -> None:
+        started.set()
+        await release.wait()
+        done.append(chunk.chunk_index)
+
+    consumer = await bus.consume(topology.chunks_queue, slow, prefetch=1)
+    await bus.publish(topology.detect_chunk, _chunk(5))
+    await asyncio.wait_for(started.wait(), 10)
+    stopping = asyncio.create_task(consumer.stop(grace_s=10))
+    await asyncio.sleep(0)
+    assert not stopping.done()
+    release.set()
+    await stopping
+    assert done == [5]

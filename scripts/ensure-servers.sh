@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Make sure the local servers the tests and the stack talk to are up: use a running one, start an
+# installed one, install a missing one (Debian packages). Usage: ensure-servers.sh [rabbitmq ...]
+set -euo pipefail
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() {  # port, name
+  for _ in $(seq 1 120); do
+    listening "$1" && return 0
+    sleep 0.5
+  done
+  echo "$2 did not come up on 127.0.0.1:$1" >&2
+  return 1
+}
+
+apt_install() {
+  if [ -z "${TALLY_APT_UPDATED:-}" ]; then
+    apt-get update -qq
+    export TALLY_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_rabbitmq() {
+  listening 5672 && return 0
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  echo "starting RabbitMQ"
+  rabbitmq-server -detached
+  wait_for 5672 RabbitMQ
+}
+
+for server in "${@:-rabbitmq}"; do
+  "ensure_${server}"
+done
