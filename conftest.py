@@ -1,15 +1,17 @@
-"""Fixtures for every test in the repository."""
+"""Fixtures and hooks for every test in the repository."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import pytest
 
-# A callback that holds the event loop longer than this fails the test: blocking work belongs in
-# a worker thread (STYLE.md). Generous, so that a loaded CI machine does not cry wolf.
+# A callback that holds the event loop longer than this, while a test body runs, fails the test:
+# blocking work belongs in a worker thread (STYLE.md). Generous, so that a loaded CI machine does
+# not cry wolf. Fixture set-up is exempt: opening clients (botocore loads its JSON models
+# synchronously) is start-up cost, not the code under test.
 SLOW_CALLBACK_S = 0.5
 
 
@@ -25,24 +27,21 @@ class _SlowCallbacks(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
-def _no_blocking_on_the_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
-    if not asyncio.iscoroutinefunction(getattr(request.node, "obj", None)):
-        yield
-        return
+async def _debug_event_loop() -> None:
+    """Async tests run on a loop in debug mode, which reports slow callbacks."""
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = SLOW_CALLBACK_S
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     handler = _SlowCallbacks()
     logger = logging.getLogger("asyncio")
     logger.addHandler(handler)
-    request.getfixturevalue("_debug_event_loop")
     try:
         yield
     finally:
         logger.removeHandler(handler)
     if handler.messages:
         pytest.fail("the event loop was blocked:\n" + "\n".join(handler.messages))
-
-
-@pytest.fixture
-async def _debug_event_loop() -> None:
-    loop = asyncio.get_running_loop()
-    loop.set_debug(True)
-    loop.slow_callback_duration = SLOW_CALLBACK_S
