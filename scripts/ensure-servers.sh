@@ -30,6 +30,16 @@ ensure_rabbitmq() {
   wait_for 5672 RabbitMQ
 }
 
+ensure_postgres() {
+  listening 5432 && return 0
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  echo "starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  wait_for 5432 PostgreSQL
+}
+
 for server in "${@:-rabbitmq}"; do
   "ensure_${server}"
 done

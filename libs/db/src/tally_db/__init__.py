@@ -1,0 +1,37 @@
+"""Tally's record store: PostgreSQL schema, migrations and a tenant-scoped repository."""
+
+from tally_db._migrate import Migration, migrate, migrations
+from tally_db._store import (
+    API_KEY_PREFIX,
+    ApiKey,
+    ConflictError,
+    Job,
+    NewApiKey,
+    NewJob,
+    NotFoundError,
+    OutboxEntry,
+    PendingMessage,
+    Session,
+    Store,
+    Tenant,
+    digest,
+)
+
+__all__ = [
+    "API_KEY_PREFIX",
+    "ApiKey",
+    "ConflictError",
+    "Job",
+    "Migration",
+    "NewApiKey",
+    "NewJob",
+    "NotFoundError",
+    "OutboxEntry",
+    "PendingMessage",
+    "Session",
+    "Store",
+    "Tenant",
+    "digest",
+    "migrate",
+    "migrations",
+]

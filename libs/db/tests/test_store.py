@@ -1,0 +1,143 @@
+"""The record store on a real PostgreSQL: migrations, API keys, tenant scoping, the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from tally_db import (
+    ConflictError,
+    NewJob,
+    NotFoundError,
+    OutboxEntry,
+    Store,
+    digest,
+    migrate,
+    migrations,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _job(tenant_id: uuid.UUID, session_id: uuid.UUID, name: str = "a.jpg") -> NewJob:
+    return NewJob(tenant_id, session_id, name, f"{tenant_id}/{session_id}/{name}", 4000, 3000)
+
+
+def _message(routing_key: str = "photo.uploaded") -> OutboxEntry:
+    return OutboxEntry("tally.work", routing_key, "tally.v1.PhotoUploaded", b"\x0a\x00")
+
+
+async def test_migrations_apply_once_even_when_services_start_together(database: str) -> None:
+    connections = [await asyncpg.connect(database) for _ in range(3)]
+    try:
+        applied = await asyncio.gather(*(migrate(c) for c in connections))
+        assert sorted(map(len, applied)) == [0, 0, len(migrations())]
+        assert await migrate(connections[0]) == []
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def test_an_api_key_resolves_to_its_tenant_and_only_its_digest_is_stored(
+    store: Store, database: str
+) -> None:
+    tenant = await store.create_tenant("greenhouse-a")
+    created = await store.create_api_key(tenant.id)
+    assert created.key.startswith("tly_")
+    assert await store.tenant_for_api_key(created.key) == tenant
+    assert await store.tenant_for_api_key(created.key + "x") is None
+
+    connection = await asyncpg.connect(database)
+    try:
+        stored = await connection.fetchrow("SELECT * FROM api_keys")
+    finally:
+        await connection.close()
+    assert stored is not None
+    assert stored["digest"] == digest(created.key)
+    assert created.key not in {str(v) for v in stored.values()}
+
+
+async def test_a_revoked_key_no_longer_opens_anything(store: Store) -> None:
+    tenant = await store.create_tenant("greenhouse-a")
+    created = await store.create_api_key(tenant.id)
+    other = await store.create_tenant("greenhouse-b")
+    assert not await store.revoke_api_key(other.id, created.api_key.id)  # not theirs to revoke
+    assert await store.revoke_api_key(tenant.id, created.api_key.id)
+    assert await store.tenant_for_api_key(created.key) is None
+    assert not await store.revoke_api_key(tenant.id, created.api_key.id)
+
+
+async def test_tenant_names_are_unique_and_keys_need_a_tenant(store: Store) -> None:
+    await store.create_tenant("greenhouse-a")
+    with pytest.raises(ConflictError):
+        await store.create_tenant("greenhouse-a")
+    with pytest.raises(NotFoundError):
+        await store.create_api_key(uuid.uuid4())
+
+
+async def test_another_tenants_sessions_and_jobs_are_invisible(store: Store) -> None:
+    a = await store.create_tenant("a")
+    b = await store.create_tenant("b")
+    session = await store.create_session(a.id, "tray 7", {"slice_size": 512})
+    (job,) = await store.add_jobs([_job(a.id, session.id)], [_message()])
+
+    assert await store.get_session(a.id, session.id) == session
+    assert session.params == {"slice_size": 512}
+    assert await store.get_session(b.id, session.id) is None
+    assert await store.get_job(a.id, job.id) == job
+    assert await store.get_job(b.id, job.id) is None
+    assert await store.session_jobs(b.id, session.id) == []
+    assert await store.list_sessions(b.id) == []
+
+
+async def test_a_job_cannot_be_filed_under_another_tenants_session(store: Store) -> None:
+    a = await store.create_tenant("a")
+    b = await store.create_tenant("b")
+    session = await store.create_session(a.id)
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await store.add_jobs([_job(b.id, session.id)], [])
+
+
+async def test_jobs_and_their_outbox_messages_commit_together_or_not_at_all(store: Store) -> None:
+    tenant = await store.create_tenant("a")
+    session = await store.create_session(tenant.id)
+    broken = OutboxEntry("tally.work", None, "x", b"")  # type: ignore[arg-type]
+    with pytest.raises(asyncpg.NotNullViolationError):
+        await store.add_jobs([_job(tenant.id, session.id)], [broken])
+    assert await store.session_jobs(tenant.id, session.id) == []
+    assert await store.pending_messages() == []
+
+    jobs = await store.add_jobs(
+        [_job(tenant.id, session.id, "1.jpg"), _job(tenant.id, session.id, "2.jpg")],
+        [_message(), _message()],
+    )
+    assert [j.status for j in jobs] == ["queued", "queued"]
+    assert [j.filename for j in await store.session_jobs(tenant.id, session.id)] == [
+        "1.jpg",
+        "2.jpg",
+    ]
+    pending = await store.pending_messages()
+    assert [p.entry for p in pending] == [_message(), _message()]
+    await store.mark_published([pending[0].id])
+    assert [p.id for p in await store.pending_messages()] == [pending[1].id]
+
+
+async def test_sessions_list_newest_first(store: Store) -> None:
+    tenant = await store.create_tenant("a")
+    first = await store.create_session(tenant.id, "first")
+    second = await store.create_session(tenant.id, "second")
+    assert [s.id for s in await store.list_sessions(tenant.id)] == [second.id, first.id]
+
+
+def test_the_cli_migrates_and_then_has_nothing_to_do(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tally_db.cli import main
+
+    assert main(["migrate", "--dsn", database]) == 0
+    assert "applied migrations [1]" in capsys.readouterr().out
+    assert main(["migrate", "--dsn", database]) == 0
+    assert "up to date" in capsys.readouterr().out
