@@ -29,6 +29,7 @@ class OracleModel:
     def __init__(self, fail: bool = False, overlap: int = 1) -> None:
         self.fail = fail
         self.batches: list[int] = []
+        self.calls = 0
         self.in_flight = 0
         self.max_in_flight = 0
         # With overlap > 1, each call waits (briefly at most) for that many calls to be in flight,
@@ -37,6 +38,7 @@ class OracleModel:
         self.crowded = asyncio.Event()
 
     async def infer(self, batch: NDArray[np.uint8]) -> NDArray[np.float32]:
+        self.calls += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         if self.in_flight >= self.overlap:
@@ -146,10 +148,16 @@ async def test_good_bytes_are_decoded_and_detected() -> None:
     assert result.counts == {"seedling": seedlings, "weed": weeds}
 
 
-async def test_a_model_failure_surfaces_as_an_inference_error() -> None:
-    image, *_ = _scene(600, 600)
+async def test_a_model_failure_surfaces_as_an_inference_error_and_stops_the_rest() -> None:
+    image, *_ = _scene(1200, 900)
+    model = OracleModel(fail=True)
+    detector = SlicedDetector(model, SliceParams(256, 0.2), DetectParams(batch_size=2))
+    groups = len(plan_slices(1200, 900, detector.slice_params)) // 2
     with pytest.raises(InferenceError, match="exploded"):
-        await SlicedDetector(OracleModel(fail=True), SliceParams(256, 0.2)).detect(image)
+        await detector.detect(image)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    await asyncio.gather(*others, return_exceptions=True)
+    assert model.calls < groups  # the batches still queued never reached the model
 
 
 def test_parameters_are_validated() -> None:

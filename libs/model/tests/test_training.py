@@ -97,3 +97,11 @@ def test_export_matches_pytorch_and_accepts_any_batch_and_slice_size(tmp_path: P
         images = np.zeros((batch, size, size, 3), np.uint8)
         (out,) = session.run(None, {"images": images})
         assert out.shape == (batch, (size // 8) ** 2, 6)
+
+
+def test_generated_labels_map_onto_the_models_classes() -> None:
+    import tally_inference
+    import tally_synth
+
+    # Class index k of the ONNX output means LABELS[k]; training data must use the same order.
+    assert tally_synth.LABELS == tally_inference.LABELS

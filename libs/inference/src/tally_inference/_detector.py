@@ -224,5 +224,13 @@ class SlicedDetector:
                 await on_batch(done)
             return results
 
-        chunks = await asyncio.gather(*(run(group) for group in groups))
+        tasks = [asyncio.create_task(run(group)) for group in groups]
+        try:
+            chunks = await asyncio.gather(*tasks)
+        except BaseException:
+            # One failed batch fails the call: stop the others instead of leaving them running.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         return [result for chunk in chunks for result in chunk]

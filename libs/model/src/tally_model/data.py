@@ -10,7 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from tally_synth import LABELS, PhotoSpec, render
+from tally_inference import LABELS
+from tally_synth import PhotoSpec, render
 
 # A box cut by the crop edge stays a target if at least this share of it is inside the crop; below
 # IGNORE_BELOW it is dropped; in between it is neither a target nor background.

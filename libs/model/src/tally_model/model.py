@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from tally_inference import LABELS
+
 STRIDE: Final = 8
-CLASSES: Final = ("seedling", "weed")
 
 
 def _conv(cin: int, cout: int, k: int = 3, s: int = 1) -> nn.Sequential:
@@ -36,7 +37,7 @@ class _Residual(nn.Module):
 
 
 class TallyNet(nn.Module):
-    def __init__(self, num_classes: int = len(CLASSES), width: int = 64) -> None:
+    def __init__(self, num_classes: int = len(LABELS), width: int = 64) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.stem = nn.Sequential(_conv(3, 16, 3, 2), _conv(16, 32, 3, 2), _Residual(32))
