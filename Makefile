@@ -68,7 +68,7 @@ proto: install ## regenerate the committed Python code of proto/tally/v1 (libs/c
 lint: install ## ruff (lint and format), mypy --strict, and no drift in generated protobuf code
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs deploy/triton/cpu tests scripts conftest.py
+	$(VENV)/bin/mypy libs services deploy/triton/cpu tests scripts conftest.py
 	$(PY) scripts/protogen.py --check
 
 .PHONY: servers

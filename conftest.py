@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Generator
+import os
+import uuid
+from collections.abc import Generator, Iterator
 
+import asyncpg
 import pytest
+
+from tally_storage.local_s3 import MotoS3Server
 
 # A callback that holds the event loop longer than this, while a test body runs, fails the test:
 # blocking work belongs in a worker thread (STYLE.md). Generous, so that a loaded CI machine does
@@ -45,3 +50,41 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         logger.removeHandler(handler)
     if handler.messages:
         pytest.fail("the event loop was blocked:\n" + "\n".join(handler.messages))
+
+
+# Real servers shared by the tests of every package: PostgreSQL and RabbitMQ from the machine
+# (`make servers`), moto's S3 server started here.
+
+AMQP_URL = os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_ADMIN_DSN = os.environ.get("TALLY_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    return AMQP_URL
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """The DSN of a fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"tally_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server, over HTTP on a free loopback port."""
+    with MotoS3Server() as server:
+        yield server.endpoint_url

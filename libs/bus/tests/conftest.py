@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -8,13 +7,6 @@ import aio_pika
 import pytest
 
 from tally_bus import Bus, Topology
-
-AMQP_URL = os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-@pytest.fixture
-def amqp_url() -> str:
-    return AMQP_URL
 
 
 @pytest.fixture
@@ -24,9 +16,9 @@ def topology() -> Topology:
 
 
 @pytest.fixture
-async def bus(topology: Topology) -> AsyncIterator[Bus]:
-    async with await Bus.connect(AMQP_URL, topology, publish_timeout_s=10) as connected:
+async def bus(topology: Topology, amqp_url: str) -> AsyncIterator[Bus]:
+    async with await Bus.connect(amqp_url, topology, publish_timeout_s=10) as connected:
         yield connected
-    connection = await aio_pika.connect(AMQP_URL)
+    connection = await aio_pika.connect(amqp_url)
     async with connection:
         await topology.delete(await connection.channel())

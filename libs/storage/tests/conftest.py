@@ -1,18 +1,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from tally_storage import ObjectStore, S3Settings
-from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY, MotoS3Server
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    with MotoS3Server() as server:
-        yield server.endpoint_url
+from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from tally_bus._bus import (
     UnroutableError,
     decode,
     encode,
+    trace_headers,
 )
 from tally_bus.topology import QueueSpec, Route, Topology
 
@@ -26,4 +27,5 @@ __all__ = [
     "UnroutableError",
     "decode",
     "encode",
+    "trace_headers",
 ]

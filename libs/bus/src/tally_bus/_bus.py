@@ -45,18 +45,31 @@ class MalformedMessageError(BusError):
     pass
 
 
+def trace_headers() -> dict[str, str]:
+    """The W3C trace context (traceparent, tracestate) of the current span, if any."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
 def encode(message: Message, headers: dict[str, str] | None = None) -> aio_pika.Message:
     """A persistent AMQP message carrying the protobuf bytes, its type and the trace context."""
-    carrier: dict[str, str] = dict(headers or {})
-    propagate.inject(carrier)  # W3C traceparent/tracestate of the current span, if any
+    return _amqp_message(
+        message.SerializeToString(),
+        message.DESCRIPTOR.full_name,
+        {**trace_headers(), **(headers or {})},
+    )
+
+
+def _amqp_message(body: bytes, message_type: str, headers: dict[str, str]) -> aio_pika.Message:
     return aio_pika.Message(
-        body=message.SerializeToString(),
+        body=body,
         content_type=CONTENT_TYPE,
-        type=message.DESCRIPTOR.full_name,
+        type=message_type,
         message_id=uuid.uuid4().hex,
         timestamp=datetime.now(UTC),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        headers=dict(carrier),
+        headers=dict(headers),
     )
 
 
@@ -138,23 +151,42 @@ class Bus:
         """Return once the broker has confirmed the message; raise if it did not take it."""
         if not isinstance(message, route.message_type):
             raise TypeError(f"{route.routing_key} carries {route.message_type.__name__} messages")
-        exchange = await self._channel.get_exchange(route.exchange, ensure=False)
+        await self._publish(route.exchange, route.routing_key, encode(message))
+
+    async def publish_encoded(
+        self,
+        exchange: str,
+        routing_key: str,
+        message_type: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Publish bytes encoded earlier (the outbox relay), with the trace context they kept."""
+        await self._publish(
+            exchange, routing_key, _amqp_message(payload, message_type, headers or {})
+        )
+
+    async def _publish(
+        self, exchange_name: str, routing_key: str, message: aio_pika.Message
+    ) -> None:
+        exchange = await self._channel.get_exchange(exchange_name, ensure=False)
         try:
             confirmation = await exchange.publish(
-                encode(message),
-                route.routing_key,
-                mandatory=True,
-                timeout=self._publish_timeout_s,
+                message, routing_key, mandatory=True, timeout=self._publish_timeout_s
             )
         except TimeoutError:
             raise PublishNotConfirmedError(
-                f"no confirm for {route.routing_key} within {self._publish_timeout_s} s"
+                f"no confirm for {routing_key} within {self._publish_timeout_s} s"
             ) from None
         if isinstance(confirmation, Basic.Ack):
             return
         if isinstance(confirmation, Basic.Nack):
-            raise PublishNotConfirmedError(f"the broker refused {route.routing_key}")
-        raise UnroutableError(f"no queue is bound to {route.exchange!r} with {route.routing_key!r}")
+            raise PublishNotConfirmedError(f"the broker refused {routing_key}")
+        raise UnroutableError(f"no queue is bound to {exchange_name!r} with {routing_key!r}")
+
+    @property
+    def is_connected(self) -> bool:
+        return not self.connection.is_closed and not self._channel.is_closed
 
     async def consume(self, spec: QueueSpec[M], handler: Handler[M], *, prefetch: int) -> Consumer:
         """Deliver decoded messages of `spec` to `handler`, at most `prefetch` at a time.

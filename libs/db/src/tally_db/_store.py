@@ -103,6 +103,7 @@ class OutboxEntry:
     routing_key: str
     message_type: str
     payload: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,9 +272,12 @@ class Store:
     @staticmethod
     async def _enqueue(connection: Connection, messages: Iterable[OutboxEntry]) -> None:
         await connection.executemany(
-            """INSERT INTO outbox (exchange, routing_key, message_type, payload)
-               VALUES ($1, $2, $3, $4)""",
-            [(m.exchange, m.routing_key, m.message_type, m.payload) for m in messages],
+            """INSERT INTO outbox (exchange, routing_key, message_type, payload, headers)
+               VALUES ($1, $2, $3, $4, $5::jsonb)""",
+            [
+                (m.exchange, m.routing_key, m.message_type, m.payload, json.dumps(m.headers))
+                for m in messages
+            ],
         )
 
     async def pending_messages(self, limit: int = 100) -> list[PendingMessage]:
@@ -283,7 +287,13 @@ class Store:
         return [
             PendingMessage(
                 r["id"],
-                OutboxEntry(r["exchange"], r["routing_key"], r["message_type"], r["payload"]),
+                OutboxEntry(
+                    r["exchange"],
+                    r["routing_key"],
+                    r["message_type"],
+                    r["payload"],
+                    json.loads(r["headers"]),
+                ),
                 r["created_at"],
             )
             for r in rows

@@ -76,6 +76,7 @@ CREATE TABLE outbox (
     routing_key   text NOT NULL,
     message_type  text NOT NULL,
     payload       bytea NOT NULL,
+    headers       jsonb NOT NULL DEFAULT '{}',  -- e.g. the W3C trace context of the request
     created_at    timestamptz NOT NULL DEFAULT now(),
     published_at  timestamptz
 );

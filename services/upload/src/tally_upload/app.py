@@ -1,0 +1,64 @@
+"""The upload service's application: connections opened in one lifespan, routes mounted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from tally_bus import Bus, Topology
+from tally_db import Store
+from tally_storage import ObjectStore, S3Settings
+from tally_upload import _errors
+from tally_upload._relay import OutboxRelay
+from tally_upload.config import Settings
+from tally_upload.deps import Deps
+from tally_upload.routes import health, photos, sessions
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            store = await stack.enter_async_context(
+                Store.open(settings.database_url.get_secret_value())
+            )
+            s3 = S3Settings(
+                bucket=settings.s3_bucket,
+                endpoint_url=settings.s3_endpoint_url,
+                region=settings.s3_region,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=(
+                    settings.s3_secret_access_key.get_secret_value()
+                    if settings.s3_secret_access_key
+                    else None
+                ),
+            )
+            objects = await stack.enter_async_context(ObjectStore.open(s3, create_bucket=True))
+            bus = await stack.enter_async_context(
+                await Bus.connect(
+                    settings.amqp_url.get_secret_value(), Topology(settings.bus_prefix)
+                )
+            )
+            relay = OutboxRelay(store, bus, settings.relay_interval_s)
+            relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+            app.state.deps = Deps(settings, store, objects, bus, relay)
+            app.state.ready = True
+            try:
+                yield
+            finally:
+                app.state.ready = False
+                relay_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay_task
+
+    app = FastAPI(title="Tally upload", version="1", lifespan=lifespan)
+    _errors.install(app)
+    app.include_router(sessions.router)
+    app.include_router(photos.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,193 @@
+"""POST /v1/sessions/{sid}/photos: take photos, refuse bad ones, queue a job per good one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Counter
+from starlette.datastructures import UploadFile
+
+from tally_bus import Topology, trace_headers
+from tally_contracts.v1 import DetectionParams, JobEvent, JobRef, PhotoUploaded
+from tally_db import NewJob, OutboxEntry, Session
+from tally_upload._errors import ApiError, envelope
+from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
+from tally_upload.deps import CurrentTenant, Deps, DepsDep
+
+router = APIRouter(prefix="/v1/sessions", tags=["photos"])
+
+PHOTOS = Counter("tally_upload_photos_total", "Photos received, by outcome", ["outcome", "code"])
+READ_CHUNK = 1024 * 1024
+
+
+async def _read_capped(upload: UploadFile, limit: int) -> bytes | None:
+    """The file's bytes, or None once it is over `limit` (the rest is not read)."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _intake(upload: UploadFile, deps: Deps) -> AcceptedPhoto | RejectedPhoto:
+    settings = deps.settings
+    filename = upload.filename or "unnamed"
+    data = await _read_capped(upload, settings.max_file_bytes)
+    if data is None:
+        mb = settings.max_file_bytes / 1024 / 1024
+        return RejectedPhoto(filename, "file_too_large", f"the file is over {mb:.0f} MB")
+    return await asyncio.to_thread(
+        check_photo, filename, data, settings.max_pixels, settings.thumbnail_size
+    )
+
+
+def _messages(
+    session: Session, job: NewJob, photo: AcceptedPhoto, routes: Topology
+) -> list[OutboxEntry]:
+    """PhotoUploaded for the orchestrator and the job's first event (sequence 1): queued."""
+    now = Timestamp()
+    now.FromDatetime(datetime.now(UTC))
+    ref = JobRef(tenant_id=str(job.tenant_id), session_id=str(job.session_id), job_id=str(job.id))
+    params = session.params
+    uploaded = PhotoUploaded(
+        job=ref,
+        image_id=str(job.image_id),
+        filename=job.filename,
+        object_key=job.object_key,
+        width=job.width,
+        height=job.height,
+        params=DetectionParams(
+            slice_size=params["slice_size"],
+            overlap=params["overlap"],
+            confidence=params["confidence"],
+        ),
+        uploaded_at=now,
+    )
+    queued = JobEvent(
+        event_id=uuid.uuid4().hex,
+        job=ref,
+        sequence=1,
+        emitted_at=now,
+        source="upload",
+        queued=JobEvent.Queued(
+            image_id=str(job.image_id),
+            filename=job.filename,
+            width=photo.width,
+            height=photo.height,
+        ),
+    )
+    headers = trace_headers()  # the upload request's trace continues in the consumers
+    return [
+        OutboxEntry(
+            routes.photo_uploaded.exchange,
+            routes.photo_uploaded.routing_key,
+            PhotoUploaded.DESCRIPTOR.full_name,
+            uploaded.SerializeToString(),
+            headers,
+        ),
+        OutboxEntry(
+            routes.job_event.exchange,
+            routes.job_event.routing_key,
+            JobEvent.DESCRIPTOR.full_name,
+            queued.SerializeToString(),
+            headers,
+        ),
+    ]
+
+
+@router.post("/{session_id}/photos", status_code=202)
+async def upload_photos(
+    session_id: uuid.UUID, request: Request, deps: DepsDep, tenant: CurrentTenant
+) -> JSONResponse:
+    session = await deps.store.get_session(tenant.id, session_id)
+    if session is None:
+        raise ApiError(404, "not_found", f"no session {session_id}")
+    accepted: list[AcceptedPhoto] = []
+    rejected: list[RejectedPhoto] = []
+    # The form's spooled files are closed when the block ends.
+    async with request.form(max_files=deps.settings.max_files_per_request) as form:
+        uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+        if not uploads:
+            raise ApiError(400, "no_files", "send one or more multipart parts named 'file'")
+        for upload in uploads:
+            outcome = await _intake(upload, deps)
+            if isinstance(outcome, AcceptedPhoto):
+                accepted.append(outcome)
+            else:
+                rejected.append(outcome)
+    for r in rejected:
+        PHOTOS.labels("rejected", r.code).inc()
+
+    rejections = [r.to_json() for r in rejected]
+    if not accepted:
+        status = status_for(rejected)
+        codes = {r.code for r in rejected}
+        code = codes.pop() if len(codes) == 1 else "photos_rejected"
+        body = envelope(
+            code, "no file in the request is an acceptable photo", jobs=[], rejected=rejections
+        )
+        return JSONResponse(body, status_code=status)
+
+    jobs = await _store(session, accepted, deps)
+    PHOTOS.labels("accepted", "").inc(len(jobs))
+    payload: dict[str, Any] = {
+        "session_id": str(session.id),
+        "jobs": [
+            {
+                "job_id": str(j.id),
+                "image_id": str(j.image_id),
+                "filename": j.filename,
+                "status": "queued",
+            }
+            for j in jobs
+        ],
+        "rejected": rejections,
+    }
+    return JSONResponse(payload, status_code=202)
+
+
+async def _store(session: Session, photos: list[AcceptedPhoto], deps: Deps) -> list[NewJob]:
+    """Originals and thumbnails to S3, then job rows and their messages in one transaction."""
+    jobs: list[NewJob] = []
+    messages: list[OutboxEntry] = []
+    written: list[str] = []
+    try:
+        for photo in photos:
+            job_id = uuid.uuid4()
+            prefix = f"{session.tenant_id}/{session.id}/{job_id}"
+            original = f"{prefix}/original{photo.extension}"
+            thumbnail = f"{prefix}/thumbnail.jpg"
+            await deps.objects.put_bytes(original, photo.data, photo.content_type)
+            written.append(original)
+            await deps.objects.put_bytes(thumbnail, photo.thumbnail, "image/jpeg")
+            written.append(thumbnail)
+            job = NewJob(
+                session.tenant_id,
+                session.id,
+                photo.filename,
+                original,
+                photo.width,
+                photo.height,
+                id=job_id,
+            )
+            messages += _messages(session, job, photo, deps.bus.topology)
+            jobs.append(job)
+        await deps.store.add_jobs(jobs, messages)
+    except BaseException:
+        # Nothing was committed: do not leave objects that no job points to.
+        for key in written:
+            with contextlib.suppress(Exception):
+                await deps.objects.delete(key)
+        raise
+    deps.relay.notify()
+    return jobs
