@@ -1,0 +1,1 @@
+"""Tally's command line and SDK. Today: the operator's `tally admin` commands."""

@@ -1,0 +1,109 @@
+"""`tally`: Tally's command line.
+
+    tally admin create-tenant NAME [--json]     a tenant and its first API key
+    tally admin create-key TENANT_ID [--json]   another API key for a tenant
+    tally admin revoke-key TENANT_ID KEY_ID     a key stops working at once
+
+Admin commands talk to the record store directly (TALLY_DATABASE_URL): they are for operators,
+not for tenants. An API key is printed once and never stored; only its digest is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+
+from tally_db import ConflictError, NotFoundError, Store
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tally"
+
+
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id") from None
+
+
+async def _create_tenant(store: Store, args: argparse.Namespace) -> dict[str, str]:
+    tenant = await store.create_tenant(args.name)
+    created = await store.create_api_key(tenant.id)
+    return {
+        "tenant_id": str(tenant.id),
+        "name": tenant.name,
+        "key_id": str(created.api_key.id),
+        "api_key": created.key,
+    }
+
+
+async def _create_key(store: Store, args: argparse.Namespace) -> dict[str, str]:
+    created = await store.create_api_key(args.tenant_id)
+    return {
+        "tenant_id": str(args.tenant_id),
+        "key_id": str(created.api_key.id),
+        "api_key": created.key,
+    }
+
+
+async def _revoke_key(store: Store, args: argparse.Namespace) -> dict[str, str]:
+    if not await store.revoke_api_key(args.tenant_id, args.key_id):
+        raise NotFoundError(f"tenant {args.tenant_id} has no live key {args.key_id}")
+    return {"tenant_id": str(args.tenant_id), "key_id": str(args.key_id), "revoked": "true"}
+
+
+Command = Callable[[Store, argparse.Namespace], Awaitable[dict[str, str]]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tally", description="Tally's command line.")
+    parser.add_argument(
+        "--database-url", default=os.environ.get("TALLY_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    groups = parser.add_subparsers(dest="group", required=True)
+    admin = groups.add_parser("admin", help="operator commands (record store access)")
+    commands = admin.add_subparsers(dest="command", required=True)
+
+    create_tenant = commands.add_parser("create-tenant", help="a tenant and its first API key")
+    create_tenant.add_argument("name")
+    create_tenant.set_defaults(run=_create_tenant)
+    create_key = commands.add_parser("create-key", help="another API key for a tenant")
+    create_key.add_argument("tenant_id", type=_uuid)
+    create_key.set_defaults(run=_create_key)
+    revoke_key = commands.add_parser("revoke-key", help="revoke an API key")
+    revoke_key.add_argument("tenant_id", type=_uuid)
+    revoke_key.add_argument("key_id", type=_uuid)
+    revoke_key.set_defaults(run=_revoke_key)
+    for sub in (create_tenant, create_key, revoke_key):
+        sub.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    return parser
+
+
+async def _run(database_url: str, command: Command, args: argparse.Namespace) -> dict[str, str]:
+    async with Store.open(database_url, max_size=1) as store:
+        return await command(store, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result = asyncio.run(_run(args.database_url, args.run, args))
+    except (ConflictError, NotFoundError) as exc:
+        print(f"tally: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:10} {value}")
+        if "api_key" in result:
+            print("keep the API key now: it is shown only once", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
