@@ -53,6 +53,7 @@ class Service:
     key_a: str
     key_b: str
     amqp_url: str
+    objects: ObjectStore  # the service's bucket, opened by the test
 
     def auth(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
@@ -101,11 +102,18 @@ async def service(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterat
         key_a = (await store.create_api_key((await store.create_tenant("a")).id)).key
         key_b = (await store.create_api_key((await store.create_tenant("b")).id)).key
     app = create_app(settings)
+    s3 = S3Settings(
+        bucket=settings.s3_bucket,
+        endpoint_url=s3_endpoint,
+        access_key_id=MOTO_ACCESS_KEY,
+        secret_access_key=MOTO_SECRET_KEY,
+    )
     async with (
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://upload") as http,
+        ObjectStore.open(s3) as objects,
     ):
-        yield Service(http, settings, topology, key_a, key_b, amqp_url)
+        yield Service(http, settings, topology, key_a, key_b, amqp_url, objects)
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         await topology.delete(await connection.channel())
@@ -150,18 +158,11 @@ async def test_good_photos_are_queued_and_bad_ones_rejected_in_the_same_request(
     assert {e.sequence for e in events} == {1}
     assert {e.job.job_id for e in events} == {j["job_id"] for j in body["jobs"]}
 
-    s3 = S3Settings(
-        bucket=service.settings.s3_bucket,
-        endpoint_url=service.settings.s3_endpoint_url,
-        access_key_id=MOTO_ACCESS_KEY,
-        secret_access_key=MOTO_SECRET_KEY,
-    )
-    async with ObjectStore.open(s3) as objects:
-        for photo in uploaded:
-            assert await objects.exists(photo.object_key)
-            thumb = await objects.get_bytes(photo.object_key.rsplit("/", 1)[0] + "/thumbnail.jpg")
-            with Image.open(io.BytesIO(thumb)) as image:
-                assert max(image.size) == 320
+    for photo in uploaded:
+        assert await service.objects.exists(photo.object_key)
+        thumbnail = photo.object_key.rsplit("/", 1)[0] + "/thumbnail.jpg"
+        with Image.open(io.BytesIO(await service.objects.get_bytes(thumbnail))) as image:
+            assert max(image.size) == 320
 
 
 @pytest.mark.parametrize(
