@@ -13,6 +13,7 @@ from tally_db import (
     NewJob,
     NotFoundError,
     OutboxEntry,
+    OutboxRelay,
     Store,
     digest,
     migrate,
@@ -141,3 +142,28 @@ def test_the_cli_migrates_and_then_has_nothing_to_do(
     assert "applied migrations [1]" in capsys.readouterr().out
     assert main(["migrate", "--dsn", database]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+async def test_the_relay_publishes_pending_messages_in_order_and_retries_failures(
+    store: Store,
+) -> None:
+    tenant = await store.create_tenant("a")
+    session = await store.create_session(tenant.id)
+    await store.add_jobs(
+        [_job(tenant.id, session.id)], [_message("first"), _message("second"), _message("third")]
+    )
+    sent: list[str] = []
+    failures = iter([False, True, False, False])  # the broker refuses the second attempt
+
+    async def publish(entry: OutboxEntry) -> None:
+        if next(failures):
+            raise ConnectionError("broker away")
+        sent.append(entry.routing_key)
+
+    relay = OutboxRelay(store, publish, interval_s=0.05)
+    with pytest.raises(ConnectionError):
+        await relay.drain()
+    assert sent == ["first"]  # published and marked before the failure
+    assert await relay.drain() == 2
+    assert sent == ["first", "second", "third"]
+    assert await store.pending_messages() == []

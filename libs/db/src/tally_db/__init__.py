@@ -1,6 +1,7 @@
 """Tally's record store: PostgreSQL schema, migrations and a tenant-scoped repository."""
 
 from tally_db._migrate import Migration, migrate, migrations
+from tally_db._relay import OutboxRelay, Publish
 from tally_db._store import (
     API_KEY_PREFIX,
     ApiKey,
@@ -27,7 +28,9 @@ __all__ = [
     "NewJob",
     "NotFoundError",
     "OutboxEntry",
+    "OutboxRelay",
     "PendingMessage",
+    "Publish",
     "Session",
     "Store",
     "Tenant",

@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from tally_bus import Bus, Topology
-from tally_db import Store
+from tally_db import OutboxEntry, OutboxRelay, Store
 from tally_storage import ObjectStore, S3Settings
 from tally_upload import _errors
-from tally_upload._relay import OutboxRelay
 from tally_upload.config import Settings
 from tally_upload.deps import Deps
 from tally_upload.routes import health, photos, sessions
@@ -44,7 +43,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.amqp_url.get_secret_value(), Topology(settings.bus_prefix)
                 )
             )
-            relay = OutboxRelay(store, bus, settings.relay_interval_s)
+
+            async def publish(entry: OutboxEntry) -> None:
+                await bus.publish_encoded(
+                    entry.exchange,
+                    entry.routing_key,
+                    entry.message_type,
+                    entry.payload,
+                    entry.headers,
+                )
+
+            relay = OutboxRelay(store, publish, settings.relay_interval_s)
             relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
             app.state.deps = Deps(settings, store, objects, bus, relay)
             app.state.ready = True

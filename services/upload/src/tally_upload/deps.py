@@ -8,10 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from tally_bus import Bus
-from tally_db import Store, Tenant
+from tally_db import OutboxRelay, Store, Tenant
 from tally_storage import ObjectStore
 from tally_upload._errors import ApiError
-from tally_upload._relay import OutboxRelay
 from tally_upload.config import Settings
 
 

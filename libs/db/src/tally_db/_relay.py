@@ -5,17 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
-from tally_bus import Bus, BusError
-from tally_db import Store
+from tally_db._store import OutboxEntry, Store
 
 log = logging.getLogger(__name__)
 
+Publish = Callable[[OutboxEntry], Awaitable[None]]
+
 
 class OutboxRelay:
-    def __init__(self, store: Store, bus: Bus, interval_s: float) -> None:
+    """Publishes pending outbox messages with `publish` (which must return only once the broker
+    has confirmed), then marks them published. A crash between the two re-sends that message
+    once: consumers are idempotent; nothing committed is ever lost."""
+
+    def __init__(self, store: Store, publish: Publish, interval_s: float) -> None:
         self._store = store
-        self._bus = bus
+        self._publish = publish
         self._interval_s = interval_s
         self._wake = asyncio.Event()
 
@@ -28,25 +34,17 @@ class OutboxRelay:
         sent = 0
         while batch := await self._store.pending_messages(limit=100):
             for pending in batch:
-                entry = pending.entry
-                await self._bus.publish_encoded(
-                    entry.exchange,
-                    entry.routing_key,
-                    entry.message_type,
-                    entry.payload,
-                    entry.headers,
-                )
-                # Marked one by one: a crash re-sends at most this message (consumers are
-                # idempotent), never loses one.
+                await self._publish(pending.entry)
                 await self._store.mark_published([pending.id])
                 sent += 1
         return sent
 
     async def run(self) -> None:
+        """Drain on every notify and at least every interval, until cancelled."""
         while True:
             try:
                 await self.drain()
-            except (BusError, OSError) as exc:
+            except Exception as exc:  # the broker or database is away: keep trying
                 log.warning("outbox relay: %s; retrying in %.1f s", exc, self._interval_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval_s)
