@@ -252,6 +252,31 @@ class Store:
             await self._enqueue(connection, messages)
             return created
 
+    async def plan_job(
+        self,
+        tenant_id: uuid.UUID,
+        job_id: uuid.UUID,
+        total_slices: int,
+        messages: Sequence[OutboxEntry],
+    ) -> bool:
+        """Record a queued job's slice plan and queue its messages, in one transaction.
+
+        False, and nothing written, when the job is not queued and unplanned: planned already (a
+        redelivered message), cancelled, or not this tenant's.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            status = await connection.execute(
+                """UPDATE jobs SET total = $3, phase = 'planned', updated_at = now()
+                   WHERE tenant_id = $1 AND id = $2 AND status = 'queued' AND phase = 'queued'""",
+                tenant_id,
+                job_id,
+                total_slices,
+            )
+            if status != "UPDATE 1":
+                return False
+            await self._enqueue(connection, messages)
+            return True
+
     async def get_job(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2", tenant_id, job_id

@@ -22,11 +22,12 @@ from tally_inference._image import (
     inspect_image,
 )
 from tally_inference._metrics import ImageEval, average_precision, count_error
-from tally_inference._slicing import SliceParams, plan_slices
+from tally_inference._slicing import Box, SliceParams, plan_slices
 from tally_inference._triton import InferenceError, TritonModel
 
 __all__ = [
     "LABELS",
+    "Box",
     "DetectParams",
     "Detection",
     "DetectionResult",

@@ -1,0 +1,71 @@
+"""`tally-orchestrator`: consume PhotoUploaded and dispatch chunks until SIGTERM, then drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+
+from tally_bus import Bus, Topology
+from tally_db import OutboxEntry, OutboxRelay, Store
+from tally_orchestrator.config import Settings
+from tally_orchestrator.deps import Deps
+from tally_orchestrator.handlers import handle_photo_uploaded
+
+log = logging.getLogger("tally_orchestrator")
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    async with (
+        Store.open(settings.database_url.get_secret_value()) as store,
+        await Bus.connect(
+            settings.amqp_url.get_secret_value(), Topology(settings.bus_prefix)
+        ) as bus,
+    ):
+
+        async def publish(entry: OutboxEntry) -> None:
+            await bus.publish_encoded(
+                entry.exchange,
+                entry.routing_key,
+                entry.message_type,
+                entry.payload,
+                entry.headers,
+            )
+
+        relay = OutboxRelay(store, publish, settings.relay_interval_s)
+        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        deps = Deps(settings, store, bus, relay)
+        consumer = await bus.consume(
+            bus.topology.photos_queue,
+            functools.partial(handle_photo_uploaded, deps=deps),
+            prefetch=settings.prefetch,
+        )
+        log.info("orchestrator ready")
+        await stop.wait()
+        log.info("stopping: finishing messages in hand (up to %.0f s)", settings.shutdown_grace_s)
+        with contextlib.suppress(TimeoutError):
+            await consumer.stop(settings.shutdown_grace_s)
+        await relay.drain()
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay_task
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

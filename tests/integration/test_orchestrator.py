@@ -1,0 +1,157 @@
+"""The orchestrator's dispatch on real PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from pydantic import SecretStr
+
+from tally_bus import Bus, Topology, decode
+from tally_contracts.v1 import DetectChunk, DetectionParams, JobEvent, JobRef, PhotoUploaded
+from tally_db import NewJob, OutboxEntry, OutboxRelay, Store
+from tally_inference import SliceParams, plan_slices
+from tally_orchestrator.config import Settings
+from tally_orchestrator.deps import Deps
+from tally_orchestrator.handlers import handle_photo_uploaded
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def deps(database: str, amqp_url: str) -> AsyncIterator[Deps]:
+    topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
+    settings = Settings(
+        database_url=SecretStr(database), amqp_url=SecretStr(amqp_url), bus_prefix=topology.prefix
+    )
+    async with Store.open(database) as store, await Bus.connect(amqp_url, topology) as bus:
+
+        async def publish(entry: OutboxEntry) -> None:
+            await bus.publish_encoded(
+                entry.exchange, entry.routing_key, entry.message_type, entry.payload, entry.headers
+            )
+
+        yield Deps(settings, store, bus, OutboxRelay(store, publish, 1.0))
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        await topology.delete(await connection.channel())
+
+
+async def _uploaded(store: Store, width: int, height: int) -> PhotoUploaded:
+    tenant = await store.create_tenant(f"t-{uuid.uuid4().hex[:6]}")
+    session = await store.create_session(tenant.id)
+    (job,) = await store.add_jobs(
+        [NewJob(tenant.id, session.id, "tray.jpg", "k/original.jpg", width, height)], []
+    )
+    return PhotoUploaded(
+        job=JobRef(tenant_id=str(tenant.id), session_id=str(session.id), job_id=str(job.id)),
+        filename="tray.jpg",
+        object_key="k/original.jpg",
+        width=width,
+        height=height,
+        params=DetectionParams(slice_size=512, overlap=0.25, confidence=0.35),
+    )
+
+
+async def _drain_queue(bus: Bus, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    channel = await bus.connection.channel()
+    q = await channel.get_queue(queue, ensure=False)
+    got = []
+    while (message := await q.get(fail=False, no_ack=True)) is not None:
+        got.append(message)
+    return got
+
+
+async def test_a_photo_is_planned_and_its_chunks_dispatched_once(deps: Deps) -> None:
+    uploaded = await _uploaded(deps.store, 4000, 3000)
+    await handle_photo_uploaded(uploaded, deps)
+    await handle_photo_uploaded(uploaded, deps)  # redelivered: nothing more
+    assert await deps.relay.drain() == 6 + 1
+
+    topology = deps.bus.topology
+    chunks = [
+        decode(m, DetectChunk) for m in await _drain_queue(deps.bus, topology.chunks_queue.name)
+    ]
+    assert [c.chunk_index for c in chunks] == list(range(6))
+    assert {c.chunk_count for c in chunks} == {6}
+    assert {c.total_slices for c in chunks} == {88}
+    boxes = [(s.x1, s.y1, s.x2, s.y2) for c in chunks for s in c.slices]
+    assert boxes == plan_slices(4000, 3000, SliceParams(512, 0.25))
+    assert all(c.job == uploaded.job and c.attempt == 1 for c in chunks)
+
+    (event,) = [
+        decode(m, JobEvent) for m in await _drain_queue(deps.bus, topology.events_queue.name)
+    ]
+    assert event.WhichOneof("kind") == "planned"
+    assert (event.sequence, event.planned.total_slices, event.planned.chunk_count) == (2, 88, 6)
+
+    job = await deps.store.get_job(
+        uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+    )
+    assert job is not None
+    assert (job.phase, job.total, job.status) == ("planned", 88, "queued")
+
+
+async def test_a_message_naming_another_tenant_changes_nothing(deps: Deps) -> None:
+    uploaded = await _uploaded(deps.store, 1000, 800)
+    forged = PhotoUploaded()
+    forged.CopyFrom(uploaded)
+    forged.job.tenant_id = str(uuid.uuid4())
+    await handle_photo_uploaded(forged, deps)
+    assert await deps.relay.drain() == 0
+
+
+async def test_the_service_dispatches_then_stops_cleanly_on_sigterm(
+    database: str, amqp_url: str
+) -> None:
+    topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
+    env = {
+        **os.environ,
+        "TALLY_DATABASE_URL": database,
+        "TALLY_AMQP_URL": amqp_url,
+        "TALLY_BUS_PREFIX": topology.prefix,
+        "TALLY_RELAY_INTERVAL_S": "0.2",
+    }
+    async with Store.open(database) as store, await Bus.connect(amqp_url, topology) as bus:
+        uploaded = await _uploaded(store, 1500, 1000)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tally_orchestrator",
+            env=env,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert process.stderr is not None
+
+            async def ready() -> None:
+                assert process.stderr is not None
+                while line := await process.stderr.readline():
+                    if b"orchestrator ready" in line:
+                        return
+                raise AssertionError("tally-orchestrator exited before it was ready")
+
+            await asyncio.wait_for(ready(), 60)
+            await bus.publish(topology.photo_uploaded, uploaded)
+            channel = await bus.connection.channel()
+            queue = await channel.get_queue(topology.chunks_queue.name, ensure=False)
+            async with queue.iterator(timeout=30) as messages:
+                async for message in messages:
+                    await message.ack()
+                    assert decode(message, DetectChunk).job == uploaded.job
+                    break
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        await topology.delete(await connection.channel())
