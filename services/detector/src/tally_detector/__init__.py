@@ -1,0 +1,1 @@
+"""Tally's detector: runs the model on chunks of a photo's slices through Triton."""

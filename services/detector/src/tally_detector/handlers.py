@@ -1,0 +1,119 @@
+"""Message handlers: plain async functions of a decoded message and the service's Deps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tally_contracts.v1 import (
+    ChunkDetections,
+    ChunkFailure,
+    ChunkResult,
+    DetectChunk,
+    Detection,
+    SliceBox,
+    SliceDetections,
+)
+from tally_detector.deps import Deps
+from tally_inference import (
+    LABELS,
+    DetectParams,
+    ImageError,
+    SlicedDetector,
+    SliceParams,
+    SliceResult,
+    decode_image,
+)
+from tally_storage import ObjectNotFoundError
+
+log = logging.getLogger(__name__)
+
+
+class ChunkFailedError(Exception):
+    """A chunk that can never succeed (missing or unreadable photo, inconsistent request)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def _photo(message: DetectChunk, deps: Deps) -> NDArray[np.uint8]:
+    cached = deps.photos.get(message.object_key)
+    if cached is not None:
+        return cached
+    try:
+        data = await deps.objects.get_bytes(message.object_key)
+    except ObjectNotFoundError:
+        raise ChunkFailedError("original_missing", "the photo is not in the object store") from None
+    try:
+        photo = await asyncio.to_thread(decode_image, data)
+    except ImageError as exc:
+        raise ChunkFailedError("image_unreadable", exc.message) from None
+    height, width = photo.shape[:2]
+    if (width, height) != (message.width, message.height):
+        raise ChunkFailedError(
+            "size_mismatch",
+            f"the stored photo is {width}x{height}, the job says {message.width}x{message.height}",
+        )
+    deps.photos.put(message.object_key, photo)
+    return photo
+
+
+def _result(message: DetectChunk, parts: list[SliceResult]) -> ChunkDetections:
+    return ChunkDetections(
+        slices=[
+            SliceDetections(
+                slice=SliceBox(
+                    x1=p.slice_box[0], y1=p.slice_box[1], x2=p.slice_box[2], y2=p.slice_box[3]
+                ),
+                detections=[
+                    Detection(
+                        x1=float(b[0]),
+                        y1=float(b[1]),
+                        x2=float(b[2]),
+                        y2=float(b[3]),
+                        score=float(s),
+                        label=LABELS[int(c)],
+                    )
+                    for b, s, c in zip(p.boxes, p.scores, p.classes, strict=True)
+                ],
+            )
+            for p in parts
+        ]
+    )
+
+
+async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> None:
+    """Run the model on the chunk's slices and publish the ChunkResult (confirmed) for the
+    orchestrator. A chunk that can never succeed is answered with a failure result; a transient
+    error (Triton away) raises, so the message returns to the queue."""
+    started = time.perf_counter()
+    result = ChunkResult(
+        job=message.job,
+        chunk_index=message.chunk_index,
+        attempt=message.attempt,
+        detector_id=deps.settings.detector_id,
+    )
+    try:
+        photo = await _photo(message, deps)
+        detector = SlicedDetector(
+            deps.model,
+            SliceParams(slice_size=message.slice_size),
+            DetectParams(
+                confidence=message.confidence,
+                batch_size=deps.settings.batch_size,
+                max_in_flight=deps.settings.max_in_flight,
+            ),
+        )
+        boxes = [(s.x1, s.y1, s.x2, s.y2) for s in message.slices]
+        parts = await detector.infer_slices(photo, boxes)
+        result.detections.CopyFrom(_result(message, parts))
+    except ChunkFailedError as exc:
+        log.warning("job %s chunk %d failed: %s", message.job.job_id, message.chunk_index, exc)
+        result.failure.CopyFrom(ChunkFailure(code=exc.code, message=str(exc), retryable=False))
+    result.inference_seconds = time.perf_counter() - started
+    await deps.bus.publish(deps.bus.topology.chunk_result, result)
