@@ -20,24 +20,36 @@ from tally_inference import SliceParams, plan_slices
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
 from tally_orchestrator.handlers import handle_photo_uploaded
+from tally_storage import ObjectStore, S3Settings
+from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def deps(database: str, amqp_url: str) -> AsyncIterator[Deps]:
+async def deps(database: str, amqp_url: str, s3_endpoint: str) -> AsyncIterator[Deps]:
     topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
     settings = Settings(
         database_url=SecretStr(database), amqp_url=SecretStr(amqp_url), bus_prefix=topology.prefix
     )
-    async with Store.open(database) as store, await Bus.connect(amqp_url, topology) as bus:
+    s3 = S3Settings(
+        bucket=f"orc-{uuid.uuid4().hex[:10]}",
+        endpoint_url=s3_endpoint,
+        access_key_id=MOTO_ACCESS_KEY,
+        secret_access_key=MOTO_SECRET_KEY,
+    )
+    async with (
+        Store.open(database) as store,
+        await Bus.connect(amqp_url, topology) as bus,
+        ObjectStore.open(s3, create_bucket=True) as objects,
+    ):
 
         async def publish(entry: OutboxEntry) -> None:
             await bus.publish_encoded(
                 entry.exchange, entry.routing_key, entry.message_type, entry.payload, entry.headers
             )
 
-        yield Deps(settings, store, bus, OutboxRelay(store, publish, 1.0))
+        yield Deps(settings, store, bus, OutboxRelay(store, publish, 1.0), objects)
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         await topology.delete(await connection.channel())
@@ -108,7 +120,7 @@ async def test_a_message_naming_another_tenant_changes_nothing(deps: Deps) -> No
 
 
 async def test_the_service_dispatches_then_stops_cleanly_on_sigterm(
-    database: str, amqp_url: str
+    database: str, amqp_url: str, s3_endpoint: str
 ) -> None:
     topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
     env = {
@@ -117,6 +129,10 @@ async def test_the_service_dispatches_then_stops_cleanly_on_sigterm(
         "TALLY_AMQP_URL": amqp_url,
         "TALLY_BUS_PREFIX": topology.prefix,
         "TALLY_RELAY_INTERVAL_S": "0.2",
+        "TALLY_S3_ENDPOINT_URL": s3_endpoint,
+        "TALLY_S3_BUCKET": f"orc-{uuid.uuid4().hex[:10]}",
+        "TALLY_S3_ACCESS_KEY_ID": MOTO_ACCESS_KEY,
+        "TALLY_S3_SECRET_ACCESS_KEY": MOTO_SECRET_KEY,
     }
     async with Store.open(database) as store, await Bus.connect(amqp_url, topology) as bus:
         uploaded = await _uploaded(store, 1500, 1000)

@@ -4,6 +4,7 @@ from tally_db._migrate import Migration, migrate, migrations
 from tally_db._relay import OutboxRelay, Publish
 from tally_db._store import (
     API_KEY_PREFIX,
+    FINAL_STATUSES,
     ApiKey,
     ConflictError,
     Job,
@@ -20,6 +21,7 @@ from tally_db._store import (
 
 __all__ = [
     "API_KEY_PREFIX",
+    "FINAL_STATUSES",
     "ApiKey",
     "ConflictError",
     "Job",

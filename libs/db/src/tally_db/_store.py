@@ -7,7 +7,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
@@ -17,6 +17,7 @@ import asyncpg
 from tally_db._migrate import Connection, migrate
 
 API_KEY_PREFIX = "tly_"
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
 class NotFoundError(LookupError):
@@ -86,6 +87,7 @@ class Job:
     phase: str
     processed: int
     total: int
+    chunk_count: int
     error_code: str | None
     error_message: str | None
     warnings: list[str]
@@ -257,6 +259,7 @@ class Store:
         tenant_id: uuid.UUID,
         job_id: uuid.UUID,
         total_slices: int,
+        chunk_count: int,
         messages: Sequence[OutboxEntry],
     ) -> bool:
         """Record a queued job's slice plan and queue its messages, in one transaction.
@@ -266,16 +269,156 @@ class Store:
         """
         async with self._pool.acquire() as connection, connection.transaction():
             status = await connection.execute(
-                """UPDATE jobs SET total = $3, phase = 'planned', updated_at = now()
+                """UPDATE jobs SET total = $3, chunk_count = $4, phase = 'planned',
+                                  updated_at = now()
                    WHERE tenant_id = $1 AND id = $2 AND status = 'queued' AND phase = 'queued'""",
                 tenant_id,
                 job_id,
                 total_slices,
+                chunk_count,
             )
             if status != "UPDATE 1":
                 return False
             await self._enqueue(connection, messages)
             return True
+
+    async def record_chunk(
+        self,
+        tenant_id: uuid.UUID,
+        job_id: uuid.UUID,
+        chunk_index: int,
+        slices: int,
+        payload: bytes,
+        progress: Callable[[Job, int], Sequence[OutboxEntry]],
+    ) -> Job | None:
+        """Store one chunk's detections, once, and advance the job's progress.
+
+        Returns the job as it stands after this call (None when it is not this tenant's). A
+        chunk recorded before changes nothing. `progress(job, chunks_recorded)` builds the
+        messages announcing the new state; they commit with it.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            # The row lock serialises chunk results of one job across orchestrator replicas.
+            row = await connection.fetchrow(
+                "SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE", tenant_id, job_id
+            )
+            if row is None:
+                return None
+            job = _job(row)
+            if job.status in FINAL_STATUSES:
+                return job
+            inserted = await connection.execute(
+                """INSERT INTO chunk_results (job_id, chunk_index, slices, payload)
+                   VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+                job_id,
+                chunk_index,
+                slices,
+                payload,
+            )
+            if inserted != "INSERT 0 1":
+                return job
+            row = await connection.fetchrow(
+                """UPDATE jobs SET
+                       processed = (SELECT coalesce(sum(slices), 0) FROM chunk_results
+                                    WHERE job_id = $1),
+                       status = 'processing', phase = 'detecting',
+                       started_at = coalesce(started_at, now()), updated_at = now()
+                   WHERE id = $1
+                   RETURNING *, (SELECT count(*) FROM chunk_results WHERE job_id = $1) AS done""",
+                job_id,
+            )
+            assert row is not None
+            job = _job(row)
+            await self._enqueue(connection, progress(job, int(row["done"])))
+            return job
+
+    async def chunk_payloads(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> list[bytes]:
+        rows = await self._pool.fetch(
+            """SELECT c.payload FROM chunk_results c JOIN jobs j ON j.id = c.job_id
+               WHERE j.tenant_id = $1 AND c.job_id = $2 ORDER BY c.chunk_index""",
+            tenant_id,
+            job_id,
+        )
+        return [r["payload"] for r in rows]
+
+    async def chunks_recorded(self, job_id: uuid.UUID) -> int:
+        count = await self._pool.fetchval(
+            "SELECT count(*) FROM chunk_results WHERE job_id = $1", job_id
+        )
+        return int(count)
+
+    async def complete_job(
+        self,
+        tenant_id: uuid.UUID,
+        job_id: uuid.UUID,
+        counts: Mapping[str, int],
+        detections: int,
+        result_key: str,
+        warnings: Sequence[str],
+        messages: Sequence[OutboxEntry],
+    ) -> bool:
+        """Mark a job completed with its result, once; False if it had reached a final status."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            status = await connection.execute(
+                """UPDATE jobs SET status = 'completed', phase = 'done', processed = total,
+                                  warnings = $3, completed_at = now(), updated_at = now()
+                   WHERE tenant_id = $1 AND id = $2
+                     AND status NOT IN ('completed', 'failed', 'cancelled')""",
+                tenant_id,
+                job_id,
+                list(warnings),
+            )
+            if status != "UPDATE 1":
+                return False
+            await connection.execute(
+                """INSERT INTO results (job_id, tenant_id, counts, detections, object_key)
+                   VALUES ($1, $2, $3::jsonb, $4, $5)""",
+                job_id,
+                tenant_id,
+                json.dumps(dict(counts)),
+                detections,
+                result_key,
+            )
+            await connection.execute("DELETE FROM chunk_results WHERE job_id = $1", job_id)
+            await self._enqueue(connection, messages)
+            return True
+
+    async def fail_job(
+        self,
+        tenant_id: uuid.UUID,
+        job_id: uuid.UUID,
+        code: str,
+        message: str,
+        messages: Sequence[OutboxEntry],
+    ) -> bool:
+        """Mark a job failed, once; False if it had reached a final status already."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            status = await connection.execute(
+                """UPDATE jobs SET status = 'failed', phase = 'done', error_code = $3,
+                                  error_message = $4, completed_at = now(), updated_at = now()
+                   WHERE tenant_id = $1 AND id = $2
+                     AND status NOT IN ('completed', 'failed', 'cancelled')""",
+                tenant_id,
+                job_id,
+                code,
+                message,
+            )
+            if status != "UPDATE 1":
+                return False
+            await self._enqueue(connection, messages)
+            return True
+
+    async def get_result(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any] | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM results WHERE tenant_id = $1 AND job_id = $2", tenant_id, job_id
+        )
+        if row is None:
+            return None
+        return {
+            "counts": json.loads(row["counts"]),
+            "detections": row["detections"],
+            "object_key": row["object_key"],
+        }
 
     async def get_job(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
         row = await self._pool.fetchrow(

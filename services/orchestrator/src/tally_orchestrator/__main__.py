@@ -12,14 +12,27 @@ from tally_bus import Bus, Topology
 from tally_db import OutboxEntry, OutboxRelay, Store
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
-from tally_orchestrator.handlers import handle_photo_uploaded
+from tally_orchestrator.handlers import handle_chunk_result, handle_photo_uploaded
+from tally_storage import ObjectStore, S3Settings
 
 log = logging.getLogger("tally_orchestrator")
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
+    s3 = S3Settings(
+        bucket=settings.s3_bucket,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=(
+            settings.s3_secret_access_key.get_secret_value()
+            if settings.s3_secret_access_key
+            else None
+        ),
+    )
     async with (
         Store.open(settings.database_url.get_secret_value()) as store,
+        ObjectStore.open(s3, create_bucket=True) as objects,
         await Bus.connect(
             settings.amqp_url.get_secret_value(), Topology(settings.bus_prefix)
         ) as bus,
@@ -36,17 +49,24 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
         relay = OutboxRelay(store, publish, settings.relay_interval_s)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-        deps = Deps(settings, store, bus, relay)
-        consumer = await bus.consume(
-            bus.topology.photos_queue,
-            functools.partial(handle_photo_uploaded, deps=deps),
-            prefetch=settings.prefetch,
-        )
+        deps = Deps(settings, store, bus, relay, objects)
+        consumers = [
+            await bus.consume(
+                bus.topology.photos_queue,
+                functools.partial(handle_photo_uploaded, deps=deps),
+                prefetch=settings.prefetch,
+            ),
+            await bus.consume(
+                bus.topology.results_queue,
+                functools.partial(handle_chunk_result, deps=deps),
+                prefetch=settings.prefetch,
+            ),
+        ]
         log.info("orchestrator ready")
         await stop.wait()
         log.info("stopping: finishing messages in hand (up to %.0f s)", settings.shutdown_grace_s)
         with contextlib.suppress(TimeoutError):
-            await consumer.stop(settings.shutdown_grace_s)
+            await asyncio.gather(*(c.stop(settings.shutdown_grace_s) for c in consumers))
         await relay.drain()
         relay_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_orchestrator.config import Settings
+from tally_storage import ObjectStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,3 +16,4 @@ class Deps:
     store: Store
     bus: Bus
     relay: OutboxRelay
+    objects: ObjectStore

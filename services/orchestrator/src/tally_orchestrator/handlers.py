@@ -2,22 +2,62 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
+import numpy as np
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tally_bus import trace_headers
-from tally_contracts.v1 import DetectChunk, JobEvent, PhotoUploaded, SliceBox
-from tally_db import OutboxEntry
-from tally_inference import SliceParams
+from tally_bus import Route, trace_headers
+from tally_contracts.v1 import (
+    ChunkDetections,
+    ChunkResult,
+    DetectChunk,
+    JobEvent,
+    JobRef,
+    PhotoUploaded,
+    SliceBox,
+)
+from tally_db import FINAL_STATUSES, Job, OutboxEntry
+from tally_inference import LABELS, DetectParams, SliceParams, SliceResult, merge_detections
 from tally_orchestrator._planning import plan_chunks
 from tally_orchestrator.deps import Deps
 
 log = logging.getLogger(__name__)
 
 PLANNED_SEQUENCE = 2  # after upload's `queued` (1); the orchestrator is the job's second writer
+
+
+# A final event outranks every other event of its job: the projection never leaves a final status.
+FINAL_SEQUENCE = 2**62
+
+
+def _event(job: JobRef, sequence: int, **kind: Any) -> JobEvent:
+    now = Timestamp()
+    now.FromDatetime(datetime.now(UTC))
+    return JobEvent(
+        event_id=uuid.uuid4().hex,
+        job=job,
+        sequence=sequence,
+        emitted_at=now,
+        source="orchestrator",
+        **kind,
+    )
+
+
+def _entry(route: Route[Message], message: Message) -> OutboxEntry:
+    return OutboxEntry(
+        route.exchange,
+        route.routing_key,
+        message.DESCRIPTOR.full_name,
+        message.SerializeToString(),
+        trace_headers(),
+    )
 
 
 async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
@@ -33,13 +73,9 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
     chunks = plan_chunks(message.width, message.height, params, deps.settings.chunk_slices)
     total = sum(len(c) for c in chunks)
     routes = deps.bus.topology
-    headers = trace_headers()
-
     entries = [
-        OutboxEntry(
-            routes.detect_chunk.exchange,
-            routes.detect_chunk.routing_key,
-            DetectChunk.DESCRIPTOR.full_name,
+        _entry(
+            routes.detect_chunk,
             DetectChunk(
                 job=job,
                 chunk_index=index,
@@ -52,32 +88,117 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
                 slice_size=params.slice_size,
                 confidence=message.params.confidence,
                 total_slices=total,
-            ).SerializeToString(),
-            headers,
+            ),
         )
         for index, chunk in enumerate(chunks)
     ]
-    now = Timestamp()
-    now.FromDatetime(datetime.now(UTC))
-    planned = JobEvent(
-        event_id=uuid.uuid4().hex,
-        job=job,
-        sequence=PLANNED_SEQUENCE,
-        emitted_at=now,
-        source="orchestrator",
+    planned = _event(
+        job,
+        PLANNED_SEQUENCE,
         planned=JobEvent.Planned(total_slices=total, chunk_count=len(chunks)),
     )
-    entries.append(
-        OutboxEntry(
-            routes.job_event.exchange,
-            routes.job_event.routing_key,
-            JobEvent.DESCRIPTOR.full_name,
-            planned.SerializeToString(),
-            headers,
-        )
-    )
-    if await deps.store.plan_job(tenant_id, job_id, total, entries):
+    entries.append(_entry(routes.job_event, planned))
+    if await deps.store.plan_job(tenant_id, job_id, total, len(chunks), entries):
         deps.relay.notify()
         log.info("job %s: %d slices in %d chunks", job_id, total, len(chunks))
     else:
         log.info("job %s is planned already, cancelled or unknown: nothing to do", job_id)
+
+
+def _slice_results(payloads: list[bytes]) -> list[SliceResult]:
+    parts = []
+    for payload in payloads:
+        for found in ChunkDetections.FromString(payload).slices:
+            box = (found.slice.x1, found.slice.y1, found.slice.x2, found.slice.y2)
+            detections = list(found.detections)
+            parts.append(
+                SliceResult(
+                    box,
+                    np.array([[d.x1, d.y1, d.x2, d.y2] for d in detections], np.float32).reshape(
+                        -1, 4
+                    ),
+                    np.array([d.score for d in detections], np.float32),
+                    np.array([LABELS.index(d.label) for d in detections], np.int64),
+                )
+            )
+    return parts
+
+
+async def handle_chunk_result(message: ChunkResult, deps: Deps) -> None:
+    """Fan-in: record the chunk once, announce progress, and when the job's last chunk is in,
+    merge across slices, store the result and complete the job. A failed chunk fails the job."""
+    job = message.job
+    tenant_id, job_id = uuid.UUID(job.tenant_id), uuid.UUID(job.job_id)
+    events = deps.bus.topology.job_event
+
+    if message.WhichOneof("outcome") != "detections":
+        failure = message.failure
+        reason = f"chunk {message.chunk_index}: {failure.message or 'no outcome'}"
+        code = failure.code or "chunk_failed"
+        failed = _event(job, FINAL_SEQUENCE, failed=JobEvent.Failed(code=code, message=reason))
+        if await deps.store.fail_job(tenant_id, job_id, code, reason, [_entry(events, failed)]):
+            deps.relay.notify()
+        return
+
+    def progress(state: Job, chunks_done: int) -> list[OutboxEntry]:
+        event = _event(
+            job,
+            PLANNED_SEQUENCE + chunks_done,
+            progress=JobEvent.Progress(slices_done=state.processed, total_slices=state.total),
+        )
+        return [_entry(events, event)]
+
+    state = await deps.store.record_chunk(
+        tenant_id,
+        job_id,
+        message.chunk_index,
+        len(message.detections.slices),
+        message.detections.SerializeToString(),
+        progress,
+    )
+    if state is None or state.status in FINAL_STATUSES:
+        return
+    deps.relay.notify()
+    if await deps.store.chunks_recorded(job_id) < state.chunk_count:
+        return
+    await _complete(message, state, deps)
+
+
+async def _complete(message: ChunkResult, state: Job, deps: Deps) -> None:
+    payloads = await deps.store.chunk_payloads(state.tenant_id, state.id)
+    parts = _slice_results(payloads)
+    merged = await asyncio.to_thread(
+        merge_detections, parts, state.width, state.height, DetectParams()
+    )
+    result_key = state.object_key.rsplit("/", 1)[0] + "/result.json"
+    body = {
+        "job_id": str(state.id),
+        "width": state.width,
+        "height": state.height,
+        "counts": merged.counts,
+        "detections": [d.to_json() for d in merged.detections],
+    }
+    await deps.objects.put_bytes(result_key, json.dumps(body).encode(), "application/json")
+    warnings = [] if merged.detections else ["no_detections"]
+    completed = _event(
+        message.job,
+        FINAL_SEQUENCE,
+        completed=JobEvent.Completed(
+            counts=merged.counts,
+            detections=len(merged.detections),
+            result_key=result_key,
+            warnings=warnings,
+        ),
+    )
+    done = await deps.store.complete_job(
+        state.tenant_id,
+        state.id,
+        merged.counts,
+        len(merged.detections),
+        result_key,
+        warnings,
+        [_entry(deps.bus.topology.job_event, completed)],
+    )
+    if done:
+        deps.relay.notify()
+        log.info("job %s completed: %s", state.id, merged.counts)

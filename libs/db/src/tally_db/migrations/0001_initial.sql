@@ -43,6 +43,7 @@ CREATE TABLE jobs (
     phase          text NOT NULL DEFAULT 'queued',
     processed      integer NOT NULL DEFAULT 0 CHECK (processed >= 0),
     total          integer NOT NULL DEFAULT 0 CHECK (total >= 0),
+    chunk_count    integer NOT NULL DEFAULT 0 CHECK (chunk_count >= 0),
     error_code     text,
     error_message  text,
     warnings       text[] NOT NULL DEFAULT '{}',
@@ -56,6 +57,17 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_tenant_session ON jobs (tenant_id, session_id, created_at, id);
 CREATE INDEX jobs_tenant_created ON jobs (tenant_id, created_at DESC, id DESC);
 CREATE INDEX jobs_tenant_status ON jobs (tenant_id, status);
+
+-- What each chunk of a job found, until the job's result is merged. The primary key makes a
+-- redelivered or duplicated ChunkResult change nothing.
+CREATE TABLE chunk_results (
+    job_id       uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    chunk_index  integer NOT NULL CHECK (chunk_index >= 0),
+    slices       integer NOT NULL CHECK (slices >= 0),
+    payload      bytea NOT NULL,  -- tally.v1.ChunkDetections
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, chunk_index)
+);
 
 -- The results index: counts in the row, detections in the object store.
 CREATE TABLE results (

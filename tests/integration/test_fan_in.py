@@ -1,0 +1,204 @@
+"""Orchestrator and detector handlers together on real Triton, PostgreSQL, RabbitMQ and S3:
+a photo is planned, its chunks detected, gathered once, merged, stored and completed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aio_pika
+import pytest
+from pydantic import SecretStr
+
+from tally_bus import Bus, Topology, decode
+from tally_contracts.v1 import (
+    ChunkFailure,
+    ChunkResult,
+    DetectChunk,
+    DetectionParams,
+    JobEvent,
+    JobRef,
+    PhotoUploaded,
+)
+from tally_db import NewJob, OutboxEntry, OutboxRelay, Store
+from tally_detector import config as detector_config
+from tally_detector.deps import Deps as DetectorDeps
+from tally_detector.deps import PhotoCache
+from tally_detector.handlers import handle_detect_chunk
+from tally_inference import TritonModel, count_error
+from tally_inference.local_triton import LocalTriton
+from tally_orchestrator.config import Settings
+from tally_orchestrator.deps import Deps
+from tally_orchestrator.handlers import (
+    FINAL_SEQUENCE,
+    handle_chunk_result,
+    handle_photo_uploaded,
+)
+from tally_storage import ObjectStore, S3Settings
+from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
+from tally_synth import PhotoSpec, render
+
+pytestmark = pytest.mark.integration
+WIDTH, HEIGHT = 2000, 1500
+
+
+@dataclass
+class Pipeline:
+    orchestrator: Deps
+    detector: DetectorDeps
+
+    async def take(self, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        channel = await self.orchestrator.bus.connection.channel()
+        q = await channel.get_queue(queue, ensure=False)
+        got = []
+        while (message := await q.get(fail=False, no_ack=True)) is not None:
+            got.append(message)
+        return got
+
+
+@pytest.fixture(scope="module")
+def photo() -> tuple[bytes, int]:
+    data, truth = render(PhotoSpec(seed=7_777, index=0, width=WIDTH, height=HEIGHT))
+    return data, sum(1 for a in truth if a.label == "seedling")
+
+
+@pytest.fixture
+async def pipeline(
+    database: str, amqp_url: str, s3_endpoint: str, triton: LocalTriton
+) -> AsyncIterator[Pipeline]:
+    topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
+    s3 = S3Settings(
+        bucket=f"fan-{uuid.uuid4().hex[:10]}",
+        endpoint_url=s3_endpoint,
+        access_key_id=MOTO_ACCESS_KEY,
+        secret_access_key=MOTO_SECRET_KEY,
+    )
+    async with (
+        Store.open(database) as store,
+        await Bus.connect(amqp_url, topology) as bus,
+        ObjectStore.open(s3, create_bucket=True) as objects,
+        TritonModel(triton.endpoints.grpc_url) as model,
+    ):
+
+        async def publish(entry: OutboxEntry) -> None:
+            await bus.publish_encoded(
+                entry.exchange, entry.routing_key, entry.message_type, entry.payload, entry.headers
+            )
+
+        orchestrator = Deps(
+            Settings(
+                database_url=SecretStr(database),
+                amqp_url=SecretStr(amqp_url),
+                bus_prefix=topology.prefix,
+                chunk_slices=8,
+            ),
+            store,
+            bus,
+            OutboxRelay(store, publish, 1.0),
+            objects,
+        )
+        detector = DetectorDeps(
+            detector_config.Settings(amqp_url=SecretStr(amqp_url), bus_prefix=topology.prefix),
+            bus,
+            objects,
+            model,
+            PhotoCache(),
+        )
+        yield Pipeline(orchestrator, detector)
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        await topology.delete(await connection.channel())
+
+
+async def _upload(p: Pipeline, data: bytes) -> PhotoUploaded:
+    store = p.orchestrator.store
+    tenant = await store.create_tenant(f"t-{uuid.uuid4().hex[:6]}")
+    session = await store.create_session(tenant.id)
+    job_id = uuid.uuid4()
+    key = f"{tenant.id}/{session.id}/{job_id}/original.jpg"
+    await p.orchestrator.objects.put_bytes(key, data, "image/jpeg")
+    await store.add_jobs(
+        [NewJob(tenant.id, session.id, "tray.jpg", key, WIDTH, HEIGHT, id=job_id)], []
+    )
+    return PhotoUploaded(
+        job=JobRef(tenant_id=str(tenant.id), session_id=str(session.id), job_id=str(job_id)),
+        filename="tray.jpg",
+        object_key=key,
+        width=WIDTH,
+        height=HEIGHT,
+        params=DetectionParams(slice_size=512, overlap=0.25, confidence=0.35),
+    )
+
+
+async def test_a_photo_goes_from_plan_to_completed_result_once(
+    pipeline: Pipeline, photo: tuple[bytes, int]
+) -> None:
+    p, topology = pipeline, pipeline.orchestrator.bus.topology
+    data, true_seedlings = photo
+    uploaded = await _upload(p, data)
+    await handle_photo_uploaded(uploaded, p.orchestrator)
+    await p.orchestrator.relay.drain()
+
+    chunks = [decode(m, DetectChunk) for m in await p.take(topology.chunks_queue.name)]
+    assert [len(c.slices) for c in chunks] == [7, 7, 6]  # 20 slices, chunks of at most 8
+    for chunk in chunks:
+        await handle_detect_chunk(chunk, p.detector)
+    results = [decode(m, ChunkResult) for m in await p.take(topology.results_queue.name)]
+    assert len(results) == len(chunks)
+    for result in [results[0], *results, results[-1]]:  # duplicates change nothing
+        await handle_chunk_result(result, p.orchestrator)
+    await p.orchestrator.relay.drain()
+
+    events = [decode(m, JobEvent) for m in await p.take(topology.events_queue.name)]
+    kinds = [(e.WhichOneof("kind"), e.sequence) for e in events]
+    assert kinds == [
+        ("planned", 2),
+        ("progress", 3),
+        ("progress", 4),
+        ("progress", 5),
+        ("completed", FINAL_SEQUENCE),
+    ]
+    assert [e.progress.slices_done for e in events if e.HasField("progress")] == [7, 14, 20]
+
+    tenant_id, job_id = uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+    job = await p.orchestrator.store.get_job(tenant_id, job_id)
+    assert job is not None
+    assert (job.status, job.processed, job.total) == ("completed", 20, 20)
+    stored = await p.orchestrator.store.get_result(tenant_id, job_id)
+    assert stored is not None
+    body = json.loads(await p.orchestrator.objects.get_bytes(stored["object_key"]))
+    assert body["counts"] == stored["counts"] == dict(events[-1].completed.counts)
+    assert len(body["detections"]) == stored["detections"]
+    assert count_error(body["counts"]["seedling"], true_seedlings) <= 0.08
+
+
+async def test_a_failed_chunk_fails_the_job_for_good(
+    pipeline: Pipeline, photo: tuple[bytes, int]
+) -> None:
+    p, topology = pipeline, pipeline.orchestrator.bus.topology
+    uploaded = await _upload(p, photo[0])
+    await handle_photo_uploaded(uploaded, p.orchestrator)
+    await p.orchestrator.relay.drain()
+    await p.take(topology.chunks_queue.name)
+    failure = ChunkResult(
+        job=uploaded.job,
+        chunk_index=1,
+        failure=ChunkFailure(code="image_unreadable", message="truncated JPEG", retryable=False),
+    )
+    await handle_chunk_result(failure, p.orchestrator)
+    late = ChunkResult(job=uploaded.job, chunk_index=0)
+    late.detections.SetInParent()
+    await handle_chunk_result(late, p.orchestrator)
+    await p.orchestrator.relay.drain()
+
+    job = await p.orchestrator.store.get_job(
+        uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+    )
+    assert job is not None
+    assert (job.status, job.error_code) == ("failed", "image_unreadable")
+    assert job.error_message == "chunk 1: truncated JPEG"
+    events = [decode(m, JobEvent) for m in await p.take(topology.events_queue.name)]
+    assert [e.WhichOneof("kind") for e in events] == ["planned", "failed"]
+    assert events[-1].sequence == FINAL_SEQUENCE
