@@ -66,6 +66,8 @@ proto: install ## regenerate the committed Python code of proto/tally/v1 (libs/c
 
 .PHONY: lint
 lint: install ## ruff (lint and format), mypy --strict, and no drift in generated protobuf code
+	$(UV) lock --check
+	$(UV) lock --check --project deploy/triton/env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy libs services deploy/triton/cpu tests scripts conftest.py
