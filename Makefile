@@ -74,8 +74,8 @@ lint: install ## ruff (lint and format), mypy --strict, and no drift in generate
 	$(PY) scripts/protogen.py --check
 
 .PHONY: servers
-servers: ## make sure RabbitMQ and PostgreSQL run on 127.0.0.1 (start or install them if needed)
-	bash scripts/ensure-servers.sh rabbitmq postgres
+servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1 (start or install them)
+	bash scripts/ensure-servers.sh rabbitmq postgres redis
 
 .PHONY: test
 test: torch triton-env servers lint ## everything CI runs: lint, types, unit and integration tests

@@ -40,6 +40,14 @@ ensure_postgres() {
   wait_for 5432 PostgreSQL
 }
 
+ensure_redis() {
+  listening 6379 && return 0
+  command -v redis-server >/dev/null || apt_install redis-server
+  echo "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  wait_for 6379 Redis
+}
+
 for server in "${@:-rabbitmq}"; do
   "ensure_${server}"
 done

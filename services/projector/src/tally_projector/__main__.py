@@ -1,0 +1,56 @@
+"""`tally-projector`: fold job events into Redis until SIGTERM, then finish those in hand."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+
+from redis.asyncio import Redis
+
+from tally_bus import Bus, Topology
+from tally_projector.config import Settings
+from tally_projector.handlers import Deps, handle_job_event
+from tally_projector.projection import Projection
+
+log = logging.getLogger("tally_projector")
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        async with await Bus.connect(
+            settings.amqp_url.get_secret_value(), Topology(settings.bus_prefix)
+        ) as bus:
+            deps = Deps(Projection(redis))
+            consumer = await bus.consume(
+                bus.topology.events_queue,
+                functools.partial(handle_job_event, deps=deps),
+                prefetch=settings.prefetch,
+            )
+            log.info("projector ready")
+            await stop.wait()
+            with contextlib.suppress(TimeoutError):
+                await consumer.stop(settings.shutdown_grace_s)
+    finally:
+        await redis.aclose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""The projector's settings, from TALLY_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
+
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    bus_prefix: str = "tally"
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    # Events fold independently (each is atomic and idempotent), so many may be in hand at once.
+    prefetch: int = Field(default=64, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)

@@ -1,0 +1,169 @@
+"""The live projection in Redis: what the gateway reads. The projector is its only writer.
+
+Keys (TTLs as the design says: session 24 h, job 48 h):
+    job:{job_id}                  hash: the job's state and `seq`, the last folded sequence
+    session:{session_id}          hash: jobs per status, slices done and planned
+    session:{session_id}:jobs     set of the session's job ids
+    session:{session_id}:events   stream of job snapshots (SSE and resume read it)
+    tenant:{tenant_id}:jobs       sorted set of job ids by creation time, for listing
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Final
+
+from redis.asyncio import Redis
+
+from tally_contracts.v1 import JobEvent
+
+JOB_TTL_S: Final = 48 * 3600
+SESSION_TTL_S: Final = 24 * 3600
+STREAM_MAX_LEN: Final = 1000
+FINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
+
+_FOLD = resources.files("tally_projector").joinpath("_fold.lua").read_text()
+
+
+def job_key(job_id: str) -> str:
+    return f"job:{job_id}"
+
+
+def session_key(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one event does to a job: its status afterwards, the facts it tells (true whenever
+    they arrive) and the state it sets (only when it is the newest event)."""
+
+    status: str
+    facts: dict[str, str]
+    state: dict[str, str]
+    maxima: dict[str, str] = field(default_factory=dict)  # only ever grow
+
+
+def _stamp(event: JobEvent) -> str:
+    when = event.emitted_at.ToDatetime(tzinfo=UTC) if event.HasField("emitted_at") else None
+    return (when or datetime.now(UTC)).isoformat()
+
+
+def change_for(event: JobEvent) -> Change:
+    """The projection's meaning of each kind of event. Pure."""
+    job = event.job
+    stamp = _stamp(event)
+    facts = {"job_id": job.job_id, "session_id": job.session_id, "tenant_id": job.tenant_id}
+    state = {"updated_at": stamp}
+    kind = event.WhichOneof("kind")
+    if kind == "queued":
+        q = event.queued
+        facts |= {
+            "image_id": q.image_id,
+            "filename": q.filename,
+            "width": str(q.width),
+            "height": str(q.height),
+            "created_at": stamp,
+        }
+        return Change("queued", facts, state | {"phase": "queued"})
+    if kind == "planned":
+        p = event.planned
+        facts |= {"total": str(p.total_slices), "chunk_count": str(p.chunk_count)}
+        return Change("queued", facts, state | {"phase": "planned"})
+    if kind == "started":
+        facts |= {"started_at": stamp}
+        return Change("processing", facts, state | {"phase": "detecting"})
+    if kind == "progress":
+        g = event.progress
+        facts |= {"total": str(g.total_slices), "started_at": stamp}
+        return Change(
+            "processing",
+            facts,
+            state | {"phase": "detecting"},
+            {"processed": str(g.slices_done)},
+        )
+    if kind == "completed":
+        c = event.completed
+        return Change(
+            "completed",
+            facts,
+            state
+            | {
+                "phase": "done",
+                "completed_at": stamp,
+                "counts": json.dumps(dict(c.counts), sort_keys=True),
+                "detections": str(c.detections),
+                "result_key": c.result_key,
+                "warnings": json.dumps(list(c.warnings)),
+            },
+        )
+    if kind == "failed":
+        return Change(
+            "failed",
+            facts,
+            state
+            | {
+                "phase": "done",
+                "completed_at": stamp,
+                "error_code": event.failed.code,
+                "error_message": event.failed.message,
+            },
+        )
+    if kind == "cancelled":
+        return Change("cancelled", facts, state | {"phase": "done", "completed_at": stamp})
+    raise ValueError(f"a JobEvent without a kind: {event.event_id}")
+
+
+class Projection:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._fold = redis.register_script(_FOLD)
+
+    async def fold(self, event: JobEvent) -> bool:
+        """Apply one event; False when its state changed nothing (stale, repeated, after a
+        final status). Facts it carries are kept either way."""
+        change = change_for(event)
+        job, session = event.job.job_id, event.job.session_id
+        score = (
+            event.emitted_at.ToDatetime(tzinfo=UTC).timestamp()
+            if event.HasField("emitted_at")
+            else 0.0
+        )
+        folded = await self._fold(
+            keys=[
+                job_key(job),
+                session_key(session),
+                f"{session_key(session)}:jobs",
+                f"{session_key(session)}:events",
+                f"tenant:{event.job.tenant_id}:jobs",
+            ],
+            args=[
+                event.sequence,
+                change.status,
+                json.dumps(change.facts),
+                json.dumps(change.state),
+                JOB_TTL_S,
+                SESSION_TTL_S,
+                STREAM_MAX_LEN,
+                score,
+                json.dumps(change.maxima),
+            ],
+        )
+        return bool(folded)
+
+    async def job(self, job_id: str) -> dict[str, str]:
+        return await self._hash(job_key(job_id))
+
+    async def session(self, session_id: str) -> dict[str, str]:
+        return await self._hash(session_key(session_id))
+
+    async def _hash(self, key: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(key)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,231 @@
+"""The Redis projection on a real Redis: atomic, idempotent, order-independent, never leaving a
+final status; checked against a reference fold by sequence with hypothesis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
+
+import aio_pika
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from tally_bus import Bus, Topology
+from tally_contracts.v1 import JobEvent, JobRef
+from tally_projector.projection import FINAL_STATUSES, Projection, change_for
+
+pytestmark = pytest.mark.integration
+REDIS_URL = os.environ.get("TALLY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+FINAL = 2**62
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+
+
+def _events(job: JobRef, progress_steps: int, final: str) -> list[JobEvent]:
+    """A job's full, well-ordered event history."""
+    stamp = Timestamp()
+    stamp.FromSeconds(1_790_000_000)
+
+    def event(sequence: int, **kind: Any) -> JobEvent:
+        return JobEvent(
+            event_id=f"e{sequence}",
+            job=job,
+            sequence=sequence,
+            emitted_at=stamp,
+            source="test",
+            **kind,
+        )
+
+    history = [
+        event(
+            1, queued=JobEvent.Queued(image_id="i", filename="tray.jpg", width=4000, height=3000)
+        ),
+        event(2, planned=JobEvent.Planned(total_slices=88, chunk_count=progress_steps)),
+    ]
+    for step in range(1, progress_steps + 1):
+        done = 88 * step // progress_steps
+        history.append(
+            event(2 + step, progress=JobEvent.Progress(slices_done=done, total_slices=88))
+        )
+    if final == "completed":
+        history.append(
+            event(FINAL, completed=JobEvent.Completed(counts={"seedling": 5}, detections=5))
+        )
+    elif final == "failed":
+        history.append(event(FINAL, failed=JobEvent.Failed(code="x", message="boom")))
+    return history
+
+
+def reference(events: list[JobEvent]) -> dict[str, str]:
+    """The state a job reaches when exactly these events are applied once each, by sequence."""
+    state: dict[str, str] = {}
+    for event in sorted({e.sequence: e for e in events}.values(), key=lambda e: e.sequence):
+        change = change_for(event)
+        for name, value in change.facts.items():
+            state.setdefault(name, value)
+        for name, value in change.maxima.items():
+            state[name] = str(max(int(value), int(state.get(name, "0"))))
+        if state.get("status") not in FINAL_STATUSES:
+            state |= change.state | {"status": change.status, "seq": str(event.sequence)}
+    if state["status"] == "completed":
+        state["processed"] = state.get("total", "0")
+    return state
+
+
+@pytest.fixture(scope="module")
+def redis_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+async def projection() -> AsyncIterator[Projection]:
+    redis = Redis.from_url(REDIS_URL)
+    await redis.flushdb()
+    try:
+        yield Projection(redis)
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+
+
+def _job() -> JobRef:
+    return JobRef(
+        tenant_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()), job_id=str(uuid.uuid4())
+    )
+
+
+async def test_a_job_moves_through_its_statuses_and_the_session_counts_follow(
+    projection: Projection,
+) -> None:
+    job = _job()
+    history = _events(job, 3, "completed")
+    for event in history[:3]:
+        assert await projection.fold(event)
+    state = await projection.job(job.job_id)
+    assert (state["status"], state["processed"], state["total"]) == ("processing", "29", "88")
+    summary = await projection.session(job.session_id)
+    assert (summary["total"], summary["processing"], summary["queued"]) == ("1", "1", "0")
+    for event in history[3:]:
+        await projection.fold(event)
+    state = await projection.job(job.job_id)
+    assert state["status"] == "completed"
+    assert json.loads(state["counts"]) == {"seedling": 5}
+    summary = await projection.session(job.session_id)
+    assert (summary["completed"], summary["processing"]) == ("1", "0")
+    assert (summary["slices_done"], summary["slices_total"]) == ("88", "88")
+    assert await projection.redis.xlen(f"session:{job.session_id}:events") == len(history)
+
+
+async def test_a_final_status_is_never_left(projection: Projection) -> None:
+    job = _job()
+    history = _events(job, 2, "failed")
+    for event in [history[0], history[-1], *history[1:-1], history[0]]:
+        await projection.fold(event)
+    state = await projection.job(job.job_id)
+    assert (state["status"], state["error_code"], state["filename"]) == ("failed", "x", "tray.jpg")
+
+
+async def test_keys_expire_as_the_design_says(projection: Projection) -> None:
+    job = _job()
+    await projection.fold(_events(job, 1, "none")[0])
+    assert 47 * 3600 < await projection.redis.ttl(f"job:{job.job_id}") <= 48 * 3600
+    assert 23 * 3600 < await projection.redis.ttl(f"session:{job.session_id}") <= 24 * 3600
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.data(), steps=st.integers(1, 6), final=st.sampled_from(["completed", "failed", "none"])
+)
+def test_duplicates_reordering_and_drops_end_where_the_reference_fold_does(
+    redis_loop: asyncio.AbstractEventLoop, data: st.DataObject, steps: int, final: str
+) -> None:
+    job = _job()
+    history = _events(job, steps, final)
+    delivered = data.draw(st.lists(st.sampled_from(history), min_size=1, max_size=3 * len(history)))
+
+    async def fold_all() -> tuple[dict[str, str], dict[str, str]]:
+        redis = Redis.from_url(REDIS_URL)
+        try:
+            projection = Projection(redis)
+            for event in delivered:
+                await projection.fold(event)
+            return await projection.job(job.job_id), await projection.session(job.session_id)
+        finally:
+            await redis.delete(
+                f"job:{job.job_id}",
+                f"session:{job.session_id}",
+                f"session:{job.session_id}:jobs",
+                f"session:{job.session_id}:events",
+                f"tenant:{job.tenant_id}:jobs",
+            )
+            await redis.aclose()
+
+    state, summary = redis_loop.run_until_complete(fold_all())
+    expected = reference(delivered)
+    assert state == expected
+    assert summary["total"] == "1"
+    assert summary[expected["status"]] == "1"
+    assert summary["slices_done"] == expected.get("processed", "0")
+
+
+async def test_the_service_folds_events_from_the_bus_and_stops_on_sigterm(amqp_url: str) -> None:
+    topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
+    env = {
+        **os.environ,
+        "TALLY_AMQP_URL": amqp_url,
+        "TALLY_BUS_PREFIX": topology.prefix,
+        "TALLY_REDIS_URL": REDIS_URL,
+    }
+    job = _job()
+    redis = Redis.from_url(REDIS_URL)
+    async with await Bus.connect(amqp_url, topology) as bus:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tally_projector", env=env, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+
+            async def ready() -> None:
+                assert process.stderr is not None
+                while line := await process.stderr.readline():
+                    if b"projector ready" in line:
+                        return
+                raise AssertionError("tally-projector exited before it was ready")
+
+            await asyncio.wait_for(ready(), 60)
+            for event in _events(job, 2, "completed"):
+                await bus.publish(topology.job_event, event)
+
+            async def completed() -> None:
+                # The session's event stream says when the fold happened: block on it.
+                stream, last = f"session:{job.session_id}:events", b"0"
+                while True:
+                    reply = cast(StreamReply, await redis.xread({stream: last}, block=5000))
+                    for _, entries in reply:
+                        for entry_id, fields in entries:
+                            last = entry_id
+                            if fields.get(b"status") == b"completed":
+                                return
+
+            await asyncio.wait_for(completed(), 30)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await redis.aclose()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        await topology.delete(await connection.channel())
