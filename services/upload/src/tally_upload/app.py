@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from tally_bus import Bus, Topology
 from tally_db import OutboxEntry, OutboxRelay, Store
 from tally_storage import ObjectStore, S3Settings
-from tally_upload import _errors
 from tally_upload.config import Settings
 from tally_upload.deps import Deps
-from tally_upload.routes import health, photos, sessions
+from tally_upload.routes import photos, sessions
+from tally_web import health_router, install_error_handlers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,18 +56,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             relay = OutboxRelay(store, publish, settings.relay_interval_s)
             relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
             app.state.deps = Deps(settings, store, objects, bus, relay)
-            app.state.ready = True
+
+            async def readiness() -> dict[str, bool]:
+                return {"database": await store.ping(), "bus": bus.is_connected}
+
+            app.state.readiness = readiness
             try:
                 yield
             finally:
-                app.state.ready = False
+                app.state.readiness = None
                 relay_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await relay_task
 
     app = FastAPI(title="Tally upload", version="1", lifespan=lifespan)
-    _errors.install(app)
+    install_error_handlers(app)
     app.include_router(sessions.router)
     app.include_router(photos.router)
-    app.include_router(health.router)
+    app.include_router(health_router)
     return app

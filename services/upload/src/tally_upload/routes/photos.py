@@ -17,9 +17,9 @@ from starlette.datastructures import UploadFile
 from tally_bus import Topology, trace_headers
 from tally_contracts.v1 import DetectionParams, JobEvent, JobRef, PhotoUploaded
 from tally_db import NewJob, OutboxEntry, Session
-from tally_upload._errors import ApiError, envelope
 from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
 from tally_upload.deps import CurrentTenant, Deps, DepsDep
+from tally_web import ApiError, envelope
 
 router = APIRouter(prefix="/v1/sessions", tags=["photos"])
 

@@ -1,4 +1,8 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics, the same on every HTTP service.
+
+Readiness asks `app.state.readiness()`, an async function each service sets in its lifespan that
+returns its named checks (database reachable, bus connected, ...).
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,20 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-router = APIRouter(tags=["health"])
+health_router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@health_router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@health_router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    deps = getattr(request.app.state, "deps", None)
-    checks = {
-        "started": deps is not None and bool(getattr(request.app.state, "ready", False)),
-        "database": deps is not None and await deps.store.ping(),
-        "bus": deps is not None and deps.bus.is_connected,
-    }
+    readiness = getattr(request.app.state, "readiness", None)
+    checks: dict[str, bool] = {"started": readiness is not None}
+    if readiness is not None:
+        checks |= await readiness()
     ready = all(checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
@@ -29,6 +31,6 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@health_router.get("/metrics")
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
