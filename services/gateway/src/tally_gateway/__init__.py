@@ -1,0 +1,1 @@
+"""Tally's gateway: the read side of the HTTP API."""

@@ -1,0 +1,59 @@
+"""The gateway's application: connections opened in one lifespan, routes mounted."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from tally_db import Store
+from tally_gateway.config import Settings
+from tally_gateway.deps import Deps
+from tally_gateway.routes import jobs, sessions
+from tally_storage import ObjectStore, S3Settings
+from tally_web import health_router, install_error_handlers
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        s3 = S3Settings(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=(
+                settings.s3_secret_access_key.get_secret_value()
+                if settings.s3_secret_access_key
+                else None
+            ),
+        )
+        redis = Redis.from_url(settings.redis_url.get_secret_value())
+        try:
+            async with (
+                Store.open(settings.database_url.get_secret_value()) as store,
+                ObjectStore.open(s3) as objects,
+            ):
+                app.state.deps = Deps(settings, store, redis, objects)
+
+                async def readiness() -> dict[str, bool]:
+                    return {"database": await store.ping(), "redis": bool(await redis.ping())}
+
+                app.state.readiness = readiness
+                try:
+                    yield
+                finally:
+                    app.state.readiness = None
+        finally:
+            await redis.aclose()
+
+    app = FastAPI(title="Tally gateway", version="1", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(sessions.router)
+    app.include_router(jobs.router)
+    app.include_router(health_router)
+    return app

@@ -1,0 +1,212 @@
+"""The gateway's read API on real PostgreSQL, Redis and moto S3."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from tally_contracts.v1 import JobEvent, JobRef
+from tally_db import Job, NewJob, Store
+from tally_gateway.app import create_app
+from tally_gateway.config import Settings
+from tally_projector.projection import Projection
+from tally_storage import ObjectStore, S3Settings
+from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
+
+pytestmark = pytest.mark.integration
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@dataclass
+class World:
+    http: httpx.AsyncClient
+    redis: Redis
+    key_a: str
+    key_b: str
+    session_id: str
+    done: Job
+    waiting: Job
+
+    def auth(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+
+def _event(job: Job, sequence: int, **kind: Any) -> JobEvent:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()  # distinct per event: jobs list in upload order
+    ref = JobRef(tenant_id=str(job.tenant_id), session_id=str(job.session_id), job_id=str(job.id))
+    return JobEvent(
+        event_id=uuid.uuid4().hex,
+        job=ref,
+        sequence=sequence,
+        emitted_at=stamp,
+        source="test",
+        **kind,
+    )
+
+
+@pytest.fixture
+async def world(database: str, s3_endpoint: str) -> AsyncIterator[World]:
+    bucket = f"gw-{uuid.uuid4().hex[:10]}"
+    s3 = S3Settings(
+        bucket=bucket,
+        endpoint_url=s3_endpoint,
+        access_key_id=MOTO_ACCESS_KEY,
+        secret_access_key=MOTO_SECRET_KEY,
+    )
+    redis = Redis.from_url(REDIS_URL)
+    await redis.flushdb()
+    async with Store.open(database) as store, ObjectStore.open(s3, create_bucket=True) as objects:
+        a, b = await store.create_tenant("a"), await store.create_tenant("b")
+        key_a = (await store.create_api_key(a.id)).key
+        key_b = (await store.create_api_key(b.id)).key
+        session = await store.create_session(a.id, "tray 7")
+        prefix = f"{a.id}/{session.id}"
+        done, waiting = await store.add_jobs(
+            [
+                NewJob(a.id, session.id, "one.jpg", f"{prefix}/1/original.jpg", 4000, 3000),
+                NewJob(a.id, session.id, "two.jpg", f"{prefix}/2/original.jpg", 4000, 3000),
+            ],
+            [],
+        )
+        counts = {"seedling": 2, "weed": 0}
+        result = {
+            "job_id": str(done.id),
+            "width": 4000,
+            "height": 3000,
+            "counts": counts,
+            "detections": [
+                {"bbox": [1, 2, 30, 40], "score": 0.9, "label": "seedling"},
+                {"bbox": [50, 60, 90, 99], "score": 0.8, "label": "seedling"},
+            ],
+        }
+        await objects.put_bytes(f"{prefix}/1/result.json", json.dumps(result).encode(), "x")
+        await objects.put_bytes(f"{prefix}/1/thumbnail.jpg", b"\xff\xd8thumb", "image/jpeg")
+        await store.plan_job(a.id, done.id, 88, 2, [])
+        await store.complete_job(a.id, done.id, counts, 2, f"{prefix}/1/result.json", [], [])
+        projection = Projection(redis)
+        for job in (done, waiting):
+            await projection.fold(
+                _event(
+                    job,
+                    1,
+                    queued=JobEvent.Queued(
+                        image_id=str(job.image_id), filename=job.filename, width=4000, height=3000
+                    ),
+                )
+            )
+        await projection.fold(
+            _event(done, 2, planned=JobEvent.Planned(total_slices=88, chunk_count=2))
+        )
+        await projection.fold(
+            _event(done, 3, progress=JobEvent.Progress(slices_done=44, total_slices=88))
+        )
+        settings = Settings(
+            database_url=SecretStr(database),
+            redis_url=SecretStr(REDIS_URL),
+            s3_endpoint_url=s3_endpoint,
+            s3_bucket=bucket,
+            s3_access_key_id=MOTO_ACCESS_KEY,
+            s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
+        )
+        app = create_app(settings)
+        async with (
+            LifespanManager(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+            ) as http,
+        ):
+            yield World(http, redis, key_a, key_b, str(session.id), done, waiting)
+    await redis.flushdb()
+    await redis.aclose()
+
+
+async def test_polling_shows_each_jobs_live_state_and_the_summary(world: World) -> None:
+    response = await world.http.get(
+        f"/v1/sessions/{world.session_id}/jobs", headers=world.auth(world.key_a)
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["poll_interval_ms"] == 5000
+    one, two = body["jobs"]
+    assert (one["filename"], one["status"], one["processed"], one["total"]) == (
+        "one.jpg",
+        "processing",
+        44,
+        88,
+    )
+    assert one["progress_percent"] == 50.0
+    assert (two["status"], two["progress_percent"]) == ("queued", None)
+    assert body["summary"]["total"] == 2
+    assert (body["summary"]["processing"], body["summary"]["queued"]) == (1, 1)
+    assert body["summary"]["overall_progress_percent"] == 50.0
+
+
+async def test_with_redis_wiped_the_answer_comes_from_postgresql(world: World) -> None:
+    await world.redis.flushdb()
+    body = (
+        await world.http.get(
+            f"/v1/sessions/{world.session_id}/jobs", headers=world.auth(world.key_a)
+        )
+    ).json()
+    assert [(j["filename"], j["status"]) for j in body["jobs"]] == [
+        ("one.jpg", "completed"),
+        ("two.jpg", "queued"),
+    ]
+    detail = (
+        await world.http.get(f"/v1/jobs/{world.done.id}", headers=world.auth(world.key_a))
+    ).json()
+    assert detail["result"] == {"counts": {"seedling": 2, "weed": 0}}
+    assert detail["progress_percent"] == 100.0
+
+
+async def test_results_come_in_original_pixels_once_completed(world: World) -> None:
+    result = await world.http.get(
+        f"/v1/jobs/{world.done.id}/result", headers=world.auth(world.key_a)
+    )
+    assert result.status_code == 200
+    assert result.json()["counts"] == {"seedling": 2, "weed": 0}
+    assert result.json()["detections"][0]["bbox"] == [1, 2, 30, 40]
+    pending = await world.http.get(
+        f"/v1/jobs/{world.waiting.id}/result", headers=world.auth(world.key_a)
+    )
+    assert pending.status_code == 409
+    thumb = await world.http.get(
+        f"/v1/jobs/{world.done.id}/thumbnail", headers=world.auth(world.key_a)
+    )
+    assert (thumb.status_code, thumb.headers["content-type"]) == (200, "image/jpeg")
+
+
+async def test_another_tenant_sees_nothing_but_404(world: World) -> None:
+    b = world.auth(world.key_b)
+    for path in (
+        f"/v1/sessions/{world.session_id}",
+        f"/v1/sessions/{world.session_id}/jobs",
+        f"/v1/jobs/{world.done.id}",
+        f"/v1/jobs/{world.done.id}/result",
+        f"/v1/jobs/{world.done.id}/thumbnail",
+        f"/v1/jobs/{uuid.uuid4()}",
+    ):
+        response = await world.http.get(path, headers=b)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+    assert (await world.http.get(f"/v1/jobs/{world.done.id}")).status_code == 401
+
+
+async def test_session_detail_and_health(world: World) -> None:
+    session = (
+        await world.http.get(f"/v1/sessions/{world.session_id}", headers=world.auth(world.key_a))
+    ).json()
+    assert (session["name"], session["summary"]["total"]) == ("tray 7", 2)
+    ready = await world.http.get("/readyz")
+    assert ready.json()["checks"] == {"started": True, "database": True, "redis": True}
