@@ -31,6 +31,14 @@ triton-env: $(UV) ## the environment local Triton runs in (tritonserver + ONNX R
 torch: install ## install PyTorch (CPU) into .venv, for training
 	@$(PY) -c 'import torch' 2>/dev/null || python3 -m pip --python $(PY) install --quiet torch==$(TORCH_VERSION)
 
+.PHONY: up
+up: install triton-env servers ## start the whole stack in the background (edge on http://127.0.0.1:$${TALLY_EDGE_PORT:-8080})
+	$(VENV)/bin/tally-stack up
+
+.PHONY: down
+down: ## stop the whole stack (every process it started)
+	@$(VENV)/bin/tally-stack down
+
 .PHONY: demo
 demo: install ## generate 3 tray photos, start local Triton, count them (detections in data/demo)
 	$(VENV)/bin/tally-synth data/demo --count 3 --seed 1
