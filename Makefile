@@ -32,7 +32,7 @@ torch: install ## install PyTorch (CPU) into .venv, for training
 	@$(PY) -c 'import torch' 2>/dev/null || python3 -m pip --python $(PY) install --quiet torch==$(TORCH_VERSION)
 
 .PHONY: up
-up: install triton-env servers ## start the whole stack in the background (edge on http://127.0.0.1:$${TALLY_EDGE_PORT:-8080})
+up: install triton-env servers ## start the whole stack in the background (edge on 127.0.0.1:8080, or TALLY_EDGE_PORT)
 	$(VENV)/bin/tally-stack up
 
 .PHONY: down
@@ -40,8 +40,16 @@ down: ## stop the whole stack (every process it started)
 	@$(VENV)/bin/tally-stack down
 
 .PHONY: demo
-demo: install ## generate 3 tray photos, start local Triton, count them (detections in data/demo)
+demo: up ## the whole stack: 3 generated photos uploaded by the CLI, live progress, results table
 	$(VENV)/bin/tally-synth data/demo --count 3 --seed 1
+	@set -e; key=$$($(VENV)/bin/tally admin create-tenant "demo-$$(date +%s)" --json \
+	  | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["api_key"])'); \
+	TALLY_API_KEY=$$key $(VENV)/bin/tally upload data/demo --watch --interval 1; \
+	echo "API: http://127.0.0.1:$${TALLY_EDGE_PORT:-8080}/v1 (TALLY_API_KEY=$$key)"; \
+	echo "logs: .run/stack/stack.log; stop everything: make down"
+
+.PHONY: detect
+detect: install ## the detector alone: count data/demo's photos through a local Triton (no services)
 	$(VENV)/bin/tally-detect data/demo/*.jpg --json data/demo/detections.json
 
 .PHONY: synth
@@ -82,8 +90,8 @@ lint: install ## ruff (lint and format), mypy --strict, and no drift in generate
 	$(PY) scripts/protogen.py --check
 
 .PHONY: servers
-servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1 (start or install them)
-	bash scripts/ensure-servers.sh rabbitmq postgres redis
+servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1, and nginx is installed
+	bash scripts/ensure-servers.sh rabbitmq postgres redis nginx
 
 .PHONY: test
 test: torch triton-env servers lint ## everything CI runs: lint, types, unit and integration tests

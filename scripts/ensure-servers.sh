@@ -48,6 +48,12 @@ ensure_redis() {
   wait_for 6379 Redis
 }
 
+ensure_nginx() {  # the edge of the local stack: only the binary is needed, tally-stack runs it
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] && return 0
+  apt_install nginx-light || apt_install nginx
+  nginx -s stop 2>/dev/null || true  # the package starts a system nginx on :80; Tally needs none
+}
+
 for server in "${@:-rabbitmq}"; do
   "ensure_${server}"
 done

@@ -1,11 +1,14 @@
 """`tally`: Tally's command line.
 
+    tally upload DIR [--watch]                  a session of the folder's photos; live progress
+    tally status SESSION                        the session's jobs and results
     tally admin create-tenant NAME [--json]     a tenant and its first API key
     tally admin create-key TENANT_ID [--json]   another API key for a tenant
     tally admin revoke-key TENANT_ID KEY_ID     a key stops working at once
 
-Admin commands talk to the record store directly (TALLY_DATABASE_URL): they are for operators,
-not for tenants. An API key is printed once and never stored; only its digest is.
+`upload` and `status` talk to the HTTP API at TALLY_URL with TALLY_API_KEY. Admin commands talk to
+the record store directly (TALLY_DATABASE_URL): they are for operators, not for tenants. An API
+key is printed once and never stored; only its digest is.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import httpx
+from rich.console import Console
+
+from tally_client._watch import results_table, upload, watch
+from tally_client.sdk import TallyClient, TallyError
 from tally_db import ConflictError, NotFoundError, Store
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tally"
@@ -65,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
         "--database-url", default=os.environ.get("TALLY_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
     groups = parser.add_subparsers(dest="group", required=True)
+    upload_cmd = groups.add_parser("upload", help="upload a folder of photos as one session")
+    upload_cmd.add_argument("directory", type=Path)
+    upload_cmd.add_argument("--watch", action="store_true", help="live progress, then results")
+    upload_cmd.add_argument("--name", default="", help="session name (default: the folder's)")
+    upload_cmd.add_argument("--batch", type=int, default=8, help="photos per upload request")
+    upload_cmd.add_argument(
+        "--interval", type=float, help="seconds between polls (default: what the server says)"
+    )
+    status_cmd = groups.add_parser("status", help="a session's jobs and results")
+    status_cmd.add_argument("session_id")
     admin = groups.add_parser("admin", help="operator commands (record store access)")
     commands = admin.add_subparsers(dest="command", required=True)
 
@@ -88,8 +107,29 @@ async def _run(database_url: str, command: Command, args: argparse.Namespace) ->
         return await command(store, args)
 
 
+def _user_command(args: argparse.Namespace) -> int:
+    console = Console()
+    try:
+        with TallyClient() as client:
+            if args.group == "upload":
+                session_id = upload(client, args.directory, args.name, args.batch, console)
+                if not args.watch:
+                    console.print(f"follow it with: tally status {session_id}")
+                    return 0
+                state = watch(client, session_id, args.interval, console)
+            else:
+                state = client.jobs(args.session_id)
+            console.print(results_table(client, state))
+    except (TallyError, ValueError, httpx.HTTPError) as exc:
+        print(f"tally: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.group in ("upload", "status"):
+        return _user_command(args)
     try:
         result = asyncio.run(_run(args.database_url, args.run, args))
     except (ConflictError, NotFoundError) as exc:

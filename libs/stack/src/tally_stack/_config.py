@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import socket
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
-RUN_DIR = REPO_ROOT / ".run" / "stack"
+RUN_DIR = Path(os.environ.get("TALLY_STACK_DIR", REPO_ROOT / ".run" / "stack"))
 DEFAULT_EDGE_PORT = 8080
 
 
@@ -51,6 +52,7 @@ class StackConfig:
             ),
             amqp_url=os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             redis_url=os.environ.get("TALLY_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            bus_prefix=os.environ.get("TALLY_BUS_PREFIX", "tally"),
         )
 
     def save(self, path: Path) -> None:
@@ -81,6 +83,7 @@ class StackConfig:
     def processes(self, run_dir: Path) -> dict[str, tuple[str, dict[str, str]]]:
         """name → (command, extra environment), for honcho."""
         bin_dir = Path(sys.executable).parent
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         env = self.service_env()
 
         def cmd(*parts: str | Path | int) -> str:
@@ -104,7 +107,7 @@ class StackConfig:
                 {},
             ),
             "edge": (
-                cmd("nginx", "-p", run_dir / "nginx", "-c", run_dir / "nginx" / "nginx.conf"),
+                cmd(nginx, "-p", run_dir / "nginx", "-c", run_dir / "nginx" / "nginx.conf"),
                 {},
             ),
             "upload": (cmd(bin_dir / "tally-upload"), env | {"TALLY_PORT": str(self.upload_port)}),
