@@ -1,0 +1,135 @@
+"""One session through all five services on the real local stack, started by the same launcher
+as `make up`: upload → RabbitMQ → orchestrator → detector (Triton) → projector → gateway."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tally_client.sdk import TallyClient, TallyError
+from tally_inference import count_error
+from tally_stack._config import free_port
+from tally_synth import write_dataset
+
+pytestmark = pytest.mark.e2e
+STATUS_ORDER = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
+
+
+@dataclass(frozen=True)
+class Stack:
+    url: str
+    env: dict[str, str]
+
+    def admin_key(self, tenant: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "tally_client.cli", "admin", "create-tenant", tenant, "--json"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return str(json.loads(out)["api_key"])
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    directory = tmp_path_factory.mktemp("photos")
+    truth = write_dataset(directory, count=3, seed=31_337, width=4000, height=3000, workers=2)
+    return directory, {
+        name: sum(1 for o in objects if o["label"] == "seedling") for name, objects in truth.items()
+    }
+
+
+@pytest.fixture
+def stack(database: str, tmp_path: Path) -> Iterator[Stack]:
+    env = {
+        **os.environ,
+        "TALLY_STACK_DIR": str(tmp_path / "stack"),
+        "TALLY_EDGE_PORT": str(free_port()),
+        "TALLY_DATABASE_URL": database,
+        "TALLY_BUS_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
+        "TALLY_REDIS_URL": "redis://127.0.0.1:6379/14",
+    }
+    cli = [sys.executable, "-m", "tally_stack.cli"]
+    subprocess.run([*cli, "up", "--timeout", "300"], env=env, check=True, timeout=360)
+    try:
+        yield Stack(f"http://127.0.0.1:{env['TALLY_EDGE_PORT']}", env)
+    finally:
+        subprocess.run([*cli, "down"], env=env, check=True, timeout=120)
+        leftovers = subprocess.run(
+            ["pgrep", "-f", str(tmp_path / "stack")], capture_output=True, text=True
+        ).stdout.split()
+        assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+def test_a_session_goes_through_every_service_and_stays_private(
+    stack: Stack, photos: tuple[Path, dict[str, int]]
+) -> None:
+    directory, true_counts = photos
+    key_a, key_b = stack.admin_key("tenant-a"), stack.admin_key("tenant-b")
+    with TallyClient(stack.url, key_a) as a, TallyClient(stack.url, key_b) as b:
+        session = a.create_session("e2e")
+        files = sorted(directory.glob("*.jpg"))
+        corrupt = directory / "corrupt.jpg"
+        corrupt.write_bytes(files[0].read_bytes()[:5000])
+        answer = a.upload(session, [*files, corrupt])
+        assert [j["filename"] for j in answer["jobs"]] == [f.name for f in files]
+        assert [(r["filename"], r["code"]) for r in answer["rejected"]] == [
+            ("corrupt.jpg", "corrupt_image")
+        ]
+
+        only_bad = a.upload(session, [corrupt])
+        assert only_bad["jobs"] == []
+
+        seen: dict[str, list[tuple[str, int]]] = {j["job_id"]: [] for j in answer["jobs"]}
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            state = a.jobs(session)
+            for job in state["jobs"]:
+                seen[job["job_id"]].append((job["status"], job["processed"]))
+            if all(j["status"] == "completed" for j in state["jobs"]):
+                break
+            time.sleep(0.3)
+        for history in seen.values():
+            ranks = [STATUS_ORDER[status] for status, _ in history]
+            assert ranks == sorted(ranks), history  # never backwards
+            processed = [p for _, p in history]
+            assert processed == sorted(processed), history  # progress only rises
+            assert history[-1] == ("completed", 88)
+        assert any(status == "processing" for h in seen.values() for status, _ in h)
+
+        for job in state["jobs"]:
+            result = a.result(job["job_id"])
+            counted = result["counts"]["seedling"]
+            assert count_error(counted, true_counts[job["filename"]]) <= 0.08
+            assert all(0 <= d["bbox"][0] < d["bbox"][2] <= 4000 for d in result["detections"])
+
+        with pytest.raises(TallyError) as refused:
+            b.jobs(session)
+        assert refused.value.status == 404
+        with pytest.raises(TallyError) as refused:
+            b.result(state["jobs"][0]["job_id"])
+        assert refused.value.status == 404
+        other = httpx.get(
+            f"{stack.url}/v1/jobs/{state['jobs'][0]['job_id']}",
+            headers={"Authorization": f"Bearer {key_b}"},
+        )
+        assert other.status_code == 404
+        bad_only = httpx.post(
+            f"{stack.url}/v1/sessions/{session}/photos",
+            files=[("file", ("bad.jpg", io.BytesIO(corrupt.read_bytes()), "image/jpeg"))],
+            headers={"Authorization": f"Bearer {key_a}"},
+        )
+        assert bad_only.status_code == 422
+        assert bad_only.json()["rejected"][0]["code"] == "corrupt_image"
