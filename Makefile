@@ -81,13 +81,14 @@ proto: install ## regenerate the committed Python code of proto/tally/v1 (libs/c
 	$(PY) scripts/protogen.py
 
 .PHONY: lint
-lint: install ## ruff (lint and format), mypy --strict, and no drift in generated protobuf code
+lint: install ## ruff, mypy --strict, protobuf drift, stale locks, one-way imports (import-linter)
 	$(UV) lock --check
 	$(UV) lock --check --project deploy/triton/env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy libs services deploy/triton/cpu tests scripts conftest.py
 	$(PY) scripts/protogen.py --check
+	$(VENV)/bin/lint-imports
 
 .PHONY: servers
 servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1, and nginx is installed
