@@ -17,12 +17,14 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from google.protobuf.message import DecodeError, Message
-from opentelemetry import context, propagate
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import SpanKind
 from pamqp.commands import Basic
 
 from tally_bus.topology import QueueSpec, Route, Topology
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("tally_bus")
 
 CONTENT_TYPE = "application/x-protobuf"
 M = TypeVar("M", bound=Message)
@@ -151,7 +153,15 @@ class Bus:
         """Return once the broker has confirmed the message; raise if it did not take it."""
         if not isinstance(message, route.message_type):
             raise TypeError(f"{route.routing_key} carries {route.message_type.__name__} messages")
-        await self._publish(route.exchange, route.routing_key, encode(message))
+        with tracer.start_as_current_span(
+            f"{route.routing_key} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": route.exchange,
+            },
+        ):
+            await self._publish(route.exchange, route.routing_key, encode(message))
 
     async def publish_encoded(
         self,
@@ -230,7 +240,12 @@ async def _handle(
         return
     token = context.attach(propagate.extract(dict(incoming.headers or {})))
     try:
-        await handler(message)
+        with tracer.start_as_current_span(
+            f"{spec.name} process",
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "rabbitmq", "messaging.destination.name": spec.name},
+        ):
+            await handler(message)
     except Exception:
         log.exception(
             "handler failed on %s (delivery %s of %s); returning it to the queue",

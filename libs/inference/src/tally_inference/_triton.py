@@ -6,6 +6,7 @@ from typing import Final, Self
 
 import numpy as np
 from numpy.typing import NDArray
+from opentelemetry import trace
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
@@ -13,6 +14,7 @@ from tritonclient.utils import InferenceServerException
 MODEL_NAME: Final = "tally_detector"
 INPUT_NAME: Final = "images"
 OUTPUT_NAME: Final = "detections"
+tracer = trace.get_tracer("tally_inference")
 
 
 class InferenceError(RuntimeError):
@@ -48,15 +50,20 @@ class TritonModel:
             )
         request = InferInput(INPUT_NAME, list(batch.shape), "UINT8")
         request.set_data_from_numpy(batch)
-        try:
-            response = await self._client.infer(
-                self.model_name,
-                [request],
-                outputs=[InferRequestedOutput(OUTPUT_NAME)],
-                client_timeout=self.timeout_s,
-            )
-        except InferenceServerException as exc:
-            raise InferenceError(f"Triton at {self.url} failed: {exc.message()}") from exc
+        with tracer.start_as_current_span(
+            "triton infer",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"tally.model": self.model_name, "tally.batch_size": batch.shape[0]},
+        ):
+            try:
+                response = await self._client.infer(
+                    self.model_name,
+                    [request],
+                    outputs=[InferRequestedOutput(OUTPUT_NAME)],
+                    client_timeout=self.timeout_s,
+                )
+            except InferenceServerException as exc:
+                raise InferenceError(f"Triton at {self.url} failed: {exc.message()}") from exc
         output = response.as_numpy(OUTPUT_NAME)
         if output is None or output.shape[0] != batch.shape[0]:
             raise InferenceError(f"Triton returned no usable {OUTPUT_NAME!r} output")

@@ -14,6 +14,7 @@ from tally_detector.deps import Deps, PhotoCache
 from tally_detector.handlers import handle_detect_chunk
 from tally_inference import TritonModel
 from tally_storage import ObjectStore, S3Settings
+from tally_telemetry import configure_tracing
 
 log = logging.getLogger("tally_detector")
 
@@ -53,6 +54,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
+    configure_tracing("tally-detector")
 
     async def serve() -> None:
         stop = asyncio.Event()

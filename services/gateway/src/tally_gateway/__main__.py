@@ -8,11 +8,13 @@ import uvicorn
 
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
+from tally_telemetry import configure_tracing
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
+    configure_tracing("tally-gateway")
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -14,6 +14,7 @@ from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
 from tally_orchestrator.handlers import handle_chunk_result, handle_photo_uploaded
 from tally_storage import ObjectStore, S3Settings
+from tally_telemetry import configure_tracing
 
 log = logging.getLogger("tally_orchestrator")
 
@@ -76,6 +77,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
+    configure_tracing("tally-orchestrator")
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -14,6 +14,7 @@ from tally_bus import Bus, Topology
 from tally_projector.config import Settings
 from tally_projector.handlers import Deps, handle_job_event
 from tally_projector.projection import Projection
+from tally_telemetry import configure_tracing
 
 log = logging.getLogger("tally_projector")
 
@@ -41,6 +42,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
+    configure_tracing("tally-projector")
 
     async def serve() -> None:
         stop = asyncio.Event()

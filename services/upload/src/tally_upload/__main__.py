@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from tally_telemetry import configure_tracing
 from tally_upload.app import create_app
 from tally_upload.config import Settings
 
@@ -13,6 +14,7 @@ from tally_upload.config import Settings
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
+    configure_tracing("tally-upload")
     uvicorn.run(
         create_app(settings),
         host=settings.host,

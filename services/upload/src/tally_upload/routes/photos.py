@@ -11,12 +11,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import propagate, trace
 from prometheus_client import Counter
 from starlette.datastructures import UploadFile
 
 from tally_bus import Topology, trace_headers
 from tally_contracts.v1 import DetectionParams, JobEvent, JobRef, PhotoUploaded
-from tally_db import NewJob, OutboxEntry, Session
+from tally_db import NewJob, OutboxEntry, Session, Tenant
 from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
 from tally_upload.deps import CurrentTenant, Deps, DepsDep
 from tally_web import ApiError, envelope
@@ -25,6 +26,7 @@ router = APIRouter(prefix="/v1/sessions", tags=["photos"])
 
 PHOTOS = Counter("tally_upload_photos_total", "Photos received, by outcome", ["outcome", "code"])
 READ_CHUNK = 1024 * 1024
+tracer = trace.get_tracer("tally_upload")
 
 
 async def _read_capped(upload: UploadFile, limit: int) -> bytes | None:
@@ -108,6 +110,19 @@ def _messages(
 @router.post("/{session_id}/photos", status_code=202)
 async def upload_photos(
     session_id: uuid.UUID, request: Request, deps: DepsDep, tenant: CurrentTenant
+) -> JSONResponse:
+    # The trace of this request continues through the outbox, the bus, Triton and the projector.
+    with tracer.start_as_current_span(
+        "POST /v1/sessions/{sid}/photos",
+        context=propagate.extract(dict(request.headers)),
+        kind=trace.SpanKind.SERVER,
+        attributes={"tally.tenant_id": str(tenant.id), "tally.session_id": str(session_id)},
+    ):
+        return await _upload_photos(session_id, request, deps, tenant)
+
+
+async def _upload_photos(
+    session_id: uuid.UUID, request: Request, deps: Deps, tenant: Tenant
 ) -> JSONResponse:
     session = await deps.store.get_session(tenant.id, session_id)
     if session is None:
