@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from tally_bus import Bus, Topology, decode
+from tally_contracts.sequence import FINAL as FINAL_SEQUENCE
 from tally_contracts.v1 import (
     ChunkFailure,
     ChunkResult,
@@ -31,11 +32,7 @@ from tally_inference import TritonModel, count_error
 from tally_inference.local_triton import LocalTriton
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
-from tally_orchestrator.handlers import (
-    FINAL_SEQUENCE,
-    handle_chunk_result,
-    handle_photo_uploaded,
-)
+from tally_orchestrator.handlers import handle_chunk_result, handle_photo_uploaded
 from tally_storage import ObjectStore, S3Settings
 from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_synth import PhotoSpec, render
@@ -155,6 +152,9 @@ async def test_a_photo_goes_from_plan_to_completed_result_once(
     kinds = [(e.WhichOneof("kind"), e.sequence) for e in events]
     assert kinds == [
         ("planned", 2),
+        ("started", 3),  # one per chunk, from the detector
+        ("started", 3),
+        ("started", 3),
         ("progress", 3),
         ("progress", 4),
         ("progress", 5),

@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
+from datetime import UTC, datetime
 
 import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
+from tally_contracts import sequence
 from tally_contracts.v1 import (
     ChunkDetections,
     ChunkFailure,
     ChunkResult,
     DetectChunk,
     Detection,
+    JobEvent,
     SliceBox,
     SliceDetections,
 )
@@ -87,10 +92,24 @@ def _result(message: DetectChunk, parts: list[SliceResult]) -> ChunkDetections:
     )
 
 
+def _started(message: DetectChunk) -> JobEvent:
+    """The job is being worked on: `processing` from the first chunk any detector starts."""
+    now = Timestamp()
+    now.FromDatetime(datetime.now(UTC))
+    return JobEvent(
+        event_id=uuid.uuid4().hex,
+        job=message.job,
+        sequence=sequence.STARTED,
+        emitted_at=now,
+        source="detector",
+        started=JobEvent.Started(chunk_index=message.chunk_index),
+    )
+
+
 async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> None:
-    """Run the model on the chunk's slices and publish the ChunkResult (confirmed) for the
-    orchestrator. A chunk that can never succeed is answered with a failure result; a transient
-    error (Triton away) raises, so the message returns to the queue."""
+    """Announce `started`, run the model on the chunk's slices and publish the ChunkResult
+    (confirmed) for the orchestrator. A chunk that can never succeed is answered with a failure
+    result; a transient error (Triton away) raises, so the message returns to the queue."""
     started = time.perf_counter()
     result = ChunkResult(
         job=message.job,
@@ -98,6 +117,7 @@ async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> None:
         attempt=message.attempt,
         detector_id=deps.settings.detector_id,
     )
+    await deps.bus.publish(deps.bus.topology.job_event, _started(message))
     try:
         photo = await _photo(message, deps)
         detector = SlicedDetector(

@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tally_bus import Route, trace_headers
+from tally_contracts import sequence
 from tally_contracts.v1 import (
     ChunkDetections,
     ChunkResult,
@@ -29,12 +30,6 @@ from tally_orchestrator._planning import plan_chunks
 from tally_orchestrator.deps import Deps
 
 log = logging.getLogger(__name__)
-
-PLANNED_SEQUENCE = 2  # after upload's `queued` (1); the orchestrator is the job's second writer
-
-
-# A final event outranks every other event of its job: the projection never leaves a final status.
-FINAL_SEQUENCE = 2**62
 
 
 def _event(job: JobRef, sequence: int, **kind: Any) -> JobEvent:
@@ -94,7 +89,7 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
     ]
     planned = _event(
         job,
-        PLANNED_SEQUENCE,
+        sequence.PLANNED,
         planned=JobEvent.Planned(total_slices=total, chunk_count=len(chunks)),
     )
     entries.append(_entry(routes.job_event, planned))
@@ -135,7 +130,7 @@ async def handle_chunk_result(message: ChunkResult, deps: Deps) -> None:
         failure = message.failure
         reason = f"chunk {message.chunk_index}: {failure.message or 'no outcome'}"
         code = failure.code or "chunk_failed"
-        failed = _event(job, FINAL_SEQUENCE, failed=JobEvent.Failed(code=code, message=reason))
+        failed = _event(job, sequence.FINAL, failed=JobEvent.Failed(code=code, message=reason))
         if await deps.store.fail_job(tenant_id, job_id, code, reason, [_entry(events, failed)]):
             deps.relay.notify()
         return
@@ -143,7 +138,7 @@ async def handle_chunk_result(message: ChunkResult, deps: Deps) -> None:
     def progress(state: Job, chunks_done: int) -> list[OutboxEntry]:
         event = _event(
             job,
-            PLANNED_SEQUENCE + chunks_done,
+            sequence.progress(chunks_done),
             progress=JobEvent.Progress(slices_done=state.processed, total_slices=state.total),
         )
         return [_entry(events, event)]
@@ -182,7 +177,7 @@ async def _complete(message: ChunkResult, state: Job, deps: Deps) -> None:
     warnings = [] if merged.detections else ["no_detections"]
     completed = _event(
         message.job,
-        FINAL_SEQUENCE,
+        sequence.FINAL,
         completed=JobEvent.Completed(
             counts=merged.counts,
             detections=len(merged.detections),

@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from starlette.datastructures import UploadFile
 
 from tally_bus import Topology, trace_headers
+from tally_contracts import sequence
 from tally_contracts.v1 import DetectionParams, JobEvent, JobRef, PhotoUploaded
 from tally_db import NewJob, OutboxEntry, Session, Tenant
 from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
@@ -78,7 +79,7 @@ def _messages(
     queued = JobEvent(
         event_id=uuid.uuid4().hex,
         job=ref,
-        sequence=1,
+        sequence=sequence.QUEUED,
         emitted_at=now,
         source="upload",
         queued=JobEvent.Queued(
