@@ -7,6 +7,8 @@ import asyncio
 import functools
 import io
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import cast
 
 import aio_pika
@@ -56,14 +58,20 @@ def photo() -> bytes:
     return render(PhotoSpec(seed=5, index=0, width=1024, height=768))[0]
 
 
-async def test_one_trace_spans_upload_orchestrator_triton_and_projector(
-    spans: InMemorySpanExporter,
-    photo: bytes,
-    database: str,
-    amqp_url: str,
-    s3_endpoint: str,
-    triton: LocalTriton,
-) -> None:
+@dataclass
+class World:
+    http: httpx.AsyncClient
+    store: Store
+    redis: Redis
+    topology: Topology
+
+
+@pytest.fixture
+async def world(
+    database: str, amqp_url: str, s3_endpoint: str, triton: LocalTriton
+) -> AsyncIterator[World]:
+    """Every service's handlers in this process: upload's app, and consumers for the rest.
+    Opened here, not in the test, because opening clients blocks the loop (botocore)."""
     topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
     bucket = f"trace-{uuid.uuid4().hex[:8]}"
     s3 = S3Settings(
@@ -130,35 +138,45 @@ async def test_one_trace_spans_upload_orchestrator_triton_and_projector(
             ),
         ]
         try:
-            tenant = await store.create_tenant("traced")
-            key = (await store.create_api_key(tenant.id)).key
-            auth = {"Authorization": f"Bearer {key}"}
-            session = (await http.post("/v1/sessions", json={}, headers=auth)).json()["session_id"]
-            response = await http.post(
-                f"/v1/sessions/{session}/photos",
-                headers=auth,
-                files=[("file", ("t.jpg", io.BytesIO(photo), "image/jpeg"))],
-            )
-            assert response.status_code == 202
-
-            async def completed() -> None:
-                stream, last = f"session:{session}:events", b"0"
-                while True:
-                    reply = cast(StreamReply, await redis.xread({stream: last}, block=5000))
-                    for _, entries in reply:
-                        for entry_id, fields in entries:
-                            last = entry_id
-                            if fields.get(b"status") == b"completed":
-                                return
-
-            await asyncio.wait_for(completed(), 120)
+            yield World(http, store, redis, topology)
         finally:
             for consumer in consumers:
                 await consumer.stop()
             relay_task.cancel()
             await redis.flushdb()
             await redis.aclose()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        await topology.delete(await connection.channel())
 
+
+async def test_one_trace_spans_upload_orchestrator_triton_and_projector(
+    spans: InMemorySpanExporter, photo: bytes, world: World
+) -> None:
+    tenant = await world.store.create_tenant("traced")
+    key = (await world.store.create_api_key(tenant.id)).key
+    auth = {"Authorization": f"Bearer {key}"}
+    session = (await world.http.post("/v1/sessions", json={}, headers=auth)).json()["session_id"]
+    response = await world.http.post(
+        f"/v1/sessions/{session}/photos",
+        headers=auth,
+        files=[("file", ("t.jpg", io.BytesIO(photo), "image/jpeg"))],
+    )
+    assert response.status_code == 202
+
+    async def completed() -> None:
+        stream, last = f"session:{session}:events", b"0"
+        while True:
+            reply = cast(StreamReply, await world.redis.xread({stream: last}, block=5000))
+            for _, entries in reply:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if fields.get(b"status") == b"completed":
+                        return
+
+    await asyncio.wait_for(completed(), 120)
+
+    topology = world.topology
     finished = spans.get_finished_spans()
     (request,) = [s for s in finished if s.name == "POST /v1/sessions/{sid}/photos"]
     trace_id = request.context.trace_id
@@ -171,7 +189,3 @@ async def test_one_trace_spans_upload_orchestrator_triton_and_projector(
         f"{topology.events_queue.name} process",
     ):
         assert name in in_trace, f"{name} is not in the upload's trace: {sorted(in_trace)}"
-
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        await topology.delete(await connection.channel())

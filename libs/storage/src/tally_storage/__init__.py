@@ -8,12 +8,14 @@ from tally_storage._s3 import (
     S3Settings,
     StoredObject,
 )
+from tally_storage._settings import S3Fields
 
 __all__ = [
     "PART_SIZE",
     "ObjectNotFoundError",
     "ObjectStore",
     "ObjectTooLargeError",
+    "S3Fields",
     "S3Settings",
     "StoredObject",
 ]

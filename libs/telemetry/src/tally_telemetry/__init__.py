@@ -1,16 +1,21 @@
-"""Tracing for Tally's services: one trace from the upload request through the bus to Triton and
-the projector. The W3C trace context travels in AMQP headers (tally_bus) and in the outbox."""
+"""Start-up shared by Tally's services, and tracing: one trace from the upload request through
+the bus to Triton and the projector. The W3C trace context travels in AMQP headers (tally_bus)
+and in the outbox."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import signal
+from collections.abc import Awaitable, Callable
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-__all__ = ["configure_tracing"]
+__all__ = ["configure_tracing", "run_worker"]
 
 
 def configure_tracing(service: str, processor: SpanProcessor | None = None) -> TracerProvider:
@@ -26,3 +31,19 @@ def configure_tracing(service: str, processor: SpanProcessor | None = None) -> T
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def run_worker(service: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Start a bus worker the same way everywhere: logging, tracing, and an event set by SIGTERM
+    or SIGINT that `run` awaits before it drains its work and returns."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_tracing(service)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(stop)
+
+    asyncio.run(serve())

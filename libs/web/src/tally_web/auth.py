@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from tally_db import Store, Tenant
 from tally_web.errors import ApiError
@@ -17,3 +19,12 @@ async def tenant_of(request: Request, store: Store) -> Tenant:
     if tenant is None:
         raise ApiError(401, "unauthenticated", "the API key is unknown or revoked")
     return tenant
+
+
+async def _current_tenant(request: Request) -> Tenant:
+    # Every HTTP service keeps its connections in app.state.deps, with the record store as `store`.
+    store: Store = request.app.state.deps.store
+    return await tenant_of(request, store)
+
+
+CurrentTenant = Annotated[Tenant, Depends(_current_tenant)]

@@ -6,31 +6,20 @@ import asyncio
 import contextlib
 import functools
 import logging
-import signal
 
 from tally_bus import Bus, Topology
 from tally_detector.config import Settings
 from tally_detector.deps import Deps, PhotoCache
 from tally_detector.handlers import handle_detect_chunk
 from tally_inference import TritonModel
-from tally_storage import ObjectStore, S3Settings
-from tally_telemetry import configure_tracing
+from tally_storage import ObjectStore
+from tally_telemetry import run_worker
 
 log = logging.getLogger("tally_detector")
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    s3 = S3Settings(
-        bucket=settings.s3_bucket,
-        endpoint_url=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        access_key_id=settings.s3_access_key_id,
-        secret_access_key=(
-            settings.s3_secret_access_key.get_secret_value()
-            if settings.s3_secret_access_key
-            else None
-        ),
-    )
+    s3 = settings.s3
     async with (
         ObjectStore.open(s3) as objects,
         TritonModel(settings.triton_url) as model,
@@ -52,18 +41,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
-    configure_tracing("tally-detector")
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
-
-    asyncio.run(serve())
+    run_worker("tally-detector", functools.partial(run, settings))
 
 
 if __name__ == "__main__":

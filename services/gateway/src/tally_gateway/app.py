@@ -12,7 +12,7 @@ from tally_db import Store
 from tally_gateway.config import Settings
 from tally_gateway.deps import Deps
 from tally_gateway.routes import jobs, sessions
-from tally_storage import ObjectStore, S3Settings
+from tally_storage import ObjectStore
 from tally_web import health_router, install_error_handlers
 
 
@@ -21,17 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        s3 = S3Settings(
-            bucket=settings.s3_bucket,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            access_key_id=settings.s3_access_key_id,
-            secret_access_key=(
-                settings.s3_secret_access_key.get_secret_value()
-                if settings.s3_secret_access_key
-                else None
-            ),
-        )
+        s3 = settings.s3
         redis = Redis.from_url(settings.redis_url.get_secret_value())
         try:
             async with (

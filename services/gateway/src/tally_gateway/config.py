@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from tally_storage import S3Fields
 
 
-class Settings(BaseSettings):
+class Settings(S3Fields):
     model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
 
     host: str = "127.0.0.1"
     port: int = 8002
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tally")
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    s3_endpoint_url: str | None = None
-    s3_bucket: str = "tally"
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: SecretStr | None = None
     poll_interval_ms: int = Field(default=5000, ge=2000, le=60000)
     shutdown_grace_s: float = Field(default=20.0, ge=0)

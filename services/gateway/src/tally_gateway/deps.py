@@ -8,10 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
-from tally_db import Store, Tenant
+from tally_db import Store
 from tally_gateway.config import Settings
 from tally_storage import ObjectStore
-from tally_web import tenant_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +27,3 @@ def get_deps(request: Request) -> Deps:
 
 
 DepsDep = Annotated[Deps, Depends(get_deps)]
-
-
-async def current_tenant(request: Request, deps: DepsDep) -> Tenant:
-    return await tenant_of(request, deps.store)
-
-
-CurrentTenant = Annotated[Tenant, Depends(current_tenant)]

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import signal
 
 from redis.asyncio import Redis
 
@@ -14,7 +13,7 @@ from tally_bus import Bus, Topology
 from tally_projector.config import Settings
 from tally_projector.handlers import Deps, handle_job_event
 from tally_projector.projection import Projection
-from tally_telemetry import configure_tracing
+from tally_telemetry import run_worker
 
 log = logging.getLogger("tally_projector")
 
@@ -40,18 +39,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
-    configure_tracing("tally-projector")
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
-
-    asyncio.run(serve())
+    run_worker("tally-projector", functools.partial(run, settings))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from tally_bus import Bus, Topology
 from tally_db import OutboxEntry, OutboxRelay, Store
-from tally_storage import ObjectStore, S3Settings
+from tally_storage import ObjectStore
 from tally_upload.config import Settings
 from tally_upload.deps import Deps
 from tally_upload.routes import photos, sessions
@@ -26,17 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store = await stack.enter_async_context(
                 Store.open(settings.database_url.get_secret_value())
             )
-            s3 = S3Settings(
-                bucket=settings.s3_bucket,
-                endpoint_url=settings.s3_endpoint_url,
-                region=settings.s3_region,
-                access_key_id=settings.s3_access_key_id,
-                secret_access_key=(
-                    settings.s3_secret_access_key.get_secret_value()
-                    if settings.s3_secret_access_key
-                    else None
-                ),
-            )
+            s3 = settings.s3
             objects = await stack.enter_async_context(ObjectStore.open(s3, create_bucket=True))
             bus = await stack.enter_async_context(
                 await Bus.connect(

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from tally_storage import S3Fields
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-class Settings(BaseSettings):
+class Settings(S3Fields):
     model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
 
     environment: Literal["development", "production"] = "development"
@@ -20,11 +22,6 @@ class Settings(BaseSettings):
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tally")
     amqp_url: SecretStr = SecretStr(LOCAL_AMQP)
     bus_prefix: str = "tally"
-    s3_endpoint_url: str | None = None  # None: AWS
-    s3_bucket: str = "tally"
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: SecretStr | None = None
 
     max_file_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_files_per_request: int = Field(default=100, gt=0)

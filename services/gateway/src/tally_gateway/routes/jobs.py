@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from tally_gateway import _reads
-from tally_gateway.deps import CurrentTenant, DepsDep
+from tally_gateway.deps import DepsDep
 from tally_storage import ObjectNotFoundError
-from tally_web import ApiError
+from tally_web import ApiError, CurrentTenant
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

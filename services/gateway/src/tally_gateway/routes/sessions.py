@@ -9,8 +9,8 @@ from fastapi import APIRouter
 
 from tally_gateway import _reads
 from tally_gateway._views import summary
-from tally_gateway.deps import CurrentTenant, DepsDep
-from tally_web import ApiError
+from tally_gateway.deps import DepsDep
+from tally_web import ApiError, CurrentTenant
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 

@@ -20,8 +20,8 @@ from tally_contracts import sequence
 from tally_contracts.v1 import DetectionParams, JobEvent, JobRef, PhotoUploaded
 from tally_db import NewJob, OutboxEntry, Session, Tenant
 from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
-from tally_upload.deps import CurrentTenant, Deps, DepsDep
-from tally_web import ApiError, envelope
+from tally_upload.deps import Deps, DepsDep
+from tally_web import ApiError, CurrentTenant, envelope
 
 router = APIRouter(prefix="/v1/sessions", tags=["photos"])
 

@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
-from tally_upload.deps import CurrentTenant, DepsDep
+from tally_upload.deps import DepsDep
+from tally_web import CurrentTenant
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
