@@ -137,7 +137,8 @@ async def test_polling_shows_each_jobs_live_state_and_the_summary(world: World) 
     )
     assert response.status_code == 200
     body = response.json()
-    assert body["poll_interval_ms"] == 5000
+    assert body["poll_interval_ms"] == 2000  # a job is processing: poll sooner
+    assert response.headers["cache-control"] == "no-cache"
     one, two = body["jobs"]
     assert (one["filename"], one["status"], one["processed"], one["total"]) == (
         "one.jpg",
@@ -210,3 +211,34 @@ async def test_session_detail_and_health(world: World) -> None:
     assert (session["name"], session["summary"]["total"]) == ("tray 7", 2)
     ready = await world.http.get("/readyz")
     assert ready.json()["checks"] == {"started": True, "database": True, "redis": True}
+
+
+async def test_an_unchanged_poll_answers_304_and_a_change_gives_a_new_etag(world: World) -> None:
+    path, auth = f"/v1/sessions/{world.session_id}/jobs", world.auth(world.key_a)
+    first = await world.http.get(path, headers=auth)
+    etag = first.headers["etag"]
+    assert (await world.http.get(path, headers=auth)).headers["etag"] == etag
+    unchanged = await world.http.get(path, headers={**auth, "If-None-Match": f"W/{etag}"})
+    assert (unchanged.status_code, unchanged.content) == (304, b"")
+    assert unchanged.headers["etag"] == etag
+
+    projection = Projection(world.redis)
+    await projection.fold(
+        _event(world.done, 4, progress=JobEvent.Progress(slices_done=60, total_slices=88))
+    )
+    changed = await world.http.get(path, headers={**auth, "If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
+    assert changed.json()["jobs"][0]["processed"] == 60
+
+
+async def test_the_poll_interval_lengthens_once_everything_has_finished(world: World) -> None:
+    projection = Projection(world.redis)
+    for job in (world.done, world.waiting):
+        await projection.fold(_event(job, 2**62, completed=JobEvent.Completed(detections=0)))
+    body = (
+        await world.http.get(
+            f"/v1/sessions/{world.session_id}/jobs", headers=world.auth(world.key_a)
+        )
+    ).json()
+    assert body["poll_interval_ms"] == 30000

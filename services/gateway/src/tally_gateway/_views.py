@@ -10,6 +10,7 @@ from typing import Any
 from tally_db import Job
 
 STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
+FINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 def _percent(processed: int, total: int, status: str) -> float | None:

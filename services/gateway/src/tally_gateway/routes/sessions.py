@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 from tally_gateway import _reads
-from tally_gateway._views import summary
+from tally_gateway._views import FINAL, summary
+from tally_gateway.config import Settings
 from tally_gateway.deps import DepsDep
 from tally_web import ApiError, CurrentTenant
 
@@ -32,14 +35,39 @@ async def get_session(
     }
 
 
+def _poll_interval_ms(jobs: list[dict[str, Any]], settings: Settings) -> int:
+    if any(j["status"] == "processing" for j in jobs):
+        return settings.poll_interval_active_ms
+    if jobs and all(j["status"] in FINAL for j in jobs):
+        return settings.poll_interval_idle_ms
+    return settings.poll_interval_ms
+
+
 @router.get("/{session_id}/jobs")
-async def poll_jobs(session_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> dict[str, Any]:
+async def poll_jobs(
+    session_id: uuid.UUID, request: Request, deps: DepsDep, tenant: CurrentTenant
+) -> Response:
+    """The polling endpoint. The body is serialised once; its ETag changes exactly when the body
+    does, and a poller that sends it back in If-None-Match gets 304 without a body."""
     jobs = await _reads.session_jobs(deps, tenant, session_id)
     updated = [j["updated_at"] for j in jobs if j["updated_at"]]
-    return {
-        "session_id": str(session_id),
-        "jobs": jobs,
-        "summary": summary(jobs),
-        "last_updated": max(updated) if updated else None,
-        "poll_interval_ms": deps.settings.poll_interval_ms,
-    }
+    body = json.dumps(
+        {
+            "session_id": str(session_id),
+            "jobs": jobs,
+            "summary": summary(jobs),
+            "last_updated": max(updated) if updated else None,
+            "poll_interval_ms": _poll_interval_ms(jobs, deps.settings),
+        },
+        separators=(",", ":"),
+    ).encode()
+    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag in _etags(request.headers.get("if-none-match", "")):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _etags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match header (weak ones compare equal, as RFC 9110 says)."""
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
