@@ -242,3 +242,32 @@ async def test_the_poll_interval_lengthens_once_everything_has_finished(world: W
         )
     ).json()
     assert body["poll_interval_ms"] == 30000
+
+
+async def test_the_job_list_filters_sorts_and_pages_with_a_cursor(world: World) -> None:
+    auth = world.auth(world.key_a)
+    newest = (await world.http.get("/v1/jobs", headers=auth)).json()
+    assert [j["filename"] for j in newest["jobs"]] == ["two.jpg", "one.jpg"]
+    assert newest["next_cursor"] is None
+    oldest = (await world.http.get("/v1/jobs?sort=created_at", headers=auth)).json()
+    assert [j["filename"] for j in oldest["jobs"]] == ["one.jpg", "two.jpg"]
+    assert oldest["jobs"][0]["processed"] == 44  # live from the projection
+
+    first = (await world.http.get("/v1/jobs?limit=1", headers=auth)).json()
+    assert [j["filename"] for j in first["jobs"]] == ["two.jpg"]
+    second = (
+        await world.http.get(f"/v1/jobs?limit=1&cursor={first['next_cursor']}", headers=auth)
+    ).json()
+    assert [j["filename"] for j in second["jobs"]] == ["one.jpg"]
+    assert second["next_cursor"] is None
+
+    completed = (await world.http.get("/v1/jobs?status=completed", headers=auth)).json()
+    assert [j["job_id"] for j in completed["jobs"]] == [str(world.done.id)]
+    mine = (await world.http.get(f"/v1/jobs?session_id={world.session_id}", headers=auth)).json()
+    assert len(mine["jobs"]) == 2
+    assert (await world.http.get("/v1/jobs", headers=world.auth(world.key_b))).json() == {
+        "jobs": [],
+        "next_cursor": None,
+    }
+    bad = await world.http.get("/v1/jobs?cursor=nonsense", headers=auth)
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_cursor")

@@ -435,6 +435,38 @@ class Store:
         )
         return [_job(r) for r in rows]
 
+    async def list_jobs(
+        self,
+        tenant_id: uuid.UUID,
+        *,
+        status: str | None = None,
+        session_id: uuid.UUID | None = None,
+        newest_first: bool = True,
+        after: tuple[datetime, uuid.UUID] | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """A page of the tenant's jobs in creation order; `after` is the (created_at, id) of the
+        previous page's last job (keyset pagination: stable while jobs are added)."""
+        direction, compare = ("DESC", "<") if newest_first else ("ASC", ">")
+        conditions: list[str] = ["tenant_id = $1"]
+        args: list[object] = [tenant_id]
+        if status is not None:
+            args.append(status)
+            conditions.append(f"status = ${len(args)}")
+        if session_id is not None:
+            args.append(session_id)
+            conditions.append(f"session_id = ${len(args)}")
+        if after is not None:
+            args += [after[0], after[1]]
+            conditions.append(f"(created_at, id) {compare} (${len(args) - 1}, ${len(args)})")
+        args.append(limit)
+        rows = await self._pool.fetch(
+            f"""SELECT * FROM jobs WHERE {" AND ".join(conditions)}
+                ORDER BY created_at {direction}, id {direction} LIMIT ${len(args)}""",
+            *args,
+        )
+        return [_job(r) for r in rows]
+
     # The outbox relay's side.
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tally_db import Tenant
+from tally_db import Job, Tenant
 from tally_gateway._views import job_from_projection, job_from_record
 from tally_gateway.deps import Deps
 from tally_web import ApiError
@@ -43,3 +43,19 @@ async def job(deps: Deps, tenant: Tenant, job_id: uuid.UUID) -> dict[str, Any]:
         raise ApiError(404, "not_found", f"no job {job_id}")
     result = await deps.store.get_result(tenant.id, job_id)
     return job_from_record(record, None if result is None else result["counts"])
+
+
+async def live_views(deps: Deps, tenant: Tenant, records: list[Job]) -> list[dict[str, Any]]:
+    """Views of these jobs, live from Redis where it has them (one round trip), else as
+    PostgreSQL has them."""
+    pipe = deps.redis.pipeline(transaction=False)
+    for record in records:
+        pipe.hgetall(f"job:{record.id}")
+    views = []
+    for record, raw in zip(records, await pipe.execute(), strict=True):
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        if fields.get("tenant_id") == str(tenant.id):
+            views.append(job_from_projection(fields))
+        else:
+            views.append(job_from_record(record, None))
+    return views

@@ -2,18 +2,66 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
+from tally_db import Job
 from tally_gateway import _reads
 from tally_gateway.deps import DepsDep
 from tally_storage import ObjectNotFoundError
 from tally_web import ApiError, CurrentTenant
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+Sort = Literal["created_at", "-created_at"]
+Status = Literal["queued", "processing", "completed", "failed", "cancelled"]
+
+
+def _cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), str(job.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ApiError(422, "invalid_cursor", "the cursor is not one this API gave") from None
+
+
+@router.get("")
+async def list_jobs(
+    deps: DepsDep,
+    tenant: CurrentTenant,
+    status: Status | None = None,
+    session_id: uuid.UUID | None = None,
+    sort: Sort = "-created_at",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The tenant's jobs for dashboards: filtered, sorted by creation, a page at a time."""
+    records = await deps.store.list_jobs(
+        tenant.id,
+        status=status,
+        session_id=session_id,
+        newest_first=sort == "-created_at",
+        after=_after(cursor) if cursor else None,
+        limit=limit + 1,  # one more tells whether there is a next page
+    )
+    page, more = records[:limit], len(records) > limit
+    return {
+        "jobs": await _reads.live_views(deps, tenant, page),
+        "next_cursor": _cursor(page[-1]) if more and page else None,
+    }
 
 
 @router.get("/{job_id}")
