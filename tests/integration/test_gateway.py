@@ -271,3 +271,11 @@ async def test_the_job_list_filters_sorts_and_pages_with_a_cursor(world: World) 
     }
     bad = await world.http.get("/v1/jobs?cursor=nonsense", headers=auth)
     assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_cursor")
+
+
+async def test_job_detail_carries_its_recent_log_newest_first(world: World) -> None:
+    detail = (
+        await world.http.get(f"/v1/jobs/{world.done.id}", headers=world.auth(world.key_a))
+    ).json()
+    assert [e["event"] for e in detail["logs"]] == ["progress", "planned", "queued"]
+    assert detail["logs"][0]["message"] == "44 of 88 slices"

@@ -124,6 +124,16 @@ async def test_a_job_moves_through_its_statuses_and_the_session_counts_follow(
     assert (summary["completed"], summary["processing"]) == ("1", "0")
     assert (summary["slices_done"], summary["slices_total"]) == ("88", "88")
     assert await projection.redis.xlen(f"session:{job.session_id}:events") == len(history)
+    log = [json.loads(e) for e in await projection.redis.lrange(f"job:{job.job_id}:log", 0, -1)]
+    assert [e["event"] for e in log] == [
+        "completed",
+        "progress",
+        "progress",
+        "progress",
+        "planned",
+        "queued",
+    ]
+    assert log[1]["message"] == "88 of 88 slices"
 
 
 async def test_a_final_status_is_never_left(projection: Projection) -> None:
@@ -169,6 +179,7 @@ def test_duplicates_reordering_and_drops_end_where_the_reference_fold_does(
                 f"session:{job.session_id}:jobs",
                 f"session:{job.session_id}:events",
                 f"tenant:{job.tenant_id}:jobs",
+                f"job:{job.job_id}:log",
             )
             await redis.aclose()
 

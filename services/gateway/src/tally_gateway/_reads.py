@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -34,15 +35,20 @@ async def session_jobs(deps: Deps, tenant: Tenant, session_id: uuid.UUID) -> lis
 
 
 async def job(deps: Deps, tenant: Tenant, job_id: uuid.UUID) -> dict[str, Any]:
-    raw = await deps.redis.hgetall(f"job:{job_id}")
+    """One job with its recent log (newest first), live from Redis, else from PostgreSQL."""
+    pipe = deps.redis.pipeline(transaction=False)
+    pipe.hgetall(f"job:{job_id}")
+    pipe.lrange(f"job:{job_id}:log", 0, -1)
+    raw, log = await pipe.execute()
     fields = {_text(k): _text(v) for k, v in raw.items()}
     if fields.get("tenant_id") == str(tenant.id):
-        return job_from_projection(fields)
+        return job_from_projection(fields) | {"logs": [json.loads(e) for e in log]}
     record = await deps.store.get_job(tenant.id, job_id)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     result = await deps.store.get_result(tenant.id, job_id)
-    return job_from_record(record, None if result is None else result["counts"])
+    # Redis has lost this job: its log went with it.
+    return job_from_record(record, None if result is None else result["counts"]) | {"logs": []}
 
 
 async def live_views(deps: Deps, tenant: Tenant, records: list[Job]) -> list[dict[str, Any]]:

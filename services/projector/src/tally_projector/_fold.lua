@@ -1,8 +1,8 @@
 -- Fold one job event into the live projection, atomically and idempotently.
 -- KEYS: 1 job hash, 2 session summary hash, 3 session job set, 4 session event stream,
---       5 tenant job index (sorted set)
+--       5 tenant job index (sorted set), 6 job log (list, newest first)
 -- ARGV: 1 sequence, 2 status, 3 facts JSON, 4 state JSON, 5 job TTL s, 6 session TTL s,
---       7 stream max length, 8 index score, 9 maxima JSON
+--       7 stream max length, 8 index score, 9 maxima JSON, 10 log entry JSON, 11 log length
 -- Facts (who the job is, its file, its plan) are true whenever they arrive: set once, even from a
 -- late event. State (status, phase, progress, result) follows the per-job sequence: an event not
 -- newer than the last folded one changes none of it, and a final status is never left. Maxima
@@ -62,6 +62,11 @@ redis.call('HSET', KEYS[2], 'tenant_id', facts['tenant_id'])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 redis.call('EXPIRE', KEYS[5], ARGV[5])
+
+-- Every event the job sees goes to its recent log, stale or not: the log is what happened.
+redis.call('LPUSH', KEYS[6], ARGV[10])
+redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[11]) - 1)
+redis.call('EXPIRE', KEYS[6], ARGV[5])
 
 if newer then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', unpack(redis.call('HGETALL', KEYS[1])))

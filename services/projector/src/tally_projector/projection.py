@@ -23,6 +23,7 @@ from tally_contracts.v1 import JobEvent
 JOB_TTL_S: Final = 48 * 3600
 SESSION_TTL_S: Final = 24 * 3600
 STREAM_MAX_LEN: Final = 1000
+LOG_LENGTH: Final = 50  # recent entries kept per job
 FINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
 
 _FOLD = resources.files("tally_projector").joinpath("_fold.lua").read_text()
@@ -117,6 +118,31 @@ def change_for(event: JobEvent) -> Change:
     raise ValueError(f"a JobEvent without a kind: {event.event_id}")
 
 
+def _log_entry(event: JobEvent, change: Change) -> dict[str, object]:
+    kind = event.WhichOneof("kind") or "unknown"
+    entry: dict[str, object] = {
+        "at": _stamp(event),
+        "event": kind,
+        "source": event.source,
+        "sequence": event.sequence,
+    }
+    if kind == "progress":
+        entry["message"] = f"{event.progress.slices_done} of {event.progress.total_slices} slices"
+    elif kind == "planned":
+        entry["message"] = (
+            f"{event.planned.total_slices} slices in {event.planned.chunk_count} chunks"
+        )
+    elif kind == "started":
+        entry["message"] = f"chunk {event.started.chunk_index} started"
+    elif kind == "failed":
+        entry["message"] = event.failed.message
+    elif kind == "completed":
+        entry["message"] = ", ".join(
+            f"{n} {label}" for label, n in sorted(event.completed.counts.items())
+        )
+    return entry
+
+
 class Projection:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -139,6 +165,7 @@ class Projection:
                 f"{session_key(session)}:jobs",
                 f"{session_key(session)}:events",
                 f"tenant:{event.job.tenant_id}:jobs",
+                f"{job_key(job)}:log",
             ],
             args=[
                 event.sequence,
@@ -150,6 +177,8 @@ class Projection:
                 STREAM_MAX_LEN,
                 score,
                 json.dumps(change.maxima),
+                json.dumps(_log_entry(event, change)),
+                LOG_LENGTH,
             ],
         )
         return bool(folded)
