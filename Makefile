@@ -39,6 +39,10 @@ up: install triton-env servers ## start the whole stack in the background (edge 
 down: ## stop the whole stack (every process it started)
 	@$(VENV)/bin/tally-stack down
 
+.PHONY: rebuild-projection
+rebuild-projection: install ## rebuild the Redis projection from PostgreSQL (the stack's database)
+	$(VENV)/bin/tally-projector rebuild
+
 .PHONY: demo
 demo: up ## the whole stack: 3 generated photos uploaded by the CLI, live progress, results table
 	$(VENV)/bin/tally-synth data/demo --count 3 --seed 1

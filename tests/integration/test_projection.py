@@ -21,7 +21,9 @@ from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
 from tally_contracts.v1 import JobEvent, JobRef
+from tally_db import NewJob, Store
 from tally_projector.projection import FINAL_STATUSES, Projection, change_for
+from tally_projector.rebuild import rebuild
 
 pytestmark = pytest.mark.integration
 REDIS_URL = os.environ.get("TALLY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -191,13 +193,16 @@ def test_duplicates_reordering_and_drops_end_where_the_reference_fold_does(
     assert summary["slices_done"] == expected.get("processed", "0")
 
 
-async def test_the_service_folds_events_from_the_bus_and_stops_on_sigterm(amqp_url: str) -> None:
+async def test_the_service_folds_events_from_the_bus_and_stops_on_sigterm(
+    amqp_url: str, database: str
+) -> None:
     topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
     env = {
         **os.environ,
         "TALLY_AMQP_URL": amqp_url,
         "TALLY_BUS_PREFIX": topology.prefix,
         "TALLY_REDIS_URL": REDIS_URL,
+        "TALLY_DATABASE_URL": database,
     }
     job = _job()
     redis = Redis.from_url(REDIS_URL)
@@ -240,3 +245,44 @@ async def test_the_service_folds_events_from_the_bus_and_stops_on_sigterm(amqp_u
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         await topology.delete(await connection.channel())
+
+
+async def test_the_projection_is_rebuilt_from_postgresql(
+    projection: Projection, database: str
+) -> None:
+    async with Store.open(database) as store:
+        tenant = await store.create_tenant("t")
+        session = await store.create_session(tenant.id)
+        done, failed, busy, waiting = await store.add_jobs(
+            [
+                NewJob(tenant.id, session.id, f"{n}.jpg", f"k/{n}/original.jpg", 4000, 3000)
+                for n in ("done", "failed", "busy", "waiting")
+            ],
+            [],
+        )
+        for job in (done, failed, busy):
+            await store.plan_job(tenant.id, job.id, 88, 2, [])
+        await store.record_chunk(tenant.id, busy.id, 0, 44, b"", lambda _job, _n: [])
+        await store.complete_job(
+            tenant.id, done.id, {"seedling": 7}, 7, "k/done/result.json", [], []
+        )
+        await store.fail_job(tenant.id, failed.id, "image_unreadable", "chunk 0: truncated", [])
+
+        assert await rebuild(store, projection) == 4
+        states = {
+            j.filename: await projection.job(str(j.id)) for j in (done, failed, busy, waiting)
+        }
+        assert {name: s["status"] for name, s in states.items()} == {
+            "done.jpg": "completed",
+            "failed.jpg": "failed",
+            "busy.jpg": "processing",
+            "waiting.jpg": "queued",
+        }
+        assert json.loads(states["done.jpg"]["counts"]) == {"seedling": 7}
+        assert states["busy.jpg"]["processed"] == "44"
+        assert states["failed.jpg"]["error_message"] == "chunk 0: truncated"
+        summary = await projection.session(str(session.id))
+        assert (summary["total"], summary["completed"], summary["processing"]) == ("4", "1", "1")
+
+        await rebuild(store, projection)  # again: nothing changes
+        assert await projection.session(str(session.id)) == summary

@@ -1,4 +1,9 @@
-"""`tally-projector`: fold job events into Redis until SIGTERM, then finish those in hand."""
+"""`tally-projector`: fold job events into Redis until SIGTERM, then finish those in hand.
+
+At start it rebuilds the projection from PostgreSQL (idempotent: newer state wins), so a Redis
+that lost its data is whole again; `tally-projector rebuild` (make rebuild-projection) does only
+that, on demand.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,16 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sys
 
 from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
+from tally_db import Store
 from tally_projector.config import Settings
 from tally_projector.handlers import Deps, handle_job_event
 from tally_projector.projection import Projection
+from tally_projector.rebuild import rebuild
 from tally_telemetry import run_worker
 
 log = logging.getLogger("tally_projector")
@@ -21,6 +29,9 @@ log = logging.getLogger("tally_projector")
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
+        async with Store.open(settings.database_url.get_secret_value()) as store:
+            rebuilt = await rebuild(store, Projection(redis))
+            log.info("projection rebuilt from PostgreSQL: %d recent jobs", rebuilt)
         async with await Bus.connect(
             settings.amqp_url.get_secret_value(), Topology(settings.bus_prefix)
         ) as bus:
@@ -38,8 +49,20 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await redis.aclose()
 
 
+async def rebuild_only(settings: Settings) -> None:
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        async with Store.open(settings.database_url.get_secret_value()) as store:
+            print(f"rebuilt the projection of {await rebuild(store, Projection(redis))} jobs")
+    finally:
+        await redis.aclose()
+
+
 def main() -> None:
     settings = Settings()
+    if sys.argv[1:] == ["rebuild"]:
+        asyncio.run(rebuild_only(settings))
+        return
     run_worker("tally-projector", functools.partial(run, settings))
 
 

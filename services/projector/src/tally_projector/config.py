@@ -12,6 +12,7 @@ class Settings(BaseSettings):
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     bus_prefix: str = "tally"
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tally")
     # Events fold independently (each is atomic and idempotent), so many may be in hand at once.
     prefetch: int = Field(default=64, gt=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)

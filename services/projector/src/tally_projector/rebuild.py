@@ -1,0 +1,112 @@
+"""Rebuilding the Redis projection from PostgreSQL, the system of record.
+
+Each job's history is re-told as the events that lead to its recorded state and folded like any
+other events: idempotent, so a rebuild over a live projection changes nothing that is newer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from tally_contracts import sequence
+from tally_contracts.v1 import JobEvent, JobRef
+from tally_db import Job, Store
+from tally_projector.projection import JOB_TTL_S, Projection
+
+
+def _at(moment: datetime | None) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment or datetime.now(UTC))
+    return stamp
+
+
+def history(job: Job, result: dict[str, Any] | None, chunks_done: int) -> list[JobEvent]:
+    """The events that bring a job to its recorded state. Pure."""
+    ref = JobRef(tenant_id=str(job.tenant_id), session_id=str(job.session_id), job_id=str(job.id))
+
+    def event(seq: int, moment: datetime | None, **kind: Any) -> JobEvent:
+        return JobEvent(
+            event_id=f"rebuild-{job.id}-{seq}",
+            job=ref,
+            sequence=seq,
+            emitted_at=_at(moment),
+            source="rebuild",
+            **kind,
+        )
+
+    events = [
+        event(
+            sequence.QUEUED,
+            job.created_at,
+            queued=JobEvent.Queued(
+                image_id=str(job.image_id),
+                filename=job.filename,
+                width=job.width,
+                height=job.height,
+            ),
+        )
+    ]
+    if job.total:
+        events.append(
+            event(
+                sequence.PLANNED,
+                job.created_at,
+                planned=JobEvent.Planned(total_slices=job.total, chunk_count=job.chunk_count),
+            )
+        )
+    if job.status == "processing":
+        events.append(
+            event(
+                sequence.progress(max(chunks_done, 1)),
+                job.updated_at,
+                progress=JobEvent.Progress(slices_done=job.processed, total_slices=job.total),
+            )
+        )
+    elif job.status == "completed" and result is not None:
+        events.append(
+            event(
+                sequence.FINAL,
+                job.completed_at,
+                completed=JobEvent.Completed(
+                    counts=result["counts"],
+                    detections=result["detections"],
+                    result_key=result["object_key"],
+                    warnings=list(job.warnings),
+                ),
+            )
+        )
+    elif job.status == "failed":
+        events.append(
+            event(
+                sequence.FINAL,
+                job.completed_at,
+                failed=JobEvent.Failed(
+                    code=job.error_code or "failed", message=job.error_message or ""
+                ),
+            )
+        )
+    elif job.status == "cancelled":
+        events.append(
+            event(
+                sequence.FINAL,
+                job.completed_at,
+                cancelled=JobEvent.Cancelled(reason=job.error_message or ""),
+            )
+        )
+    return events
+
+
+async def rebuild(store: Store, projection: Projection, hours: float = JOB_TTL_S / 3600) -> int:
+    """Fold the recorded history of every job updated in the last `hours`; return how many."""
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    jobs = await store.jobs_for_rebuild(since)
+    for job, result, chunks_done in jobs:
+        for event in history(job, result, chunks_done):
+            await projection.fold(event)
+    return len(jobs)
+
+
+__all__ = ["history", "rebuild"]
