@@ -17,10 +17,10 @@ def test_a_test_that_blocks_the_event_loop_fails(pytester: pytest.Pytester) -> N
         import time
 
         async def test_blocks():
-            time.sleep(0.8)
+            time.sleep(1.3)
 
         async def test_awaits():
-            await asyncio.sleep(0.8)
+            await asyncio.sleep(1.3)
         """
     )
     result = pytester.runpytest_subprocess(
