@@ -23,7 +23,7 @@ from tally_contracts.v1 import (
     JobRef,
     PhotoUploaded,
 )
-from tally_db import NewJob, OutboxEntry, OutboxRelay, Store
+from tally_db import NewJob, OutboxRelay, Store
 from tally_detector import config as detector_config
 from tally_detector.deps import Deps as DetectorDeps
 from tally_detector.deps import PhotoCache
@@ -78,12 +78,6 @@ async def pipeline(
         ObjectStore.open(s3, create_bucket=True) as objects,
         TritonModel(triton.endpoints.grpc_url) as model,
     ):
-
-        async def publish(entry: OutboxEntry) -> None:
-            await bus.publish_encoded(
-                entry.exchange, entry.routing_key, entry.message_type, entry.payload, entry.headers
-            )
-
         orchestrator = Deps(
             Settings(
                 database_url=SecretStr(database),
@@ -93,7 +87,7 @@ async def pipeline(
             ),
             store,
             bus,
-            OutboxRelay(store, publish, 1.0),
+            OutboxRelay(store, bus.publish_encoded, 1.0),
             objects,
         )
         detector = DetectorDeps(

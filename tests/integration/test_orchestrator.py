@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from tally_bus import Bus, Topology, decode
 from tally_contracts.v1 import DetectChunk, DetectionParams, JobEvent, JobRef, PhotoUploaded
-from tally_db import NewJob, OutboxEntry, OutboxRelay, Store
+from tally_db import NewJob, OutboxRelay, Store
 from tally_inference import SliceParams, plan_slices
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
@@ -43,13 +43,7 @@ async def deps(database: str, amqp_url: str, s3_endpoint: str) -> AsyncIterator[
         await Bus.connect(amqp_url, topology) as bus,
         ObjectStore.open(s3, create_bucket=True) as objects,
     ):
-
-        async def publish(entry: OutboxEntry) -> None:
-            await bus.publish_encoded(
-                entry.exchange, entry.routing_key, entry.message_type, entry.payload, entry.headers
-            )
-
-        yield Deps(settings, store, bus, OutboxRelay(store, publish, 1.0), objects)
+        yield Deps(settings, store, bus, OutboxRelay(store, bus.publish_encoded, 1.0), objects)
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         await topology.delete(await connection.channel())

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
-from tally_db import OutboxEntry, OutboxRelay, Store
+from tally_db import OutboxRelay, Store
 from tally_detector import config as detector_config
 from tally_detector.deps import Deps as DetectorDeps
 from tally_detector.deps import PhotoCache
@@ -101,13 +101,7 @@ async def world(
         TritonModel(triton.endpoints.grpc_url) as model,
         await Bus.connect(amqp_url, topology) as bus,
     ):
-
-        async def publish(entry: OutboxEntry) -> None:
-            await bus.publish_encoded(
-                entry.exchange, entry.routing_key, entry.message_type, entry.payload, entry.headers
-            )
-
-        relay = OutboxRelay(store, publish, 0.2)
+        relay = OutboxRelay(store, bus.publish_encoded, 0.2)
         relay_task = asyncio.create_task(relay.run())
         orchestrator = OrchestratorDeps(
             orchestrator_config.Settings(bus_prefix=topology.prefix), store, bus, relay, objects

@@ -155,10 +155,16 @@ async def test_the_relay_publishes_pending_messages_in_order_and_retries_failure
     sent: list[str] = []
     failures = iter([False, True, False, False])  # the broker refuses the second attempt
 
-    async def publish(entry: OutboxEntry) -> None:
+    async def publish(
+        exchange: str,
+        routing_key: str,
+        message_type: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         if next(failures):
             raise ConnectionError("broker away")
-        sent.append(entry.routing_key)
+        sent.append(routing_key)
 
     relay = OutboxRelay(store, publish, interval_s=0.05)
     with pytest.raises(ConnectionError):

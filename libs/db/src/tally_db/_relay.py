@@ -5,13 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Protocol
 
-from tally_db._store import OutboxEntry, Store
+from tally_db._store import Store
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[OutboxEntry], Awaitable[None]]
+
+class Publish(Protocol):
+    """How the relay sends an encoded message: the shape of `tally_bus.Bus.publish_encoded`."""
+
+    def __call__(
+        self,
+        exchange: str,
+        routing_key: str,
+        message_type: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> Awaitable[None]: ...
 
 
 class OutboxRelay:
@@ -34,7 +46,14 @@ class OutboxRelay:
         sent = 0
         while batch := await self._store.pending_messages(limit=100):
             for pending in batch:
-                await self._publish(pending.entry)
+                entry = pending.entry
+                await self._publish(
+                    entry.exchange,
+                    entry.routing_key,
+                    entry.message_type,
+                    entry.payload,
+                    entry.headers,
+                )
                 await self._store.mark_published([pending.id])
                 sent += 1
         return sent

@@ -8,7 +8,7 @@ import functools
 import logging
 
 from tally_bus import Bus, Topology
-from tally_db import OutboxEntry, OutboxRelay, Store
+from tally_db import OutboxRelay, Store
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
 from tally_orchestrator.handlers import handle_chunk_result, handle_photo_uploaded
@@ -27,17 +27,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             settings.amqp_url.get_secret_value(), Topology(settings.bus_prefix)
         ) as bus,
     ):
-
-        async def publish(entry: OutboxEntry) -> None:
-            await bus.publish_encoded(
-                entry.exchange,
-                entry.routing_key,
-                entry.message_type,
-                entry.payload,
-                entry.headers,
-            )
-
-        relay = OutboxRelay(store, publish, settings.relay_interval_s)
+        relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         deps = Deps(settings, store, bus, relay, objects)
         consumers = [

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from tally_bus import Bus, Topology
-from tally_db import OutboxEntry, OutboxRelay, Store
+from tally_db import OutboxRelay, Store
 from tally_storage import ObjectStore
 from tally_upload.config import Settings
 from tally_upload.deps import Deps
@@ -34,16 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             )
 
-            async def publish(entry: OutboxEntry) -> None:
-                await bus.publish_encoded(
-                    entry.exchange,
-                    entry.routing_key,
-                    entry.message_type,
-                    entry.payload,
-                    entry.headers,
-                )
-
-            relay = OutboxRelay(store, publish, settings.relay_interval_s)
+            relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
             relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
             app.state.deps = Deps(settings, store, objects, bus, relay)
 
