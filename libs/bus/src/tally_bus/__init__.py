@@ -12,11 +12,13 @@ from tally_bus._bus import (
     encode,
     trace_headers,
 )
+from tally_bus.settings import BusFields
 from tally_bus.topology import QueueSpec, Route, Topology
 
 __all__ = [
     "Bus",
     "BusError",
+    "BusFields",
     "Consumer",
     "Handler",
     "MalformedMessageError",

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 
-from tally_bus import Bus, Topology
+from tally_bus import Bus
 from tally_detector.config import Settings
 from tally_detector.deps import Deps, PhotoCache
 from tally_detector.handlers import handle_detect_chunk
@@ -23,9 +23,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with (
         ObjectStore.open(s3) as objects,
         TritonModel(settings.triton_url) as model,
-        await Bus.connect(
-            settings.amqp_url.get_secret_value(), Topology(settings.bus_prefix)
-        ) as bus,
+        await Bus.connect(settings.amqp_url.get_secret_value(), settings.topology) as bus,
     ):
         deps = Deps(settings, bus, objects, model, PhotoCache())
         consumer = await bus.consume(

@@ -15,7 +15,7 @@ import sys
 
 from redis.asyncio import Redis
 
-from tally_bus import Bus, Topology
+from tally_bus import Bus
 from tally_db import Store
 from tally_projector.config import Settings
 from tally_projector.handlers import Deps, handle_job_event
@@ -33,7 +33,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             rebuilt = await rebuild(store, Projection(redis))
             log.info("projection rebuilt from PostgreSQL: %d recent jobs", rebuilt)
         async with await Bus.connect(
-            settings.amqp_url.get_secret_value(), Topology(settings.bus_prefix)
+            settings.amqp_url.get_secret_value(), settings.topology
         ) as bus:
             deps = Deps(Projection(redis))
             consumer = await bus.consume(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from tally_bus import BusFields
 
 
-class Settings(BaseSettings):
+class Settings(BusFields):
     model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
 
-    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
-    bus_prefix: str = "tally"
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tally")
     # Events fold independently (each is atomic and idempotent), so many may be in hand at once.

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from tally_bus import BusFields
 from tally_storage import S3Fields
 
-LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
-
-class Settings(S3Fields):
+class Settings(S3Fields, BusFields):
     model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
 
-    environment: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8001
 
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tally")
-    amqp_url: SecretStr = SecretStr(LOCAL_AMQP)
-    bus_prefix: str = "tally"
 
     max_file_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_files_per_request: int = Field(default=100, gt=0)
@@ -29,9 +23,3 @@ class Settings(S3Fields):
     thumbnail_size: int = Field(default=320, gt=16)
     relay_interval_s: float = Field(default=1.0, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
-
-    @model_validator(mode="after")
-    def _no_local_defaults_in_production(self) -> Settings:
-        if self.environment == "production" and self.amqp_url.get_secret_value() == LOCAL_AMQP:
-            raise ValueError("TALLY_AMQP_URL must be set in production (not guest@localhost)")
-        return self
