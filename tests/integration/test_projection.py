@@ -20,9 +20,16 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
+from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import NewJob, Store
-from tally_projector.projection import FINAL_STATUSES, Projection, change_for
+from tally_projector.handlers import Deps, handle_job_event
+from tally_projector.projection import (
+    FINAL_STATUSES,
+    Projection,
+    ProjectionLostError,
+    change_for,
+)
 from tally_projector.rebuild import rebuild
 
 pytestmark = pytest.mark.integration
@@ -93,8 +100,10 @@ def redis_loop() -> Iterator[asyncio.AbstractEventLoop]:
 async def projection() -> AsyncIterator[Projection]:
     redis = Redis.from_url(REDIS_URL)
     await redis.flushdb()
+    projection = Projection(redis)
+    await projection.mark_ready()
     try:
-        yield Projection(redis)
+        yield projection
     finally:
         await redis.flushdb()
         await redis.aclose()
@@ -125,7 +134,11 @@ async def test_a_job_moves_through_its_statuses_and_the_session_counts_follow(
     summary = await projection.session(job.session_id)
     assert (summary["completed"], summary["processing"]) == ("1", "0")
     assert (summary["slices_done"], summary["slices_total"]) == ("88", "88")
-    assert await projection.redis.xlen(f"session:{job.session_id}:events") == len(history)
+    stream: Any = await projection.redis.xrange(f"session:{job.session_id}:events")
+    kinds = [fields[b"type"].decode() for _, fields in stream]
+    assert kinds == ["job", "summary"] * len(history) + ["done"]  # each event changed the job
+    last = await projection.session(job.session_id)
+    assert last["last_event_id"] == stream[-1][0].decode()
     log = [json.loads(e) for e in await projection.redis.lrange(f"job:{job.job_id}:log", 0, -1)]
     assert [e["event"] for e in log] == [
         "completed",
@@ -171,6 +184,7 @@ def test_duplicates_reordering_and_drops_end_where_the_reference_fold_does(
         redis = Redis.from_url(REDIS_URL)
         try:
             projection = Projection(redis)
+            await projection.mark_ready()
             for event in delivered:
                 await projection.fold(event)
             return await projection.job(job.job_id), await projection.session(job.session_id)
@@ -286,3 +300,41 @@ async def test_the_projection_is_rebuilt_from_postgresql(
 
         await rebuild(store, projection)  # again: nothing changes
         assert await projection.session(str(session.id)) == summary
+
+
+async def test_a_wiped_projection_is_rebuilt_before_the_next_event_is_folded(
+    projection: Projection, database: str
+) -> None:
+    async with Store.open(database) as store:
+        tenant = await store.create_tenant("t")
+        session = await store.create_session(tenant.id)
+        first, second = await store.add_jobs(
+            [
+                NewJob(tenant.id, session.id, f"{n}.jpg", f"k/{n}/original.jpg", 4000, 3000)
+                for n in ("first", "second")
+            ],
+            [],
+        )
+        await store.plan_job(tenant.id, second.id, 88, 2, [])
+        await store.record_chunk(tenant.id, second.id, 0, 44, b"", lambda _job, _n: [])
+        ref = JobRef(tenant_id=str(tenant.id), session_id=str(session.id), job_id=str(second.id))
+        progress = JobEvent(
+            event_id="p2",
+            job=ref,
+            sequence=sequence.progress(2),
+            source="orchestrator",
+            progress=JobEvent.Progress(slices_done=88, total_slices=88),
+        )
+
+        await projection.redis.flushdb()  # Redis loses everything, the marker with it
+        with pytest.raises(ProjectionLostError):
+            await projection.fold(progress)
+        assert await projection.redis.dbsize() == 0  # a lost projection folds nothing
+
+        await handle_job_event(progress, Deps(projection, store))
+        assert await projection.is_ready()
+        # Both jobs are back (not just the one the event was about), with the event applied.
+        assert (await projection.job(str(first.id)))["filename"] == "first.jpg"
+        state = await projection.job(str(second.id))
+        assert (state["status"], state["processed"]) == ("processing", "88")
+        assert (await projection.session(str(session.id)))["total"] == "2"

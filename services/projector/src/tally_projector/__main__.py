@@ -29,13 +29,13 @@ log = logging.getLogger("tally_projector")
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
-        async with Store.open(settings.database_url.get_secret_value()) as store:
+        async with (
+            Store.open(settings.database_url.get_secret_value()) as store,
+            await Bus.connect(settings.amqp_url.get_secret_value(), settings.topology) as bus,
+        ):
             rebuilt = await rebuild(store, Projection(redis))
             log.info("projection rebuilt from PostgreSQL: %d recent jobs", rebuilt)
-        async with await Bus.connect(
-            settings.amqp_url.get_secret_value(), settings.topology
-        ) as bus:
-            deps = Deps(Projection(redis))
+            deps = Deps(Projection(redis), store)
             consumer = await bus.consume(
                 bus.topology.events_queue,
                 functools.partial(handle_job_event, deps=deps),

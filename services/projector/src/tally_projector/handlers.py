@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from dataclasses import dataclass, field
 
 from tally_contracts.v1 import JobEvent
-from tally_projector.projection import Projection
+from tally_db import Store
+from tally_projector.projection import Projection, ProjectionLostError
+from tally_projector.rebuild import rebuild
+
+log = logging.getLogger("tally_projector")
 
 
 @dataclass(frozen=True, slots=True)
 class Deps:
     projection: Projection
+    store: Store
+    rebuilding: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 async def handle_job_event(event: JobEvent, deps: Deps) -> None:
-    """Fold the event into Redis. Redelivery is harmless: the fold is idempotent."""
-    await deps.projection.fold(event)
+    """Fold the event into Redis. Redelivery is harmless: the fold is idempotent. When Redis
+    has lost the projection (wiped, restarted empty), rebuild it from PostgreSQL first: one
+    rebuild at a time, the other handlers wait for it and then fold."""
+    try:
+        await deps.projection.fold(event)
+    except ProjectionLostError:
+        async with deps.rebuilding:
+            if not await deps.projection.is_ready():
+                log.warning("the Redis projection was lost: rebuilding it from PostgreSQL")
+                jobs = await rebuild(deps.store, deps.projection)
+                log.info("projection rebuilt from PostgreSQL: %d recent jobs", jobs)
+        await deps.projection.fold(event)

@@ -2,10 +2,16 @@
 
 Keys (TTLs as the design says: session 24 h, job 48 h):
     job:{job_id}                  hash: the job's state and `seq`, the last folded sequence
-    session:{session_id}          hash: jobs per status, slices done and planned
+    job:{job_id}:log              list: the job's recent log entries, newest first
+    session:{session_id}          hash: jobs per status, slices done, planned and open, when
+                                  slice work was first and last seen, `last_event_id`
     session:{session_id}:jobs     set of the session's job ids
-    session:{session_id}:events   stream of job snapshots (SSE and resume read it)
+    session:{session_id}:events   stream of `job` snapshots, `summary` and `done` entries
+                                  (SSE and its resume read it; bounded length)
     tenant:{tenant_id}:jobs       sorted set of job ids by creation time, for listing
+    projection:ready              set once the projection is whole (after a rebuild): without
+                                  it Redis was wiped or restarted empty, and readers go to
+                                  PostgreSQL while the projector rebuilds
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ STREAM_MAX_LEN: Final = 1000
 LOG_LENGTH: Final = 50  # recent entries kept per job
 FINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
 
+READY_KEY: Final = "projection:ready"
+_ACTIVE_KINDS: Final = frozenset({"started", "progress", "completed", "failed"})
+
 _FOLD = resources.files("tally_projector").joinpath("_fold.lua").read_text()
 
 
@@ -35,6 +44,10 @@ def job_key(job_id: str) -> str:
 
 def session_key(session_id: str) -> str:
     return f"session:{session_id}"
+
+
+class ProjectionLostError(Exception):
+    """Redis has lost the projection (wiped, or restarted empty): rebuild it before folding."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +161,10 @@ class Projection:
         self.redis = redis
         self._fold = redis.register_script(_FOLD)
 
-    async def fold(self, event: JobEvent) -> bool:
-        """Apply one event; False when its state changed nothing (stale, repeated, after a
-        final status). Facts it carries are kept either way."""
+    async def fold(self, event: JobEvent, *, rebuilding: bool = False) -> bool:
+        """Apply one event; False when it changed nothing the job shows (stale, repeated, after
+        a final status). Raises ProjectionLostError, folding nothing, when the projection is
+        not whole (only a rebuild folds then)."""
         change = change_for(event)
         job, session = event.job.job_id, event.job.session_id
         score = (
@@ -166,6 +180,7 @@ class Projection:
                 f"{session_key(session)}:events",
                 f"tenant:{event.job.tenant_id}:jobs",
                 f"{job_key(job)}:log",
+                READY_KEY,
             ],
             args=[
                 event.sequence,
@@ -179,9 +194,20 @@ class Projection:
                 json.dumps(change.maxima),
                 json.dumps(_log_entry(event, change)),
                 LOG_LENGTH,
+                score if event.WhichOneof("kind") in _ACTIVE_KINDS and score else "",
+                "1" if rebuilding else "0",
             ],
         )
+        if folded == -1:
+            raise ProjectionLostError("the Redis projection is not whole: rebuild it first")
         return bool(folded)
+
+    async def mark_ready(self) -> None:
+        """The projection is whole: readers may trust it, folds may go on."""
+        await self.redis.set(READY_KEY, "1")
+
+    async def is_ready(self) -> bool:
+        return bool(await self.redis.exists(READY_KEY))
 
     async def job(self, job_id: str) -> dict[str, str]:
         return await self._hash(job_key(job_id))

@@ -100,12 +100,14 @@ def history(job: Job, result: dict[str, Any] | None, chunks_done: int) -> list[J
 
 
 async def rebuild(store: Store, projection: Projection, hours: float = JOB_TTL_S / 3600) -> int:
-    """Fold the recorded history of every job updated in the last `hours`; return how many."""
+    """Fold the recorded history of every job updated in the last `hours`, then mark the
+    projection whole; return how many jobs."""
     since = datetime.now(UTC) - timedelta(hours=hours)
     jobs = await store.jobs_for_rebuild(since)
     for job, result, chunks_done in jobs:
         for event in history(job, result, chunks_done):
-            await projection.fold(event)
+            await projection.fold(event, rebuilding=True)
+    await projection.mark_ready()
     return len(jobs)
 
 
