@@ -95,6 +95,7 @@ async def world(database: str, s3_endpoint: str) -> AsyncIterator[World]:
         await store.plan_job(a.id, done.id, 88, 2, [])
         await store.complete_job(a.id, done.id, counts, 2, f"{prefix}/1/result.json", [], [])
         projection = Projection(redis)
+        await projection.mark_ready()
         for job in (done, waiting):
             await projection.fold(
                 _event(

@@ -1,47 +1,96 @@
-"""Reads of the live projection (Redis), with PostgreSQL behind it when Redis lacks the data."""
+"""Reads of the live projection (Redis), with PostgreSQL behind it when Redis lacks the data or
+has lost the projection (wiped, restarted: the ready marker is gone until the projector has
+rebuilt it)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final
 
 from tally_db import Job, Tenant
-from tally_gateway._views import job_from_projection, job_from_record
+from tally_gateway._views import (
+    job_from_projection,
+    job_from_record,
+    summary,
+    summary_from_session,
+)
 from tally_gateway.deps import Deps
 from tally_web import ApiError
+
+READY_KEY: Final = "projection:ready"  # the projector's marker of a whole projection
+SESSION_SCRIPT: Final = resources.files("tally_gateway").joinpath("_session.lua").read_text()
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def session_jobs(deps: Deps, tenant: Tenant, session_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The session's jobs, oldest first; 404 for another tenant's or an unknown session."""
-    session = await deps.store.get_session(tenant.id, session_id)
-    if session is None:
-        raise ApiError(404, "not_found", f"no session {session_id}")
-    ids = sorted(_text(i) for i in await deps.redis.smembers(f"session:{session_id}:jobs"))
-    pipe = deps.redis.pipeline(transaction=False)  # one round trip, whatever the job count
-    for job_id in ids:
-        pipe.hgetall(f"job:{job_id}")
-    projected = [{_text(k): _text(v) for k, v in raw.items()} for raw in await pipe.execute()]
-    jobs = [job_from_projection(f) for f in projected if f.get("tenant_id") == str(tenant.id)]
-    if jobs:
-        return sorted(jobs, key=lambda j: (j["created_at"] or "", j["job_id"]))
-    # Redis has nothing for this session (expired, wiped, not yet folded): PostgreSQL knows.
-    rows = await deps.store.session_jobs(tenant.id, session_id)
-    return [job_from_record(row, None) for row in rows]
+def _pairs(flat: list[bytes]) -> dict[str, str]:
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """A session's jobs (oldest first) and summary, as of `version`: the id of the last entry
+    of its event stream that they include; None when read from PostgreSQL."""
+
+    version: str | None
+    jobs: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def _not_found(session_id: uuid.UUID) -> ApiError:
+    return ApiError(404, "not_found", f"no session {session_id}")
+
+
+async def session_state(
+    deps: Deps, tenant_id: uuid.UUID, session_id: uuid.UUID, known: str | None = None
+) -> SessionState | None:
+    """The session as the projection has it, in one Redis round trip; None when its version is
+    still `known`. 404 for another tenant's or an unknown session."""
+    reply = await deps.session_script(
+        keys=[READY_KEY, f"session:{session_id}", f"session:{session_id}:jobs"],
+        args=[str(tenant_id), known or ""],
+    )
+    kind = _text(reply[0])
+    if kind == "same":
+        return None
+    if kind == "foreign":
+        raise _not_found(session_id)
+    if kind == "fresh":
+        jobs = [job_from_projection(_pairs(raw)) for raw in reply[3:] if raw]
+        jobs.sort(key=lambda j: (j["created_at"] or "", j["job_id"]))
+        return SessionState(_text(reply[1]), jobs, summary_from_session(_pairs(reply[2])))
+    return await recorded_session(deps, tenant_id, session_id)
+
+
+async def recorded_session(deps: Deps, tenant_id: uuid.UUID, session_id: uuid.UUID) -> SessionState:
+    """The session as PostgreSQL, the system of record, has it (slower, never stale)."""
+    if await deps.store.get_session(tenant_id, session_id) is None:
+        raise _not_found(session_id)
+    rows = await deps.store.session_jobs(tenant_id, session_id)
+    jobs = [job_from_record(row, None) for row in rows]
+    return SessionState(None, jobs, summary(jobs))
+
+
+async def session_jobs(deps: Deps, tenant_id: uuid.UUID, session_id: uuid.UUID) -> SessionState:
+    state = await session_state(deps, tenant_id, session_id)
+    assert state is not None  # no known version: never "unchanged"
+    return state
 
 
 async def job(deps: Deps, tenant: Tenant, job_id: uuid.UUID) -> dict[str, Any]:
     """One job with its recent log (newest first), live from Redis, else from PostgreSQL."""
     pipe = deps.redis.pipeline(transaction=False)
+    pipe.exists(READY_KEY)
     pipe.hgetall(f"job:{job_id}")
     pipe.lrange(f"job:{job_id}:log", 0, -1)
-    raw, log = await pipe.execute()
+    ready, raw, log = await pipe.execute()
     fields = {_text(k): _text(v) for k, v in raw.items()}
-    if fields.get("tenant_id") == str(tenant.id):
+    if ready and fields.get("tenant_id") == str(tenant.id):
         return job_from_projection(fields) | {"logs": [json.loads(e) for e in log]}
     record = await deps.store.get_job(tenant.id, job_id)
     if record is None:
@@ -55,12 +104,14 @@ async def live_views(deps: Deps, tenant: Tenant, records: list[Job]) -> list[dic
     """Views of these jobs, live from Redis where it has them (one round trip), else as
     PostgreSQL has them."""
     pipe = deps.redis.pipeline(transaction=False)
+    pipe.exists(READY_KEY)
     for record in records:
         pipe.hgetall(f"job:{record.id}")
+    ready, *raws = await pipe.execute()
     views = []
-    for record, raw in zip(records, await pipe.execute(), strict=True):
+    for record, raw in zip(records, raws, strict=True):
         fields = {_text(k): _text(v) for k, v in raw.items()}
-        if fields.get("tenant_id") == str(tenant.id):
+        if ready and fields.get("tenant_id") == str(tenant.id):
             views.append(job_from_projection(fields))
         else:
             views.append(job_from_record(record, None))

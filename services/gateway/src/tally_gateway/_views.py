@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from tally_db import Job
@@ -19,6 +20,49 @@ def _percent(processed: int, total: int, status: str) -> float | None:
     if total <= 0:
         return None  # not planned yet: progress unknown, not zero
     return round(100.0 * min(processed, total) / total, 1)
+
+
+def _epoch(stamp: str | None) -> float | None:
+    return None if not stamp else datetime.fromisoformat(stamp).timestamp()
+
+
+def _job_eta(
+    status: str, processed: int, total: int, started: str | None, updated: str | None
+) -> float | None:
+    """Seconds left for one job at its own measured rate (slices done since it started); None
+    until it has done some and for finished jobs."""
+    if status != "processing" or processed <= 0 or total <= 0:
+        return None
+    begin, last = _epoch(started), _epoch(updated)
+    if begin is None or last is None or last <= begin:
+        return None
+    rate = processed / (last - begin)
+    return round(max(total - processed, 0) / rate, 1)
+
+
+def eta_seconds(
+    *,
+    open_slices: int,
+    unplanned_jobs: int,
+    slices_done: int,
+    slices_planned: int,
+    jobs_planned: int,
+    first_active: float | None,
+    last_active: float | None,
+) -> float | None:
+    """A session's time left from its measured throughput: slices still open (jobs not yet
+    planned count as the mean planned job), divided by the slice rate observed between the
+    first and the last slice work. As of the last work seen, so it changes only with the
+    session's state. 0 when nothing is open; None while there is no rate to measure yet."""
+    if open_slices <= 0 and unplanned_jobs <= 0:
+        return 0.0
+    if first_active is None or last_active is None or last_active <= first_active:
+        return None
+    if slices_done <= 0 or (unplanned_jobs and not jobs_planned):
+        return None
+    rate = slices_done / (last_active - first_active)
+    left = open_slices + (unplanned_jobs * slices_planned / jobs_planned if unplanned_jobs else 0)
+    return round(left / rate, 1)
 
 
 def job_from_projection(fields: dict[str, str]) -> dict[str, Any]:
@@ -39,7 +83,9 @@ def job_from_projection(fields: dict[str, str]) -> dict[str, Any]:
         "started_at": fields.get("started_at"),
         "completed_at": fields.get("completed_at"),
         "updated_at": fields.get("updated_at"),
-        "eta_seconds": None,
+        "eta_seconds": _job_eta(
+            status, processed, total, fields.get("started_at"), fields.get("updated_at")
+        ),
         "error_message": fields.get("error_message"),
         "warnings": json.loads(fields.get("warnings", "[]")),
         "thumbnail_url": f"/v1/jobs/{fields['job_id']}/thumbnail",
@@ -65,7 +111,9 @@ def job_from_record(job: Job, counts: dict[str, int] | None) -> dict[str, Any]:
         "started_at": iso(job.started_at),
         "completed_at": iso(job.completed_at),
         "updated_at": iso(job.updated_at),
-        "eta_seconds": None,
+        "eta_seconds": _job_eta(
+            job.status, job.processed, job.total, iso(job.started_at), iso(job.updated_at)
+        ),
         "error_message": job.error_message,
         "warnings": list(job.warnings),
         "thumbnail_url": f"/v1/jobs/{job.id}/thumbnail",
@@ -74,12 +122,64 @@ def job_from_record(job: Job, counts: dict[str, int] | None) -> dict[str, Any]:
 
 
 def summary(jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A session's summary from its jobs (what PostgreSQL gives when Redis has lost them)."""
     by_status = Counter(j["status"] for j in jobs)
     done = sum(j["total"] if j["status"] == "completed" else j["processed"] for j in jobs)
     planned = sum(j["total"] for j in jobs)
+    open_jobs = [j for j in jobs if j["status"] not in FINAL]
+    started = [t for j in jobs if (t := _epoch(j["started_at"])) is not None]
+    worked = [t for j in jobs if j["processed"] and (t := _epoch(j["updated_at"])) is not None]
+    eta = eta_seconds(
+        open_slices=sum(max(j["total"] - j["processed"], 0) for j in open_jobs),
+        unplanned_jobs=sum(1 for j in open_jobs if not j["total"]),
+        slices_done=done,
+        slices_planned=planned,
+        jobs_planned=sum(1 for j in jobs if j["total"]),
+        first_active=min(started, default=None),
+        last_active=max(worked, default=None),
+    )
+    return _summary(len(jobs), by_status, done, planned, eta if jobs else None)
+
+
+def summary_from_session(fields: dict[str, str]) -> dict[str, Any]:
+    """A session's summary from the projection's session hash (the same numbers as summary()
+    of its jobs, kept by the fold)."""
+
+    def number(name: str) -> int:
+        return int(fields.get(name, "0"))
+
+    def moment(name: str) -> float | None:
+        return float(fields[name]) if name in fields else None
+
+    total = number("total")
+    eta = eta_seconds(
+        open_slices=number("slices_open"),
+        unplanned_jobs=number("jobs_unplanned"),
+        slices_done=number("slices_done"),
+        slices_planned=number("slices_total"),
+        jobs_planned=number("jobs_planned"),
+        first_active=moment("first_active"),
+        last_active=moment("last_active"),
+    )
+    by_status = Counter({status: number(status) for status in STATUSES})
+    return _summary(
+        total, by_status, number("slices_done"), number("slices_total"), eta if total else None
+    )
+
+
+def finished(summary: dict[str, Any]) -> bool:
+    """Every job the session has so far reached a final status."""
+    return bool(summary["total"]) and summary["queued"] == 0 and summary["processing"] == 0
+
+
+def _summary(
+    total: int, by_status: Counter[str], done: int, planned: int, eta: float | None
+) -> dict[str, Any]:
     return {
-        "total": len(jobs),
+        "total": total,
         **{status: by_status.get(status, 0) for status in STATUSES},
-        "overall_progress_percent": round(100.0 * done / planned, 1) if planned else None,
-        "eta_seconds": None,
+        "overall_progress_percent": round(100.0 * min(done, planned) / planned, 1)
+        if planned
+        else None,
+        "eta_seconds": eta,
     }

@@ -9,11 +9,13 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from tally_db import Store
+from tally_gateway._reads import SESSION_SCRIPT
+from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
 from tally_gateway.deps import Deps
-from tally_gateway.routes import jobs, sessions
+from tally_gateway.routes import events, jobs, sessions
 from tally_storage import ObjectStore
-from tally_web import health_router, install_error_handlers
+from tally_web import TenantCache, health_router, install_error_handlers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,7 +30,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 Store.open(settings.database_url.get_secret_value()) as store,
                 ObjectStore.open(s3) as objects,
             ):
-                app.state.deps = Deps(settings, store, redis, objects)
+                tenants = TenantCache(store, settings.api_key_cache_s)
+                feeds = FeedHub(redis, settings.sse_buffer)
+                app.state.tenants = tenants
+                app.state.deps = Deps(
+                    settings,
+                    store,
+                    redis,
+                    objects,
+                    tenants,
+                    feeds,
+                    redis.register_script(SESSION_SCRIPT),
+                )
 
                 async def readiness() -> dict[str, bool]:
                     return {"database": await store.ping(), "redis": bool(await redis.ping())}
@@ -38,12 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     yield
                 finally:
                     app.state.readiness = None
+                    await feeds.close()
         finally:
             await redis.aclose()
 
     app = FastAPI(title="Tally gateway", version="1", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(sessions.router)
+    app.include_router(events.router)
     app.include_router(jobs.router)
     app.include_router(health_router)
     return app

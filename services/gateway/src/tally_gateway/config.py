@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import hashlib
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tally_storage import S3Fields
+
+# Good for a laptop only: production must set TALLY_STREAM_TOKEN_SECRET (the same on every
+# gateway replica, so a token one issues another accepts).
+LOCAL_STREAM_TOKEN_SECRET = "tally-local-stream-token-secret"
 
 
 class Settings(S3Fields):
     model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
 
+    environment: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8002
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tally")
@@ -20,4 +28,24 @@ class Settings(S3Fields):
     poll_interval_ms: int = Field(default=5000, ge=2000, le=60000)
     poll_interval_active_ms: int = Field(default=2000, ge=2000, le=60000)
     poll_interval_idle_ms: int = Field(default=30000, ge=2000, le=60000)
+    # Server-Sent Events: a heartbeat comment at least this often, the reconnect delay told to
+    # EventSource, and how many events a slow client may fall behind before it gets a snapshot.
+    sse_heartbeat_s: float = Field(default=15.0, gt=0, le=15.0)
+    sse_retry_ms: int = Field(default=3000, ge=100, le=60000)
+    sse_buffer: int = Field(default=256, ge=1)
+    stream_token_secret: SecretStr = SecretStr(LOCAL_STREAM_TOKEN_SECRET)
+    stream_token_ttl_s: int = Field(default=60, ge=1, le=60)
+    # How long this process trusts an API key it has looked up (a revoked key works here for
+    # at most this long); 0 looks every request up.
+    api_key_cache_s: float = Field(default=10.0, ge=0, le=60)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
+
+    def stream_token_key(self) -> bytes:
+        return hashlib.sha256(self.stream_token_secret.get_secret_value().encode()).digest()
+
+    @model_validator(mode="after")
+    def _no_local_secret_in_production(self) -> Settings:
+        local = self.stream_token_secret.get_secret_value() == LOCAL_STREAM_TOKEN_SECRET
+        if self.environment == "production" and local:
+            raise ValueError("TALLY_STREAM_TOKEN_SECRET must be set in production")
+        return self

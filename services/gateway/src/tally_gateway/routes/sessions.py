@@ -10,9 +10,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from tally_gateway import _reads
-from tally_gateway._views import FINAL, summary
+from tally_gateway._views import FINAL
 from tally_gateway.config import Settings
-from tally_gateway.deps import DepsDep
+from tally_gateway.deps import DepsDep, Poll
 from tally_web import ApiError, CurrentTenant
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -25,13 +25,13 @@ async def get_session(
     session = await deps.store.get_session(tenant.id, session_id)
     if session is None:
         raise ApiError(404, "not_found", f"no session {session_id}")
-    jobs = await _reads.session_jobs(deps, tenant, session_id)
+    state = await _reads.session_jobs(deps, tenant.id, session_id)
     return {
         "session_id": str(session.id),
         "name": session.name,
         "params": session.params,
         "created_at": session.created_at.isoformat(),
-        "summary": summary(jobs),
+        "summary": state.summary,
     }
 
 
@@ -47,25 +47,40 @@ def _poll_interval_ms(jobs: list[dict[str, Any]], settings: Settings) -> int:
 async def poll_jobs(
     session_id: uuid.UUID, request: Request, deps: DepsDep, tenant: CurrentTenant
 ) -> Response:
-    """The polling endpoint. The body is serialised once; its ETag changes exactly when the body
-    does, and a poller that sends it back in If-None-Match gets 304 without a body."""
-    jobs = await _reads.session_jobs(deps, tenant, session_id)
+    """The polling endpoint, one Redis round trip whatever the session's size. The body is built
+    once per version of the session (the id of the last event it includes) and kept: a poll of
+    an unchanged session sends the kept bytes. Its ETag is the body's digest, so it changes
+    exactly when the body does; a poller that sends it back in If-None-Match gets 304."""
+    key = str(session_id)
+    kept = deps.polls.get(key)
+    state = await _reads.session_state(deps, tenant.id, session_id, kept.version if kept else None)
+    if state is None:
+        assert kept is not None
+        poll = kept
+    else:
+        poll = _poll(state, session_id, deps.settings)
+        if state.version is not None:
+            deps.polls.put(key, poll)
+    headers = {"ETag": poll.etag, "Cache-Control": "no-cache"}
+    if poll.etag in _etags(request.headers.get("if-none-match", "")):
+        return Response(status_code=304, headers=headers)
+    return Response(poll.body, media_type="application/json", headers=headers)
+
+
+def _poll(state: _reads.SessionState, session_id: uuid.UUID, settings: Settings) -> Poll:
+    jobs = state.jobs
     updated = [j["updated_at"] for j in jobs if j["updated_at"]]
     body = json.dumps(
         {
             "session_id": str(session_id),
             "jobs": jobs,
-            "summary": summary(jobs),
+            "summary": state.summary,
             "last_updated": max(updated) if updated else None,
-            "poll_interval_ms": _poll_interval_ms(jobs, deps.settings),
+            "poll_interval_ms": _poll_interval_ms(jobs, settings),
         },
         separators=(",", ":"),
     ).encode()
-    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etag in _etags(request.headers.get("if-none-match", "")):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return Poll(state.version or "", body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
 
 
 def _etags(header: str) -> set[str]:

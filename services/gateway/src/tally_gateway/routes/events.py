@@ -1,0 +1,177 @@
+"""GET /v1/sessions/{sid}/events (Server-Sent Events) and POST /v1/stream-tokens."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from tally_gateway import _reads, _tokens
+from tally_gateway._streams import (
+    ORIGIN,
+    EventStreamResponse,
+    Frame,
+    StreamId,
+    entry_frame,
+    format_id,
+    frame,
+    next_frames,
+    parse_id,
+    stream_key,
+)
+from tally_gateway._views import finished
+from tally_gateway.deps import Deps, DepsDep
+from tally_web import ApiError, CurrentTenant, tenant_of
+
+router = APIRouter(tags=["events"])
+
+
+class StreamTokenRequest(BaseModel):
+    session_id: uuid.UUID
+
+
+@router.post("/v1/stream-tokens", status_code=201)
+async def create_stream_token(
+    body: StreamTokenRequest, deps: DepsDep, tenant: CurrentTenant
+) -> dict[str, Any]:
+    """A token that lets an EventSource start this session's stream within the next minute."""
+    if await deps.store.get_session(tenant.id, body.session_id) is None:
+        raise ApiError(404, "not_found", f"no session {body.session_id}")
+    ttl = deps.settings.stream_token_ttl_s
+    grant = _tokens.StreamGrant(tenant.id, body.session_id, int(time.time()) + ttl)
+    return {
+        "token": _tokens.issue(deps.settings.stream_token_key(), grant),
+        "session_id": str(body.session_id),
+        "expires_at": datetime.fromtimestamp(grant.expires_at, UTC).isoformat(),
+        "expires_in": ttl,
+    }
+
+
+async def _stream_tenant(
+    request: Request, deps: Deps, session_id: uuid.UUID, access_token: str | None
+) -> uuid.UUID:
+    if access_token is None:
+        return (await tenant_of(request, deps.tenants)).id
+    grant = _tokens.verify(deps.settings.stream_token_key(), access_token, time.time())
+    if grant is None:
+        raise ApiError(401, "unauthenticated", "the stream token is invalid or has expired")
+    if grant.session_id != session_id:
+        raise ApiError(403, "forbidden", "the stream token is for another session")
+    return grant.tenant_id
+
+
+@router.get("/v1/sessions/{session_id}/events", response_model=None)
+async def sessionsession_event_stream(
+    session_id: uuid.UUID,
+    request: Request,
+    deps: DepsDep,
+    access_token: str | None = None,
+    last_event_id: str | None = None,
+) -> Response:
+    """The session's events: a `snapshot` first (unless resuming), then `job` and `summary` as
+    they happen, `done` last. `Last-Event-ID` (header, or `last_event_id` in the query) resumes
+    after that event; an id the stream no longer has gets a fresh snapshot. A finished session
+    answers a reconnect from its last event with 204, so EventSource stops."""
+    tenant_id = await _stream_tenant(request, deps, session_id, access_token)
+    sent = request.headers.get("last-event-id") or last_event_id
+    # An id that is not one of ours resumes from nowhere: the stream has nothing that old.
+    resume = (parse_id(sent) or ORIGIN) if sent else None
+    state = await _reads.session_state(deps, tenant_id, session_id)  # 404 before any stream
+    assert state is not None
+    if resume is not None and state.version == format_id(resume) and finished(state.summary):
+        return Response(status_code=204)
+    return EventStreamResponse(lambda: session_event_stream(deps, tenant_id, session_id, resume))
+
+
+async def session_event_stream(
+    deps: Deps, tenant_id: uuid.UUID, session_id: uuid.UUID, resume: StreamId | None
+) -> AsyncGenerator[bytes]:
+    """The bytes of one client's stream: `retry:`, its catch-up, then live events (a snapshot
+    again if it falls behind) and heartbeats, until `done`."""
+    settings = deps.settings
+    yield f"retry: {settings.sse_retry_ms}\n\n".encode()
+    async with deps.feeds.subscribe(str(session_id)) as (feed, subscriber):
+        last, chunk, done = await _catch_up(deps, tenant_id, session_id, resume, feed.position)
+        yield chunk
+        while not done:
+            items = await next_frames(subscriber, settings.sse_heartbeat_s)
+            if subscriber.lagged:
+                subscriber.lagged = False  # frames from now on queue again
+                last, chunk, done = await _snapshot(
+                    deps, tenant_id, session_id, feed.position, "lagged"
+                )
+                yield chunk
+            elif items is None:
+                yield b": heartbeat\n\n"
+            else:
+                last, chunk, done = _after(items, last)
+                if chunk:
+                    yield chunk
+
+
+def _after(items: list[Frame], last: StreamId) -> tuple[StreamId, bytes, bool]:
+    """The frames newer than `last`, up to and including `done`."""
+    out = []
+    for item in items:
+        if item.id <= last:
+            continue
+        out.append(item.data)
+        last = item.id
+        if item.kind == "done":
+            return last, b"".join(out), True
+    return last, b"".join(out), False
+
+
+async def _catch_up(
+    deps: Deps,
+    tenant_id: uuid.UUID,
+    session_id: uuid.UUID,
+    resume: StreamId | None,
+    start: StreamId,
+) -> tuple[StreamId, bytes, bool]:
+    """What a client lacks when it (re)connects: the entries after its Last-Event-ID while the
+    stream still has them all, else a snapshot."""
+    if resume is None:
+        return await _snapshot(deps, tenant_id, session_id, start, "connect")
+    key = stream_key(str(session_id))
+    pipe = deps.redis.pipeline(transaction=False)
+    pipe.xrange(key, count=1)
+    pipe.xrevrange(key, count=1)
+    pipe.xrange(key, min=f"({format_id(resume)}")
+    first, last, entries = await pipe.execute()
+    oldest = parse_id(first[0][0].decode()) if first else None
+    newest = parse_id(last[0][0].decode()) if last else None
+    # Gone (expired, Redis wiped), trimmed past it, or an id this stream never gave.
+    if oldest is None or newest is None or not oldest <= resume <= newest:
+        return await _snapshot(deps, tenant_id, session_id, start, "resume")
+    frames = [entry_frame(str(session_id), raw_id, raw) for raw_id, raw in entries]
+    return _after(frames, resume)
+
+
+async def _snapshot(
+    deps: Deps, tenant_id: uuid.UUID, session_id: uuid.UUID, start: StreamId, reason: str
+) -> tuple[StreamId, bytes, bool]:
+    """The session as it is now, as one `snapshot` event (and `done` when it has finished) whose
+    id is the stream position it includes."""
+    try:
+        state = await _reads.session_state(deps, tenant_id, session_id)
+    except ApiError:  # the session went away while its stream was open
+        return start, b"", True
+    assert state is not None
+    position = parse_id(state.version) or start
+    data = {
+        "session_id": str(session_id),
+        "reason": reason,
+        "jobs": state.jobs,
+        "summary": state.summary,
+    }
+    out = frame(position, "snapshot", data)
+    if finished(state.summary):
+        done = {"session_id": str(session_id), "summary": state.summary}
+        return position, out + frame(position, "done", done), True
+    return position, out, False
