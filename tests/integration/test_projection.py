@@ -338,3 +338,15 @@ async def test_a_wiped_projection_is_rebuilt_before_the_next_event_is_folded(
         state = await projection.job(str(second.id))
         assert (state["status"], state["processed"]) == ("processing", "88")
         assert (await projection.session(str(session.id)))["total"] == "2"
+        # Subscribers hear where each job stands now, not its history retold from `queued`.
+        stream: Any = await projection.redis.xrange(f"session:{session.id}:events")
+        told = [
+            (fields[b"job_id"].decode(), fields[b"status"].decode())
+            for _, fields in stream
+            if fields[b"type"] == b"job"
+        ]
+        assert told == [
+            (str(first.id), "queued"),
+            (str(second.id), "processing"),
+            (str(second.id), "processing"),  # the progress event itself: 44 → 88 slices
+        ]

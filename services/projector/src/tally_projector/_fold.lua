@@ -4,7 +4,8 @@
 -- ARGV: 1 sequence, 2 status, 3 facts JSON, 4 state JSON, 5 job TTL s, 6 session TTL s,
 --       7 stream max length, 8 index score, 9 maxima JSON, 10 log entry JSON, 11 log length,
 --       12 activity time (epoch s of slice work: started, progress, final; '' for none),
---       13 '1' when rebuilding (the ready marker is not needed)
+--       13 '1' when rebuilding: the ready marker is not needed, and nothing goes to the stream
+--       (a rebuild re-tells each job's history; subscribers get its end, see _announce.lua)
 -- Facts (who the job is, its file, its plan) are true whenever they arrive: set once, even from a
 -- late event. State (status, phase, progress, result) follows the per-job sequence: an event not
 -- newer than the last folded one changes none of it, and a final status is never left. Maxima
@@ -113,6 +114,9 @@ redis.call('EXPIRE', KEYS[6], ARGV[5])
 
 if not (changed or not old_status) then
   return 0
+end
+if ARGV[13] == '1' then
+  return 1
 end
 local function append(kind, hash)
   local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'type', kind,

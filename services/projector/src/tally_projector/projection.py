@@ -17,6 +17,7 @@ Keys (TTLs as the design says: session 24 h, job 48 h):
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -36,6 +37,7 @@ READY_KEY: Final = "projection:ready"
 _ACTIVE_KINDS: Final = frozenset({"started", "progress", "completed", "failed"})
 
 _FOLD = resources.files("tally_projector").joinpath("_fold.lua").read_text()
+_ANNOUNCE = resources.files("tally_projector").joinpath("_announce.lua").read_text()
 
 
 def job_key(job_id: str) -> str:
@@ -160,6 +162,7 @@ class Projection:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._fold = redis.register_script(_FOLD)
+        self._announce = redis.register_script(_ANNOUNCE)
 
     async def fold(self, event: JobEvent, *, rebuilding: bool = False) -> bool:
         """Apply one event; False when it changed nothing the job shows (stale, repeated, after
@@ -201,6 +204,15 @@ class Projection:
         if folded == -1:
             raise ProjectionLostError("the Redis projection is not whole: rebuild it first")
         return bool(folded)
+
+    async def announce(self, session_id: str, job_ids: Iterable[str]) -> None:
+        """Send rebuilt jobs' states, then their session's summary (and `done` when it has
+        finished) to the session's stream."""
+        session = session_key(session_id)
+        await self._announce(
+            keys=[session, f"{session}:events"],
+            args=[STREAM_MAX_LEN, SESSION_TTL_S, *job_ids],
+        )
 
     async def mark_ready(self) -> None:
         """The projection is whole: readers may trust it, folds may go on."""

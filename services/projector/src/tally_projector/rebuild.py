@@ -6,6 +6,7 @@ other events: idempotent, so a rebuild over a live projection changes nothing th
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -100,14 +101,35 @@ def history(job: Job, result: dict[str, Any] | None, chunks_done: int) -> list[J
 
 
 async def rebuild(store: Store, projection: Projection, hours: float = JOB_TTL_S / 3600) -> int:
-    """Fold the recorded history of every job updated in the last `hours`, then mark the
-    projection whole; return how many jobs."""
-    since = datetime.now(UTC) - timedelta(hours=hours)
+    """Fold the recorded history of every job updated in the last `hours`, tell the sessions'
+    subscribers where the jobs it changed stand, then mark the projection whole; return how
+    many jobs."""
+    started = datetime.now(UTC)
+    changed: dict[str, list[str]] = defaultdict(list)  # session → its jobs the rebuild changed
+    jobs = await _fold_recorded(store, projection, started - timedelta(hours=hours), changed)
+    # Jobs that moved on while we folded, once more: readers go back to Redis after this, and
+    # it should not be behind what they last read from PostgreSQL. (Their events are on the
+    # bus too; this only narrows the moment in between.)
+    await _fold_recorded(store, projection, started - timedelta(seconds=1), changed)
+    for session_id, job_ids in changed.items():
+        await projection.announce(session_id, dict.fromkeys(job_ids))
+    await projection.mark_ready()
+    return jobs
+
+
+async def _fold_recorded(
+    store: Store, projection: Projection, since: datetime, changed: dict[str, list[str]]
+) -> int:
+    """Fold the history of the jobs updated since `since`, quietly (no stream entries); note
+    in `changed` the jobs it changed."""
     jobs = await store.jobs_for_rebuild(since)
     for job, result, chunks_done in jobs:
-        for event in history(job, result, chunks_done):
+        folded = [
             await projection.fold(event, rebuilding=True)
-    await projection.mark_ready()
+            for event in history(job, result, chunks_done)
+        ]
+        if any(folded):
+            changed[str(job.session_id)].append(str(job.id))
     return len(jobs)
 
 
