@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,9 @@ def upload(client: TallyClient, directory: Path, name: str, batch: int, console:
 def watch(
     client: TallyClient, session_id: str, interval_s: float | None, console: Console
 ) -> dict[str, Any]:
-    """Progress bars (overall and per photo) from polling, until every job is final."""
+    """Progress bars (overall and per photo), until every job is final: from the session's
+    event stream (resumed after cuts; polling when there is none), or from polling every
+    `interval_s` when that is given."""
     bars: dict[str, TaskID] = {}
     columns = (
         TextColumn("{task.description}"),
@@ -50,8 +51,10 @@ def watch(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         overall = progress.add_task("[bold]all photos", total=100.0, status="")
-        while True:
-            state = client.jobs(session_id)
+        states = (
+            client.follow(session_id) if interval_s is None else client.poll(session_id, interval_s)
+        )
+        for state in states:
             for job in state["jobs"]:
                 bar = bars.get(job["job_id"])
                 if bar is None:
@@ -61,15 +64,18 @@ def watch(
                 percent = job["progress_percent"] or 0.0
                 progress.update(bar, completed=percent, status=job["status"])
             summary = state["summary"]
+            if not summary:
+                continue
             done = sum(summary[s] for s in FINAL)
+            eta = summary.get("eta_seconds")
             progress.update(
                 overall,
                 completed=summary["overall_progress_percent"] or 0.0,
-                status=f"{done} of {summary['total']} photos done",
+                status=f"{done} of {summary['total']} photos done"
+                + (f", about {eta:.0f} s left" if eta else ""),
             )
-            if state["jobs"] and done == summary["total"]:
-                return state
-            time.sleep(interval_s if interval_s is not None else state["poll_interval_ms"] / 1000)
+    # The record as the polling endpoint gives it, results included.
+    return client.jobs(session_id)
 
 
 def results_table(client: TallyClient, state: dict[str, Any]) -> Table:

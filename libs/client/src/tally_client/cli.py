@@ -1,10 +1,13 @@
 """`tally`: Tally's command line.
 
     tally upload DIR [--watch]                  a session of the folder's photos; live progress
+                                                (the session's event stream, resumed after
+                                                cuts; polling where there is no stream)
     tally status SESSION                        the session's jobs and results
     tally admin create-tenant NAME [--json]     a tenant and its first API key
     tally admin create-key TENANT_ID [--json]   another API key for a tenant
-    tally admin revoke-key TENANT_ID KEY_ID     a key stops working at once
+    tally admin revoke-key TENANT_ID KEY_ID     a key stops working (within the gateway's
+                                                key cache time, 10 s by default)
 
 `upload` and `status` talk to the HTTP API at TALLY_URL with TALLY_API_KEY. Admin commands talk to
 the record store directly (TALLY_DATABASE_URL): they are for operators, not for tenants. An API
@@ -80,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     upload_cmd.add_argument("--name", default="", help="session name (default: the folder's)")
     upload_cmd.add_argument("--batch", type=int, default=8, help="photos per upload request")
     upload_cmd.add_argument(
-        "--interval", type=float, help="seconds between polls (default: what the server says)"
+        "--interval",
+        type=float,
+        help="poll every this many seconds instead of following the event stream",
     )
     status_cmd = groups.add_parser("status", help="a session's jobs and results")
     status_cmd.add_argument("session_id")

@@ -2,15 +2,62 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import mimetypes
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+FINAL = frozenset({"completed", "failed", "cancelled"})
+# A stream that has been silent this long is dead: the server sends a heartbeat every 15 s.
+STREAM_READ_TIMEOUT_S = 45.0
+
+log = logging.getLogger("tally_client")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One Server-Sent Event of a session: `snapshot`, `job`, `summary` or `done`."""
+
+    id: str
+    event: str
+    data: dict[str, Any]
+
+
+def parse_events(lines: Iterable[str]) -> Iterator[StreamEvent | int]:
+    """SSE frames as EventSource reads them: events, and the server's `retry:` (in ms) as an
+    int. Comments (heartbeats) are skipped; a frame cut off before its blank line is not
+    yielded."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in fields:
+                data = json.loads(fields["data"])
+                yield StreamEvent(fields.get("id", ""), fields.get("event", "message"), data)
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "retry" and value.isdigit():
+                yield int(value)
+            elif name == "data" and "data" in fields:
+                fields["data"] += "\n" + value
+            else:
+                fields[name] = value
+
+
+def session_state(
+    session_id: str, jobs: dict[str, dict[str, Any]], summary: dict[str, Any]
+) -> dict[str, Any]:
+    ordered = sorted(jobs.values(), key=lambda j: (j.get("created_at") or "", j["job_id"]))
+    return {"session_id": session_id, "jobs": ordered, "summary": summary}
 
 
 class TallyError(RuntimeError):
@@ -74,3 +121,81 @@ class TallyClient:
 
     def result(self, job_id: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/jobs/{job_id}/result"), 200)
+
+    def events(
+        self, session_id: str, last_event_id: str | None = None, max_failures: int = 5
+    ) -> Iterator[StreamEvent]:
+        """The session's Server-Sent Events until `done`. A cut connection is resumed with
+        Last-Event-ID after the server's `retry:` delay, so nothing is lost or repeated;
+        `max_failures` cuts in a row without an event in between raise the last error."""
+        retry_s, failures = 3.0, 0
+        timeout = httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT_S)
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_event_id:
+                headers["Last-Event-ID"] = last_event_id
+            try:
+                with self._http.stream(
+                    "GET", f"/v1/sessions/{session_id}/events", headers=headers, timeout=timeout
+                ) as response:
+                    if response.status_code == 204:  # finished, and we had everything
+                        return
+                    if response.status_code != 200:
+                        response.read()
+                        self._json(response, 200)
+                    for item in parse_events(response.iter_lines()):
+                        if isinstance(item, int):
+                            retry_s = item / 1000
+                            continue
+                        failures, last_event_id = 0, item.id
+                        yield item
+                        if item.event == "done":
+                            return
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures >= max_failures:
+                    raise
+                log.info("event stream cut (%s); resuming in %.1f s", exc, retry_s)
+            time.sleep(retry_s)
+
+    def poll(self, session_id: str, interval_s: float | None = None) -> Iterator[dict[str, Any]]:
+        """The session's state each time it changes (ETag), polled at the server's interval
+        (or `interval_s`), until every job is final."""
+        etag = ""
+        while True:
+            response = self._http.get(
+                f"/v1/sessions/{session_id}/jobs", headers={"If-None-Match": etag} if etag else {}
+            )
+            if response.status_code != 304:
+                state = self._json(response, 200)
+                etag = response.headers.get("etag", "")
+                yield state
+                if state["jobs"] and all(j["status"] in FINAL for j in state["jobs"]):
+                    return
+            time.sleep(interval_s if interval_s is not None else state["poll_interval_ms"] / 1000)
+
+    def follow(self, session_id: str) -> Iterator[dict[str, Any]]:
+        """The session's state (jobs and summary, as polling gives it) each time it changes,
+        until every job is final: from the event stream, resumed after cuts; from polling when
+        the stream cannot be had (a proxy that refuses it, repeated network failures)."""
+        jobs: dict[str, dict[str, Any]] = {}
+        summary: dict[str, Any] = {}
+        try:
+            for event in self.events(session_id):
+                if event.event == "snapshot":
+                    jobs = {j["job_id"]: j for j in event.data["jobs"]}
+                if event.event == "job":
+                    jobs[event.data["job_id"]] = event.data
+                else:
+                    summary = event.data["summary"]
+                yield session_state(session_id, jobs, summary)
+            if not jobs:  # finished before we came: the stream answered 204 at once
+                yield self.jobs(session_id)
+            return
+        except TallyError as error:
+            if error.status in (401, 403, 404):
+                raise
+            log.warning("no event stream (%s): polling instead", error)
+        except httpx.TransportError as error:
+            log.warning("no event stream (%s): polling instead", error)
+        yield from self.poll(session_id)
