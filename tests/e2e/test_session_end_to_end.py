@@ -1,5 +1,8 @@
 """One session through all five services on the real local stack, started by the same launcher
-as `make up`: upload → RabbitMQ → orchestrator → detector (Triton) → projector → gateway."""
+as `make up`: upload → RabbitMQ → orchestrator → detector (Triton) → projector → gateway.
+
+Watched at once by polling and by the SDK following the event stream, while Redis is wiped in
+the middle of the run: neither may see an error or a wrong status."""
 
 from __future__ import annotations
 
@@ -8,14 +11,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from tally_client.sdk import TallyClient, TallyError
 from tally_inference import count_error
@@ -23,6 +29,7 @@ from tally_stack._config import free_port
 from tally_synth import write_dataset
 
 pytestmark = pytest.mark.e2e
+REDIS_URL = "redis://127.0.0.1:6379/14"
 STATUS_ORDER = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
 
 
@@ -59,7 +66,7 @@ def stack(database: str, tmp_path: Path) -> Iterator[Stack]:
         "TALLY_EDGE_PORT": str(free_port()),
         "TALLY_DATABASE_URL": database,
         "TALLY_BUS_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
-        "TALLY_REDIS_URL": "redis://127.0.0.1:6379/14",
+        "TALLY_REDIS_URL": REDIS_URL,
     }
     cli = [sys.executable, "-m", "tally_stack.cli"]
     subprocess.run([*cli, "up", "--timeout", "300"], env=env, check=True, timeout=360)
@@ -78,7 +85,11 @@ def test_a_session_goes_through_every_service_and_stays_private(
 ) -> None:
     directory, true_counts = photos
     key_a, key_b = stack.admin_key("tenant-a"), stack.admin_key("tenant-b")
-    with TallyClient(stack.url, key_a) as a, TallyClient(stack.url, key_b) as b:
+    with (
+        TallyClient(stack.url, key_a) as a,
+        TallyClient(stack.url, key_a) as a_stream,
+        TallyClient(stack.url, key_b) as b,
+    ):
         session = a.create_session("e2e")
         files = sorted(directory.glob("*.jpg"))
         corrupt = directory / "corrupt.jpg"
@@ -92,15 +103,32 @@ def test_a_session_goes_through_every_service_and_stays_private(
         only_bad = a.upload(session, [corrupt])
         assert only_bad["jobs"] == []
 
+        followed: list[dict[str, Any]] = []
+        follower = threading.Thread(target=lambda: followed.extend(a_stream.follow(session)))
+        follower.start()
+
         seen: dict[str, list[tuple[str, int]]] = {j["job_id"]: [] for j in answer["jobs"]}
+        errors: list[TallyError] = []
+        wiped_at: int | None = None
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            state = a.jobs(session)
+            try:
+                state = a.jobs(session)
+            except TallyError as error:
+                errors.append(error)
+                continue
             for job in state["jobs"]:
                 seen[job["job_id"]].append((job["status"], job["processed"]))
             if all(j["status"] == "completed" for j in state["jobs"]):
                 break
+            if wiped_at is None and any(j["processed"] for j in state["jobs"]):
+                redis.Redis.from_url(REDIS_URL).flushdb()  # Redis loses everything mid-run
+                wiped_at = len(seen[state["jobs"][0]["job_id"]])
             time.sleep(0.3)
+        follower.join(timeout=60)
+        assert errors == []
+        assert wiped_at is not None
+        assert wiped_at < len(next(iter(seen.values()))) - 2  # polled during and after too
         for history in seen.values():
             ranks = [STATUS_ORDER[status] for status, _ in history]
             assert ranks == sorted(ranks), history  # never backwards
@@ -109,6 +137,24 @@ def test_a_session_goes_through_every_service_and_stays_private(
             assert history[-1] == ("completed", 88)
         statuses_seen = {status for h in seen.values() for status, _ in h}
         assert {"queued", "processing", "completed"} <= statuses_seen
+
+        # The stream, across the wipe: every job's statuses in order, ending completed.
+        assert not follower.is_alive()
+        streamed: dict[str, list[str]] = {}
+        for update in followed:
+            for job in update["jobs"]:
+                streamed.setdefault(job["job_id"], []).append(job["status"])
+        assert set(streamed) == set(seen)
+        for statuses in streamed.values():
+            ranks = [STATUS_ORDER[status] for status in statuses]
+            assert ranks == sorted(ranks), statuses
+            assert statuses[-1] == "completed"
+        assert followed[-1]["summary"]["completed"] == len(files)
+        # And the projection was rebuilt: Redis answers again, whole.
+        projected = redis.Redis.from_url(REDIS_URL)
+        assert projected.exists("projection:ready")
+        for job in state["jobs"]:
+            assert projected.hget(f"job:{job['job_id']}", "status") == b"completed"
 
         for job in state["jobs"]:
             result = a.result(job["job_id"])

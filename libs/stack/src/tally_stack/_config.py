@@ -131,7 +131,10 @@ pid {prefix}/nginx.pid;
 error_log {run_dir}/edge-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log {run_dir}/edge-access.log;
+    # The path without its query: stream tokens (?access_token=) never reach a log.
+    log_format tally '$remote_addr [$time_local] "$request_method $uri" $status '
+                     '$body_bytes_sent $request_time';
+    access_log {run_dir}/edge-access.log tally;
     client_body_temp_path {prefix}/tmp/body;
     proxy_temp_path {prefix}/tmp/proxy;
     fastcgi_temp_path {prefix}/tmp/fastcgi;
