@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
@@ -109,7 +110,7 @@ async def test_jobs_and_their_outbox_messages_commit_together_or_not_at_all(stor
     with pytest.raises(asyncpg.NotNullViolationError):
         await store.add_jobs([_job(tenant.id, session.id)], [broken])
     assert await store.session_jobs(tenant.id, session.id) == []
-    assert await store.pending_messages() == []
+    assert await store.pending_count() == 0
 
     jobs = await store.add_jobs(
         [_job(tenant.id, session.id, "1.jpg"), _job(tenant.id, session.id, "2.jpg")],
@@ -120,10 +121,34 @@ async def test_jobs_and_their_outbox_messages_commit_together_or_not_at_all(stor
         "1.jpg",
         "2.jpg",
     ]
-    pending = await store.pending_messages()
-    assert [p.entry for p in pending] == [_message(), _message()]
-    await store.mark_published([pending[0].id])
-    assert [p.id for p in await store.pending_messages()] == [pending[1].id]
+    async with store.claim_pending() as claim:
+        assert [p.entry for p in claim.messages] == [_message(), _message()]
+        claim.sent.append(claim.messages[0].id)
+    assert await store.pending_count() == 1
+
+
+async def test_relays_sharing_the_outbox_claim_each_message_once(store: Store) -> None:
+    """Two relays at once (the upload service's and the orchestrator's, say) never hold the
+    same message: what one has claimed, the other skips."""
+    tenant = await store.create_tenant("a")
+    session = await store.create_session(tenant.id)
+    await store.add_jobs([_job(tenant.id, session.id)], [_message() for _ in range(5)])
+    async with store.claim_pending(limit=3) as first, store.claim_pending() as second:
+        ids = [p.id for p in first.messages], [p.id for p in second.messages]
+        assert (len(ids[0]), len(ids[1])) == (3, 2)
+        assert not set(ids[0]) & set(ids[1])
+        first.sent.extend(ids[0])  # the second relay publishes nothing: its two stay pending
+    assert await store.pending_count() == 2
+
+    published: list[bytes] = []
+
+    async def publish(*args: Any, **_: Any) -> None:
+        published.append(args[3])
+
+    relays = [OutboxRelay(store, publish, interval_s=1) for _ in range(2)]
+    assert sum(await asyncio.gather(*(r.drain() for r in relays))) == 2
+    assert len(published) == 2
+    assert await store.pending_count() == 0
 
 
 async def test_sessions_list_newest_first(store: Store) -> None:
@@ -172,4 +197,4 @@ async def test_the_relay_publishes_pending_messages_in_order_and_retries_failure
     assert sent == ["first"]  # published and marked before the failure
     assert await relay.drain() == 2
     assert sent == ["first", "second", "third"]
-    assert await store.pending_messages() == []
+    assert await store.pending_count() == 0

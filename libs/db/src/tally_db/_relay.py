@@ -1,4 +1,10 @@
-"""The outbox relay: publishes what committed transactions wrote to the outbox, in order."""
+"""The outbox relay: publishes what committed transactions wrote to the outbox, oldest first.
+
+Several relays (one per service that writes the outbox, and replicas of those) share the table;
+each claims its batch with row locks, so a message goes out once (twice only when a relay dies
+between the broker's confirm and its commit). Across relays the order is not strict: consumers
+do not depend on it (job events carry sequences; chunks are independent).
+"""
 
 from __future__ import annotations
 
@@ -42,21 +48,23 @@ class OutboxRelay:
         self._wake.set()
 
     async def drain(self) -> int:
-        """Publish everything pending; return how many messages went out."""
+        """Publish everything pending that no other relay holds; return how many went out."""
         sent = 0
-        while batch := await self._store.pending_messages(limit=100):
-            for pending in batch:
-                entry = pending.entry
-                await self._publish(
-                    entry.exchange,
-                    entry.routing_key,
-                    entry.message_type,
-                    entry.payload,
-                    entry.headers,
-                )
-                await self._store.mark_published([pending.id])
-                sent += 1
-        return sent
+        while True:
+            async with self._store.claim_pending(limit=100) as claim:
+                if not claim.messages:
+                    return sent
+                for pending in claim.messages:
+                    entry = pending.entry
+                    await self._publish(
+                        entry.exchange,
+                        entry.routing_key,
+                        entry.message_type,
+                        entry.payload,
+                        entry.headers,
+                    )
+                    claim.sent.append(pending.id)
+                    sent += 1
 
     async def run(self) -> None:
         """Drain on every notify and at least every interval, until cancelled."""

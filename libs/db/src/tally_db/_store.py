@@ -115,9 +115,28 @@ class PendingMessage:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxClaim:
+    """Pending outbox messages locked for one relay; it adds to `sent` what it published."""
+
+    messages: list[PendingMessage]
+    sent: list[int] = field(default_factory=list)
+
+
 def digest(key: str) -> bytes:
     """API keys are 256 random bits: a plain SHA-256 is enough to store them safely."""
     return hashlib.sha256(key.encode()).digest()
+
+
+def _pending(row: asyncpg.Record) -> PendingMessage:
+    entry = OutboxEntry(
+        row["exchange"],
+        row["routing_key"],
+        row["message_type"],
+        row["payload"],
+        json.loads(row["headers"]),
+    )
+    return PendingMessage(row["id"], entry, row["created_at"])
 
 
 def _job(row: asyncpg.Record) -> Job:
@@ -508,26 +527,39 @@ class Store:
             ],
         )
 
-    async def pending_messages(self, limit: int = 100) -> list[PendingMessage]:
-        rows = await self._pool.fetch(
-            """SELECT * FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1""", limit
-        )
-        return [
-            PendingMessage(
-                r["id"],
-                OutboxEntry(
-                    r["exchange"],
-                    r["routing_key"],
-                    r["message_type"],
-                    r["payload"],
-                    json.loads(r["headers"]),
-                ),
-                r["created_at"],
-            )
-            for r in rows
-        ]
+    @contextlib.asynccontextmanager
+    async def claim_pending(self, limit: int = 100) -> AsyncIterator[OutboxClaim]:
+        """The oldest pending outbox messages, locked for this caller until the block ends:
+        every relay (each service that writes the outbox runs one) skips what another holds,
+        so each message goes out once. What the caller put in `claim.sent` is marked published
+        when the block ends, however it ends; the rest is pending again."""
+        async with self._pool.acquire() as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            committed = False
+            try:
+                rows = await connection.fetch(
+                    """SELECT * FROM outbox WHERE published_at IS NULL
+                       ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                    limit,
+                )
+                claim = OutboxClaim([_pending(r) for r in rows])
+                try:
+                    yield claim
+                finally:  # an error in the block still commits what went out before it
+                    if claim.sent:
+                        await connection.execute(
+                            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                            claim.sent,
+                        )
+                    await transaction.commit()
+                    committed = True
+            finally:
+                if not committed:
+                    await transaction.rollback()
 
-    async def mark_published(self, ids: Sequence[int]) -> None:
-        await self._pool.execute(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", list(ids)
+    async def pending_count(self) -> int:
+        count: int = await self._pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL"
         )
+        return count
