@@ -374,6 +374,13 @@ async def test_subscribers_of_a_session_share_one_reader(stage: Stage) -> None:
         clients = await stage.redis.client_list()
         readers = [c for c in clients if c["db"] == "13" and c["cmd"].startswith("xread")]
         assert len(readers) == 1  # one reader for the five
+    # The clients have gone: so has the reader, at once.
+    feeds = stage.app.state.deps.feeds
+    for _ in range(100):
+        if not feeds.feeds:
+            break
+        await asyncio.sleep(0.02)
+    assert feeds.feeds == {}
 
 
 async def test_a_slow_client_skips_to_a_snapshot_and_holds_nobody_up(stage: Stage) -> None:

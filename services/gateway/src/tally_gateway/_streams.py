@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -151,7 +151,8 @@ class FeedHub:
     """The process's feeds, one per watched session, started by the first subscriber and stopped
     when the last one leaves."""
 
-    def __init__(self, redis: Redis, buffer: int, block_ms: int = 5000) -> None:
+    # Redis clients time out reads after 5 s by default (redis-py 8): block for less.
+    def __init__(self, redis: Redis, buffer: int, block_ms: int = 2000) -> None:
         self.redis = redis
         self.buffer = buffer
         self.block_ms = block_ms
@@ -197,7 +198,7 @@ class EventStreamResponse(Response):
     """A response that sends what `events` yields until it ends or the client leaves (noticed
     at once from the `http.disconnect` message, not at the next write)."""
 
-    def __init__(self, events: Callable[[], AsyncIterator[bytes]]) -> None:
+    def __init__(self, events: Callable[[], AsyncGenerator[bytes]]) -> None:
         super().__init__(status_code=200, media_type="text/event-stream")
         self.events = events
 
@@ -225,8 +226,11 @@ class EventStreamResponse(Response):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write(self, send: Send) -> None:
-        async for chunk in self.events():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        # Closed here, whether it ends, fails or is cancelled (the client left): its cleanup
+        # (leaving the feed) must not wait for the garbage collector.
+        async with contextlib.aclosing(self.events()) as events:
+            async for chunk in events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     @staticmethod
     async def _listen(receive: Receive) -> None:
@@ -244,10 +248,3 @@ async def next_frames(subscriber: Subscriber, heartbeat_s: float) -> list[Frame]
         return None
     items = subscriber.take()
     return items or None
-
-
-def fresh(frames: list[Frame], after: StreamId) -> Iterator[Frame]:
-    return (item for item in frames if item.id > after)
-
-
-Snapshot = Callable[[str], Awaitable[tuple[StreamId, bytes, bool]]]
