@@ -127,7 +127,7 @@ async def world(
             ),
             await bus.consume(
                 topology.events_queue,
-                functools.partial(handle_job_event, deps=ProjectorDeps(Projection(redis))),
+                functools.partial(handle_job_event, deps=ProjectorDeps(Projection(redis), store)),
                 prefetch=16,
             ),
         ]

@@ -1,11 +1,12 @@
-"""Server-Sent Events: one Redis reader per session per process, shared by its subscribers.
+"""Server-Sent Events: each session's stream read once per process, shared by its subscribers.
 
 Each session's event stream in Redis (`session:{sid}:events`: `job`, `summary` and `done`
-entries written by the projector's fold) is read by one `SessionFeed` per gateway process, however
-many clients watch it. The feed turns each entry into its SSE frame once and hands the same bytes
-to every subscriber's bounded queue. A subscriber that falls behind (its queue full: a slow
-client) does not hold anyone up: it is marked lagged, its queue is dropped, and its writer
-sends a fresh snapshot instead (saying so) and goes on from there.
+entries written by the projector's fold) is read once per gateway process, however many clients
+watch it: one reader task reads every watched session's stream in one XREAD, and each entry
+becomes its SSE frame once, the same bytes handed to every subscriber's bounded queue. A
+subscriber that falls behind (its queue full: a slow client) does not hold anyone up: it is
+marked lagged, its queue is dropped, and its writer sends a fresh snapshot instead (saying so)
+and goes on from there.
 
 Entry ids are the SSE event ids, so `Last-Event-ID` resumes exactly: every entry after it, each
 once. A subscriber joins its feed before it reads its catch-up (a snapshot or the entries after
@@ -113,76 +114,106 @@ class Subscriber:
 
 @dataclass(eq=False)
 class SessionFeed:
+    """One watched session: its subscribers, and the last entry handed to them."""
+
     session_id: str
-    redis: Redis
-    block_ms: int
     subscribers: set[Subscriber] = field(default_factory=set)
     position: StreamId = ORIGIN  # the last entry handed out (or the stream's end at start)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+    failed: BaseException | None = None
 
-    async def run(self) -> None:
-        key = stream_key(self.session_id)
-        delay = 0.1
-        while True:
-            try:
-                if not self.ready.is_set():
-                    last: Any = await self.redis.xrevrange(key, count=1)
-                    self.position = (parse_id(last[0][0].decode()) if last else None) or ORIGIN
-                    self.ready.set()
-                reply: Any = await self.redis.xread(
-                    {key: format_id(self.position)}, count=500, block=self.block_ms
-                )
-                delay = 0.1
-            except RedisError as exc:
-                log.warning("reading %s failed (%s); retrying in %.1f s", key, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            for _, entries in reply:
-                for raw_id, raw in entries:
-                    item = entry_frame(self.session_id, raw_id, raw)
-                    self.position = item.id
-                    for subscriber in tuple(self.subscribers):
-                        subscriber.offer(item)
+    def deliver(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        for raw_id, raw in entries:
+            item = entry_frame(self.session_id, raw_id, raw)
+            self.position = item.id
+            for subscriber in tuple(self.subscribers):
+                subscriber.offer(item)
 
 
 class FeedHub:
-    """The process's feeds, one per watched session, started by the first subscriber and stopped
-    when the last one leaves."""
+    """The process's watched sessions, read from Redis by one task with one XREAD over all
+    their streams (one connection, however many sessions). A session's feed starts with its
+    first subscriber and stops with its last."""
 
-    # Redis clients time out reads after 5 s by default (redis-py 8): block for less.
-    def __init__(self, redis: Redis, buffer: int, block_ms: int = 2000) -> None:
+    # Each XREAD blocks at most `block_ms` (under redis-py's 5 s read timeout), so a newly
+    # watched session joins the read within that; after entries arrive, the reader waits
+    # `gather_s` so that one read serves the events of many sessions.
+    def __init__(
+        self, redis: Redis, buffer: int, block_ms: int = 200, gather_s: float = 0.005
+    ) -> None:
         self.redis = redis
         self.buffer = buffer
         self.block_ms = block_ms
+        self.gather_s = gather_s
         self.feeds: dict[str, SessionFeed] = {}
+        self._reader: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[tuple[SessionFeed, Subscriber]]:
         feed = self.feeds.get(session_id)
         if feed is None:
-            feed = SessionFeed(session_id, self.redis, self.block_ms)
-            feed.task = asyncio.create_task(feed.run(), name=f"feed {session_id}")
-            self.feeds[session_id] = feed
+            feed = self.feeds[session_id] = SessionFeed(session_id)
+            await self._start(feed)
         subscriber = Subscriber(self.buffer)
         feed.subscribers.add(subscriber)
         try:
             await feed.ready.wait()
+            if feed.failed is not None:
+                raise feed.failed
             yield feed, subscriber
         finally:
             feed.subscribers.discard(subscriber)
             if not feed.subscribers and self.feeds.get(session_id) is feed:
                 del self.feeds[session_id]
-                assert feed.task is not None
-                feed.task.cancel()
+
+    async def _start(self, feed: SessionFeed) -> None:
+        """Find where the session's stream ends (before any subscriber reads its catch-up, so
+        that the two together miss nothing), then have the reader include it."""
+        try:
+            last: Any = await self.redis.xrevrange(stream_key(feed.session_id), count=1)
+            feed.position = (parse_id(last[0][0].decode()) if last else None) or ORIGIN
+        except BaseException as exc:  # its waiters learn it too; the next subscriber retries
+            feed.failed = exc
+            if self.feeds.get(feed.session_id) is feed:
+                del self.feeds[feed.session_id]
+            raise
+        finally:
+            feed.ready.set()
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read(), name="session feeds")
+
+    async def _read(self) -> None:
+        delay = 0.1
+        while self.feeds:
+            watched = {
+                stream_key(feed.session_id): feed
+                for feed in self.feeds.values()
+                if feed.ready.is_set() and feed.failed is None
+            }
+            if not watched:
+                await asyncio.sleep(0.01)
+                continue
+            streams: dict[Any, Any] = {k: format_id(f.position) for k, f in watched.items()}
+            try:
+                reply: Any = await self.redis.xread(streams, count=500, block=self.block_ms)
+                delay = 0.1
+            except RedisError as exc:
+                log.warning("reading %d session streams failed (%s)", len(streams), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            for raw_key, entries in reply or ():
+                feed = watched[_text(raw_key)]
+                if self.feeds.get(feed.session_id) is feed:  # still watched
+                    feed.deliver(entries)
+            if reply:
+                await asyncio.sleep(self.gather_s)
 
     async def close(self) -> None:
-        tasks = [feed.task for feed in self.feeds.values() if feed.task is not None]
         self.feeds.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
 
     def connections(self) -> int:
         return sum(len(feed.subscribers) for feed in self.feeds.values())
@@ -243,7 +274,8 @@ async def next_frames(subscriber: Subscriber, heartbeat_s: float) -> list[Frame]
     the heartbeat is due (or the subscriber lagged: check `lagged`)."""
     if subscriber.queue.empty() and not subscriber.lagged:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(subscriber.wake.wait(), heartbeat_s)
+            async with asyncio.timeout(heartbeat_s):  # no task per wait, as wait_for makes
+                await subscriber.wake.wait()
     if subscriber.lagged:
         return None
     items = subscriber.take()

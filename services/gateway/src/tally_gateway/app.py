@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Tally gateway", version="1", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(sessions.router)
+    app.add_route("/v1/sessions/{session_id:uuid}/jobs", sessions.poll_jobs, methods=["GET"])
     app.include_router(events.router)
     app.include_router(jobs.router)
     app.include_router(health_router)
