@@ -48,7 +48,7 @@ demo: up ## the whole stack: 3 generated photos uploaded by the CLI, live progre
 	$(VENV)/bin/tally-synth data/demo --count 3 --seed 1
 	@set -e; key=$$($(VENV)/bin/tally admin create-tenant "demo-$$(date +%s)" --json \
 	  | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["api_key"])'); \
-	TALLY_API_KEY=$$key $(VENV)/bin/tally upload data/demo --watch --interval 1; \
+	TALLY_API_KEY=$$key $(VENV)/bin/tally upload data/demo --watch; \
 	echo "API: http://127.0.0.1:$${TALLY_EDGE_PORT:-8080}/v1 (TALLY_API_KEY=$$key)"; \
 	echo "logs: .run/stack/stack.log; stop everything: make down"
 
@@ -71,6 +71,15 @@ eval-model: install ## accuracy through slice → Triton → merge on 20 held-ou
 .PHONY: bench-detector
 bench-detector: install ## slices/s of the client against raw Triton, and per-photo latency
 	$(VENV)/bin/tally-bench-detector
+
+.PHONY: bench-status
+bench-status: install servers ## status path under load: polling vs N+1, open-loop polling, SSE fan-out, end-to-end latency
+	$(VENV)/bin/tally-bench-status
+
+.PHONY: bench-eta
+bench-eta: up ## the session ETA against what happened, on make demo's photos (stack left running)
+	@test -n "$$(ls data/demo/*.jpg 2>/dev/null)" || $(VENV)/bin/tally-synth data/demo --count 3 --seed 1
+	$(PY) scripts/measure_eta.py data/demo
 
 .PHONY: triton-up
 triton-up: install ## start local CPU Triton in the background on free ports (state in .run/triton)
