@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
 import aio_pika
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology, decode
-from tally_contracts.v1 import ChunkResult, DetectChunk, JobRef, SliceBox
+from tally_contracts import cancellation
+from tally_contracts.v1 import ChunkResult, DetectChunk, JobEvent, JobRef, SliceBox
 from tally_detector.config import Settings
 from tally_detector.deps import Deps, PhotoCache
 from tally_detector.handlers import handle_detect_chunk
@@ -33,6 +37,7 @@ from tally_synth import PhotoSpec, render
 
 pytestmark = pytest.mark.integration
 WIDTH, HEIGHT = 2000, 1500
+REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture
@@ -48,11 +53,12 @@ async def deps(triton: LocalTriton, s3_endpoint: str, amqp_url: str) -> AsyncIte
         secret_access_key=MOTO_SECRET_KEY,
     )
     async with (
+        Redis.from_url(REDIS_URL) as redis,
         ObjectStore.open(s3, create_bucket=True) as objects,
         TritonModel(triton.endpoints.grpc_url) as model,
         await Bus.connect(amqp_url, topology) as bus,
     ):
-        yield Deps(settings, bus, objects, model, PhotoCache())
+        yield Deps(settings, bus, objects, model, PhotoCache(), redis)
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         await topology.delete(await connection.channel())
@@ -133,3 +139,58 @@ async def test_a_chunk_that_cannot_succeed_gets_a_final_failure(
     assert result.WhichOneof("outcome") == "failure"
     assert result.failure.code == code
     assert not result.failure.retryable
+
+
+async def _queued(deps: Deps, spec_name: str) -> int:
+    channel = await deps.bus.connection.channel()
+    declared = await channel.declare_queue(spec_name, passive=True)
+    return declared.declaration_result.message_count or 0
+
+
+async def test_a_chunk_of_a_cancelled_session_is_not_started(
+    deps: Deps, photo: tuple[bytes, int]
+) -> None:
+    await deps.objects.put_bytes("t/s/c/original.jpg", photo[0], "image/jpeg")
+    chunk = _chunk("t/s/c/original.jpg", [(0, 0, 512, 512)])
+    await deps.redis.set(cancellation.session_key(chunk.job.session_id), "1", ex=60)
+    try:
+        await handle_detect_chunk(chunk, deps)
+    finally:
+        await deps.redis.delete(cancellation.session_key(chunk.job.session_id))
+    topology = deps.bus.topology
+    assert await _queued(deps, topology.results_queue.name) == 0  # no result
+    assert await _queued(deps, topology.events_queue.name) == 0  # not even `started`
+
+
+async def test_a_chunk_stops_between_batches_once_its_job_is_cancelled(
+    deps: Deps, photo: tuple[bytes, int]
+) -> None:
+    """Cancelled while its first batch runs: the chunk stops there and sends no result."""
+    deps = dataclasses.replace(deps, settings=deps.settings.model_copy(update={"batch_size": 2}))
+    await deps.objects.put_bytes("t/s/d/original.jpg", photo[0], "image/jpeg")
+    boxes = plan_slices(WIDTH, HEIGHT, SliceParams(512, 0.25))
+    chunk = _chunk("t/s/d/original.jpg", boxes)
+    infer = deps.model.infer
+    calls = 0
+
+    async def infer_then_cancel(batch: NDArray[np.uint8]) -> NDArray[np.float32]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await deps.redis.set(cancellation.job_key(chunk.job.job_id), "1", ex=60)
+        return await infer(batch)
+
+    deps.model.infer = infer_then_cancel  # type: ignore[method-assign]
+    try:
+        await handle_detect_chunk(chunk, deps)
+    finally:
+        deps.model.infer = infer  # type: ignore[method-assign]
+        await deps.redis.delete(cancellation.job_key(chunk.job.job_id))
+    batches = -(-len(boxes) // deps.settings.batch_size)
+    assert calls <= deps.settings.max_in_flight + 1 < batches  # stopped well before the end
+    assert await _queued(deps, deps.bus.topology.results_queue.name) == 0
+    channel = await deps.bus.connection.channel()
+    events = await channel.get_queue(deps.bus.topology.events_queue.name, ensure=False)
+    started = await events.get(timeout=5, no_ack=True)
+    assert started is not None
+    assert decode(started, JobEvent).WhichOneof("kind") == "started"

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 import uvicorn
@@ -108,13 +109,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-async def stage(database: str, s3_endpoint: str) -> AsyncIterator[Stage]:
+async def stage(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator[Stage]:
     redis = Redis.from_url(REDIS_URL)
     await redis.flushdb()
     port = _free_port()
     settings = Settings(
         port=port,
         database_url=SecretStr(database),
+        amqp_url=SecretStr(amqp_url),
+        bus_prefix=f"test-{uuid.uuid4().hex[:10]}",
         redis_url=SecretStr(REDIS_URL),
         s3_endpoint_url=s3_endpoint,
         s3_bucket="unused",
@@ -169,6 +172,8 @@ async def stage(database: str, s3_endpoint: str) -> AsyncIterator[Stage]:
             await serving
             await redis.flushdb()
             await redis.aclose()
+            async with await aio_pika.connect(amqp_url) as connection:
+                await settings.topology.delete(await connection.channel())
 
 
 class Stream:

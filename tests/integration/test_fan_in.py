@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import aio_pika
 import pytest
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology, decode
 from tally_contracts.sequence import FINAL as FINAL_SEQUENCE
@@ -73,6 +74,7 @@ async def pipeline(
         secret_access_key=MOTO_SECRET_KEY,
     )
     async with (
+        Redis.from_url("redis://127.0.0.1:6379/15") as redis,
         Store.open(database) as store,
         await Bus.connect(amqp_url, topology) as bus,
         ObjectStore.open(s3, create_bucket=True) as objects,
@@ -96,6 +98,7 @@ async def pipeline(
             objects,
             model,
             PhotoCache(),
+            redis,
         )
         yield Pipeline(orchestrator, detector)
     connection = await aio_pika.connect(amqp_url)

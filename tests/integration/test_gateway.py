@@ -8,14 +8,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from tally_contracts.v1 import JobEvent, JobRef
+from tally_bus import decode
+from tally_contracts import cancellation
+from tally_contracts.v1 import Cancel, JobEvent, JobRef
 from tally_db import Job, NewJob, Store
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
@@ -36,6 +40,7 @@ class World:
     session_id: str
     done: Job
     waiting: Job
+    app: FastAPI
 
     def auth(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
@@ -56,7 +61,7 @@ def _event(job: Job, sequence: int, **kind: Any) -> JobEvent:
 
 
 @pytest.fixture
-async def world(database: str, s3_endpoint: str) -> AsyncIterator[World]:
+async def world(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator[World]:
     bucket = f"gw-{uuid.uuid4().hex[:10]}"
     s3 = S3Settings(
         bucket=bucket,
@@ -114,6 +119,8 @@ async def world(database: str, s3_endpoint: str) -> AsyncIterator[World]:
         )
         settings = Settings(
             database_url=SecretStr(database),
+            amqp_url=SecretStr(amqp_url),
+            bus_prefix=f"test-{uuid.uuid4().hex[:10]}",
             redis_url=SecretStr(REDIS_URL),
             s3_endpoint_url=s3_endpoint,
             s3_bucket=bucket,
@@ -127,7 +134,9 @@ async def world(database: str, s3_endpoint: str) -> AsyncIterator[World]:
                 transport=httpx.ASGITransport(app=app), base_url="http://gateway"
             ) as http,
         ):
-            yield World(http, redis, key_a, key_b, str(session.id), done, waiting)
+            yield World(http, redis, key_a, key_b, str(session.id), done, waiting, app)
+        async with await aio_pika.connect(amqp_url) as connection:
+            await settings.topology.delete(await connection.channel())
     await redis.flushdb()
     await redis.aclose()
 
@@ -211,7 +220,12 @@ async def test_session_detail_and_health(world: World) -> None:
     ).json()
     assert (session["name"], session["summary"]["total"]) == ("tray 7", 2)
     ready = await world.http.get("/readyz")
-    assert ready.json()["checks"] == {"started": True, "database": True, "redis": True}
+    assert ready.json()["checks"] == {
+        "started": True,
+        "database": True,
+        "redis": True,
+        "bus": True,
+    }
 
 
 async def test_an_unchanged_poll_answers_304_and_a_change_gives_a_new_etag(world: World) -> None:
@@ -280,3 +294,42 @@ async def test_job_detail_carries_its_recent_log_newest_first(world: World) -> N
     ).json()
     assert [e["event"] for e in detail["logs"]] == ["progress", "planned", "queued"]
     assert detail["logs"][0]["message"] == "44 of 88 slices"
+
+
+async def _cancels(world: World) -> list[Cancel]:
+    bus = world.app.state.deps.bus
+    channel = await bus.connection.channel()
+    queue = await channel.get_queue(bus.topology.cancels_queue.name, ensure=False)
+    got = []
+    while (message := await queue.get(fail=False, no_ack=True)) is not None:
+        got.append(decode(message, Cancel))
+    return got
+
+
+async def test_cancel_requests_go_to_the_orchestrator_and_mark_the_work(world: World) -> None:
+    a, b = world.auth(world.key_a), world.auth(world.key_b)
+    waiting, done = str(world.waiting.id), str(world.done.id)
+
+    assert (await world.http.post(f"/v1/jobs/{waiting}/cancel", headers=b)).status_code == 404
+    other = await world.http.post(f"/v1/sessions/{world.session_id}/cancel", headers=b)
+    assert other.status_code == 404
+    assert await _cancels(world) == []  # another tenant's request reaches nobody
+
+    finished = await world.http.post(f"/v1/jobs/{done}/cancel", headers=a)
+    assert (finished.status_code, finished.json()["error"]["code"]) == (409, "already_final")
+
+    accepted = await world.http.post(f"/v1/jobs/{waiting}/cancel", headers=a)
+    assert (accepted.status_code, accepted.json()["status"]) == (202, "cancelling")
+    whole = await world.http.post(f"/v1/sessions/{world.session_id}/cancel", headers=a)
+    assert (whole.status_code, whole.json()["jobs"]) == (202, 1)
+
+    job_cancel, session_cancel = await _cancels(world)
+    assert (job_cancel.job.job_id, job_cancel.job.session_id) == (waiting, world.session_id)
+    assert (session_cancel.job.job_id, session_cancel.job.session_id) == ("", world.session_id)
+    assert session_cancel.job.tenant_id == str(world.waiting.tenant_id)
+    assert (
+        await world.redis.exists(
+            cancellation.job_key(waiting), cancellation.session_key(world.session_id)
+        )
+        == 2
+    )

@@ -14,12 +14,21 @@ import pytest
 from pydantic import SecretStr
 
 from tally_bus import Bus, Topology, decode
-from tally_contracts.v1 import DetectChunk, DetectionParams, JobEvent, JobRef, PhotoUploaded
+from tally_contracts import sequence
+from tally_contracts.v1 import (
+    Cancel,
+    ChunkResult,
+    DetectChunk,
+    DetectionParams,
+    JobEvent,
+    JobRef,
+    PhotoUploaded,
+)
 from tally_db import NewJob, OutboxRelay, Store
 from tally_inference import SliceParams, plan_slices
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
-from tally_orchestrator.handlers import handle_photo_uploaded
+from tally_orchestrator.handlers import handle_cancel, handle_chunk_result, handle_photo_uploaded
 from tally_storage import ObjectStore, S3Settings
 from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 
@@ -111,6 +120,61 @@ async def test_a_message_naming_another_tenant_changes_nothing(deps: Deps) -> No
     forged.job.tenant_id = str(uuid.uuid4())
     await handle_photo_uploaded(forged, deps)
     assert await deps.relay.drain() == 0
+
+
+async def test_cancelling_a_session_cancels_what_has_not_finished_once(deps: Deps) -> None:
+    """A running job and a queued one are cancelled (with their events), a completed one keeps
+    its result; a repeated Cancel changes nothing; a chunk result arriving afterwards is
+    dropped; a PhotoUploaded redelivered afterwards dispatches nothing."""
+    store = deps.store
+    tenant = await store.create_tenant(f"t-{uuid.uuid4().hex[:6]}")
+    session = await store.create_session(tenant.id)
+    running, waiting, done = await store.add_jobs(
+        [
+            NewJob(tenant.id, session.id, f"{n}.jpg", f"k/{n}/original.jpg", 1000, 800)
+            for n in ("running", "waiting", "done")
+        ],
+        [],
+    )
+    for job in (running, done):
+        await store.plan_job(tenant.id, job.id, 6, 1, [])
+    await store.complete_job(tenant.id, done.id, {"seedling": 1}, 1, "k/done/result.json", [], [])
+    ref = JobRef(tenant_id=str(tenant.id), session_id=str(session.id))
+
+    await handle_cancel(Cancel(job=ref, reason="operator"), deps)
+    await handle_cancel(Cancel(job=ref, reason="operator"), deps)  # again: nothing more
+    assert await deps.relay.drain() == 2
+    events = [
+        decode(m, JobEvent)
+        for m in await _drain_queue(deps.bus, deps.bus.topology.events_queue.name)
+    ]
+    assert sorted(e.job.job_id for e in events) == sorted([str(running.id), str(waiting.id)])
+    assert {(e.WhichOneof("kind"), e.cancelled.reason, e.sequence) for e in events} == {
+        ("cancelled", "operator", sequence.FINAL)
+    }
+    states = {j.filename: j.status for j in await store.session_jobs(tenant.id, session.id)}
+    assert states == {
+        "running.jpg": "cancelled",
+        "waiting.jpg": "cancelled",
+        "done.jpg": "completed",
+    }
+
+    late = ChunkResult(job=JobRef(**{**_ref(ref), "job_id": str(running.id)}), chunk_index=0)
+    late.detections.SetInParent()
+    await handle_chunk_result(late, deps)
+    uploaded = PhotoUploaded(
+        job=JobRef(**{**_ref(ref), "job_id": str(waiting.id)}),
+        object_key="k/waiting/original.jpg",
+        width=1000,
+        height=800,
+        params=DetectionParams(slice_size=512, overlap=0.25, confidence=0.35),
+    )
+    await handle_photo_uploaded(uploaded, deps)
+    assert await deps.relay.drain() == 0  # no progress, no chunks for cancelled jobs
+
+
+def _ref(ref: JobRef) -> dict[str, str]:
+    return {"tenant_id": ref.tenant_id, "session_id": ref.session_id}
 
 
 async def test_the_service_dispatches_then_stops_cleanly_on_sigterm(

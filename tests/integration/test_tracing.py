@@ -107,7 +107,12 @@ async def world(
             orchestrator_config.Settings(bus_prefix=topology.prefix), store, bus, relay, objects
         )
         detector = DetectorDeps(
-            detector_config.Settings(bus_prefix=topology.prefix), bus, objects, model, PhotoCache()
+            detector_config.Settings(bus_prefix=topology.prefix),
+            bus,
+            objects,
+            model,
+            PhotoCache(),
+            redis,
         )
         consumers = [
             await bus.consume(

@@ -427,6 +427,32 @@ class Store:
             await self._enqueue(connection, messages)
             return True
 
+    async def cancel_jobs(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        job_id: uuid.UUID | None,
+        reason: str,
+        messages_for: Callable[[Job], Sequence[OutboxEntry]],
+    ) -> list[Job]:
+        """Cancel the session's jobs that have not finished (or just `job_id`), with the outbox
+        messages `messages_for` gives for each, in one transaction; return those cancelled."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                """UPDATE jobs SET status = 'cancelled', phase = 'done', error_code = 'cancelled',
+                                  error_message = $4, completed_at = now(), updated_at = now()
+                   WHERE tenant_id = $1 AND session_id = $2 AND ($3::uuid IS NULL OR id = $3)
+                     AND status NOT IN ('completed', 'failed', 'cancelled')
+                   RETURNING *""",
+                tenant_id,
+                session_id,
+                job_id,
+                reason,
+            )
+            jobs = sorted((_job(row) for row in rows), key=lambda j: (j.created_at, j.id))
+            await self._enqueue(connection, [m for job in jobs for m in messages_for(job)])
+            return jobs
+
     async def get_result(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any] | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM results WHERE tenant_id = $1 AND job_id = $2", tenant_id, job_id

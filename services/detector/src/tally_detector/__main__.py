@@ -7,6 +7,8 @@ import contextlib
 import functools
 import logging
 
+from redis.asyncio import Redis
+
 from tally_bus import Bus
 from tally_detector.config import Settings
 from tally_detector.deps import Deps, PhotoCache
@@ -21,11 +23,12 @@ log = logging.getLogger("tally_detector")
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     s3 = settings.s3
     async with (
+        Redis.from_url(settings.redis_url.get_secret_value()) as redis,
         ObjectStore.open(s3) as objects,
         TritonModel(settings.triton_url) as model,
         await Bus.connect(settings.amqp_url.get_secret_value(), settings.topology) as bus,
     ):
-        deps = Deps(settings, bus, objects, model, PhotoCache())
+        deps = Deps(settings, bus, objects, model, PhotoCache(), redis)
         consumer = await bus.consume(
             bus.topology.chunks_queue,
             functools.partial(handle_detect_chunk, deps=deps),

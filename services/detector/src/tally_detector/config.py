@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from tally_bus import BusFields
@@ -15,6 +15,8 @@ class Settings(S3Fields, BusFields):
     model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
 
     triton_url: str = "127.0.0.1:8001"  # gRPC
+    # Where the gateway marks cancelled jobs and sessions (tally_contracts.cancellation).
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     detector_id: str = Field(default_factory=socket.gethostname)
     # One chunk at a time per process: a chunk already keeps Triton busy with several batches.
     prefetch: int = Field(default=1, gt=0)

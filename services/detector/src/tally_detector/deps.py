@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+from redis.asyncio import Redis
 
 from tally_bus import Bus
 from tally_detector.config import Settings
@@ -41,3 +42,4 @@ class Deps:
     objects: ObjectStore
     model: InferenceModel
     photos: PhotoCache
+    redis: Redis

@@ -12,7 +12,7 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
-from tally_contracts import sequence
+from tally_contracts import cancellation, sequence
 from tally_contracts.v1 import (
     ChunkDetections,
     ChunkFailure,
@@ -36,6 +36,18 @@ from tally_inference import (
 from tally_storage import ObjectNotFoundError
 
 log = logging.getLogger(__name__)
+
+
+class JobCancelledError(Exception):
+    """The chunk's job (or its session) was cancelled: stop working on it."""
+
+
+async def _cancelled(message: DetectChunk, deps: Deps) -> bool:
+    """Whether the gateway has marked the chunk's job or session cancelled (one round trip)."""
+    marked = await deps.redis.exists(
+        cancellation.job_key(message.job.job_id), cancellation.session_key(message.job.session_id)
+    )
+    return bool(marked)
 
 
 class ChunkFailedError(Exception):
@@ -109,7 +121,11 @@ def _started(message: DetectChunk) -> JobEvent:
 async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> None:
     """Announce `started`, run the model on the chunk's slices and publish the ChunkResult
     (confirmed) for the orchestrator. A chunk that can never succeed is answered with a failure
-    result; a transient error (Triton away) raises, so the message returns to the queue."""
+    result; a transient error (Triton away) raises, so the message returns to the queue. A chunk
+    of a cancelled job or session is dropped unstarted, or stopped between two batches."""
+    if await _cancelled(message, deps):
+        log.info("job %s cancelled: chunk %d skipped", message.job.job_id, message.chunk_index)
+        return
     started = time.perf_counter()
     result = ChunkResult(
         job=message.job,
@@ -130,10 +146,18 @@ async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> None:
             ),
         )
         boxes = [(s.x1, s.y1, s.x2, s.y2) for s in message.slices]
-        parts = await detector.infer_slices(photo, boxes)
+
+        async def between_batches(_done: int) -> None:
+            if await _cancelled(message, deps):
+                raise JobCancelledError(message.job.job_id)
+
+        parts = await detector.infer_slices(photo, boxes, between_batches)
         result.detections.CopyFrom(_result(message, parts))
     except ChunkFailedError as exc:
         log.warning("job %s chunk %d failed: %s", message.job.job_id, message.chunk_index, exc)
         result.failure.CopyFrom(ChunkFailure(code=exc.code, message=str(exc), retryable=False))
+    except JobCancelledError:
+        log.info("job %s cancelled: chunk %d stopped", message.job.job_id, message.chunk_index)
+        return  # no result: the orchestrator has cancelled the job, or is about to
     result.inference_seconds = time.perf_counter() - started
     await deps.bus.publish(deps.bus.topology.chunk_result, result)

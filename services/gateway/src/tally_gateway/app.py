@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from tally_bus import Bus
 from tally_db import Store
 from tally_gateway._reads import SESSION_SCRIPT
 from tally_gateway._streams import FeedHub
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with (
                 Store.open(settings.database_url.get_secret_value()) as store,
                 ObjectStore.open(s3) as objects,
+                await Bus.connect(settings.amqp_url.get_secret_value(), settings.topology) as bus,
             ):
                 tenants = TenantCache(store, settings.api_key_cache_s)
                 feeds = FeedHub(redis, settings.sse_buffer)
@@ -41,10 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     tenants,
                     feeds,
                     redis.register_script(SESSION_SCRIPT),
+                    bus,
                 )
 
                 async def readiness() -> dict[str, bool]:
-                    return {"database": await store.ping(), "redis": bool(await redis.ping())}
+                    return {
+                        "database": await store.ping(),
+                        "redis": bool(await redis.ping()),
+                        "bus": bus.is_connected,
+                    }
 
                 app.state.readiness = readiness
                 try:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from tally_bus import BusFields
 from tally_storage import S3Fields
 
 # Good for a laptop only: production must set TALLY_STREAM_TOKEN_SECRET (the same on every
@@ -15,10 +15,9 @@ from tally_storage import S3Fields
 LOCAL_STREAM_TOKEN_SECRET = "tally-local-stream-token-secret"
 
 
-class Settings(S3Fields):
+class Settings(S3Fields, BusFields):
     model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
 
-    environment: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8002
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tally")

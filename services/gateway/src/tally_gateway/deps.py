@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from tally_bus import Bus
 from tally_db import Store
 from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
@@ -53,6 +54,7 @@ class Deps:
     tenants: TenantCache
     feeds: FeedHub
     session_script: AsyncScript
+    bus: Bus
     polls: PollCache = field(default_factory=PollCache)
 
 

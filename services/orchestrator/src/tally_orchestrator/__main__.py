@@ -11,7 +11,7 @@ from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
-from tally_orchestrator.handlers import handle_chunk_result, handle_photo_uploaded
+from tally_orchestrator.handlers import handle_cancel, handle_chunk_result, handle_photo_uploaded
 from tally_storage import ObjectStore
 from tally_telemetry import run_worker
 
@@ -37,6 +37,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             await bus.consume(
                 bus.topology.results_queue,
                 functools.partial(handle_chunk_result, deps=deps),
+                prefetch=settings.prefetch,
+            ),
+            await bus.consume(
+                bus.topology.cancels_queue,
+                functools.partial(handle_cancel, deps=deps),
                 prefetch=settings.prefetch,
             ),
         ]

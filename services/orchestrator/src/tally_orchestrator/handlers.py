@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from tally_bus import Route, trace_headers
 from tally_contracts import sequence
 from tally_contracts.v1 import (
+    Cancel,
     ChunkDetections,
     ChunkResult,
     DetectChunk,
@@ -197,3 +198,25 @@ async def _complete(message: ChunkResult, state: Job, deps: Deps) -> None:
     if done:
         deps.relay.notify()
         log.info("job %s completed: %s", state.id, merged.counts)
+
+
+async def handle_cancel(message: Cancel, deps: Deps) -> None:
+    """Cancel a job, or every job of a session when the message names no job: what has not
+    finished becomes `cancelled` (with its event, through the outbox) and stays so. Chunks still
+    queued for it are skipped by the detectors (they see the gateway's cancel marker); results
+    that still come in find the job final and are dropped. Repeating a cancel changes nothing."""
+    job = message.job
+    tenant_id, session_id = uuid.UUID(job.tenant_id), uuid.UUID(job.session_id)
+    job_id = uuid.UUID(job.job_id) if job.job_id else None
+    reason = message.reason or "cancelled on request"
+    events = deps.bus.topology.job_event
+
+    def cancelled(state: Job) -> list[OutboxEntry]:
+        ref = JobRef(tenant_id=job.tenant_id, session_id=job.session_id, job_id=str(state.id))
+        event = _event(ref, sequence.FINAL, cancelled=JobEvent.Cancelled(reason=reason))
+        return [_entry(events, event)]
+
+    jobs = await deps.store.cancel_jobs(tenant_id, session_id, job_id, reason, cancelled)
+    if jobs:
+        deps.relay.notify()
+    log.info("session %s: cancelled %d jobs (%s)", session_id, len(jobs), reason)

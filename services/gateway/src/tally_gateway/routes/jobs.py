@@ -11,8 +11,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from tally_db import Job
+from tally_contracts.v1 import JobRef
+from tally_db import FINAL_STATUSES, Job
 from tally_gateway import _reads
+from tally_gateway._cancel import request_cancel
 from tally_gateway.deps import DepsDep
 from tally_storage import ObjectNotFoundError
 from tally_web import ApiError, CurrentTenant
@@ -101,3 +103,17 @@ async def get_thumbnail(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant)
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
     )
+
+
+@router.post("/{job_id}/cancel", status_code=202)
+async def cancel_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> dict[str, Any]:
+    """Cancel a job that has not finished: 202 once the request is queued (the job turns
+    `cancelled` within moments); 409 for a job that has already finished."""
+    record = await deps.store.get_job(tenant.id, job_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    if record.status in FINAL_STATUSES:
+        raise ApiError(409, "already_final", f"job {job_id} is {record.status} already")
+    ref = JobRef(tenant_id=str(tenant.id), session_id=str(record.session_id), job_id=str(job_id))
+    await request_cancel(deps, ref)
+    return {"job_id": str(job_id), "status": "cancelling"}

@@ -9,7 +9,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from tally_contracts.v1 import JobRef
 from tally_gateway import _reads
+from tally_gateway._cancel import request_cancel
 from tally_gateway._views import FINAL
 from tally_gateway.config import Settings
 from tally_gateway.deps import DepsDep, Poll, get_deps
@@ -90,3 +92,18 @@ def _poll(state: _reads.SessionState, session_id: uuid.UUID, settings: Settings)
 def _etags(header: str) -> set[str]:
     """The entity tags of an If-None-Match header (weak ones compare equal, as RFC 9110 says)."""
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+@router.post("/{session_id}/cancel", status_code=202)
+async def cancel_session(
+    session_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant
+) -> dict[str, Any]:
+    """Cancel every job of the session that has not finished (202 once queued); jobs that have
+    finished keep their results."""
+    if await deps.store.get_session(tenant.id, session_id) is None:
+        raise ApiError(404, "not_found", f"no session {session_id}")
+    open_jobs = [
+        j for j in await deps.store.session_jobs(tenant.id, session_id) if j.status not in FINAL
+    ]
+    await request_cancel(deps, JobRef(tenant_id=str(tenant.id), session_id=str(session_id)))
+    return {"session_id": str(session_id), "status": "cancelling", "jobs": len(open_jobs)}
