@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,50 @@ def test_a_session_goes_through_every_service_and_stays_private(
         )
         assert bad_only.status_code == 422
         assert bad_only.json()["rejected"][0]["code"] == "corrupt_image"
+
+
+def test_cancelling_a_running_session_stops_its_work_within_seconds(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """20 photos; once the first has finished, the session is cancelled: within 5 s every job is
+    final (done before, or cancelled), and no detector starts a chunk of a cancelled job after
+    the request (one already running stops between batches)."""
+    directory = tmp_path / "twenty"
+    write_dataset(directory, count=20, seed=4_242, width=2000, height=1500, workers=2)
+    with TallyClient(stack.url, stack.admin_key("tenant-c")) as client:
+        session = client.create_session("to cancel")
+        answer = client.upload(session, sorted(directory.glob("*.jpg")))
+        assert len(answer["jobs"]) == 20
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state = client.jobs(session)
+            if state["summary"]["completed"]:
+                break
+            time.sleep(0.2)
+        requested = time.time()
+        accepted = client.cancel_session(session)
+        assert accepted["status"] == "cancelling"
+        while time.time() < requested + 5:
+            state = client.jobs(session)
+            if all(j["status"] in ("completed", "cancelled") for j in state["jobs"]):
+                break
+            time.sleep(0.1)
+        took = time.time() - requested
+        statuses = [j["status"] for j in state["jobs"]]
+        assert set(statuses) == {"completed", "cancelled"}, statuses
+        assert took <= 5.0
+
+        time.sleep(1.0)  # anything a detector still did would show by now
+        for job in state["jobs"]:
+            if job["status"] != "cancelled":
+                continue
+            detail = client.job(job["job_id"])
+            assert detail["status"] == "cancelled"
+            starts = [
+                datetime.fromisoformat(entry["at"]).timestamp()
+                for entry in detail["logs"]
+                if entry["event"] == "started"
+            ]
+            # Allow for the clocks of two processes and the marker landing a moment after 202.
+            assert all(at <= requested + 0.5 for at in starts), (job["filename"], starts)
+        assert client.jobs(session)["summary"]["cancelled"] == statuses.count("cancelled")

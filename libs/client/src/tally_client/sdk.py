@@ -122,6 +122,17 @@ class TallyClient:
     def result(self, job_id: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/jobs/{job_id}/result"), 200)
 
+    def cancel_session(self, session_id: str) -> dict[str, Any]:
+        """Cancel every job of the session that has not finished (they turn `cancelled`)."""
+        return self._json(self._http.post(f"/v1/sessions/{session_id}/cancel"), 202)
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._json(self._http.post(f"/v1/jobs/{job_id}/cancel"), 202)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """One job with its recent log entries."""
+        return self._json(self._http.get(f"/v1/jobs/{job_id}"), 200)
+
     def events(
         self, session_id: str, last_event_id: str | None = None, max_failures: int = 5
     ) -> Iterator[StreamEvent]:
