@@ -3,6 +3,8 @@ a photo is planned, its chunks detected, gathered once, merged, stored and compl
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -23,17 +25,23 @@ from tally_contracts.v1 import (
     JobEvent,
     JobRef,
     PhotoUploaded,
+    SliceBox,
 )
-from tally_db import NewJob, OutboxRelay, Store
+from tally_db import FINAL_STATUSES, Job, NewJob, OutboxRelay, Store
 from tally_detector import config as detector_config
 from tally_detector.deps import Deps as DetectorDeps
 from tally_detector.deps import PhotoCache
-from tally_detector.handlers import handle_detect_chunk
+from tally_detector.handlers import give_up_chunk, handle_detect_chunk
 from tally_inference import TritonModel, count_error
 from tally_inference.local_triton import LocalTriton
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
-from tally_orchestrator.handlers import handle_chunk_result, handle_photo_uploaded
+from tally_orchestrator.handlers import (
+    give_up_photo,
+    give_up_result,
+    handle_chunk_result,
+    handle_photo_uploaded,
+)
 from tally_storage import ObjectStore, S3Settings
 from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_synth import PhotoSpec, render
@@ -66,7 +74,11 @@ def photo() -> tuple[bytes, int]:
 async def pipeline(
     database: str, amqp_url: str, s3_endpoint: str, triton: LocalTriton
 ) -> AsyncIterator[Pipeline]:
-    topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
+    topology = Topology(
+        prefix=f"test-{uuid.uuid4().hex[:10]}",
+        chunk_retry_delays_s=(0.2, 0.4),
+        work_retry_delays_s=(0.2, 0.4),
+    )
     s3 = S3Settings(
         bucket=f"fan-{uuid.uuid4().hex[:10]}",
         endpoint_url=s3_endpoint,
@@ -199,3 +211,90 @@ async def test_a_failed_chunk_fails_the_job_for_good(
     events = [decode(m, JobEvent) for m in await p.take(topology.events_queue.name)]
     assert [e.WhichOneof("kind") for e in events] == ["planned", "failed"]
     assert events[-1].sequence == FINAL_SEQUENCE
+
+
+async def test_poison_is_retried_then_fails_only_its_own_job(
+    pipeline: Pipeline, photo: tuple[bytes, int]
+) -> None:
+    """The services' own consumers on the real bus and Triton. A photo the orchestrator cannot
+    plan (slices of 500 px: the model takes multiples of 32), and a chunk that makes inference
+    raise every time (the same, sent straight to the detectors), are each tried 3 times; then
+    their jobs fail with the reason and the messages wait in the dead-letter queues, while a
+    good photo uploaded with them completes."""
+    p, bus = pipeline, pipeline.orchestrator.bus
+    topology, store = bus.topology, p.orchestrator.store
+    good = await _upload(p, photo[0])
+    unplannable = await _upload(p, photo[0])
+    unplannable.params.slice_size = 500
+    undetectable = await _upload(p, photo[0])
+    tenant_id = uuid.UUID(undetectable.job.tenant_id)
+    await store.plan_job(tenant_id, uuid.UUID(undetectable.job.job_id), 1, 1, [])
+    poison_chunk = DetectChunk(
+        job=undetectable.job,
+        chunk_index=0,
+        chunk_count=1,
+        attempt=1,
+        object_key=undetectable.object_key,
+        width=WIDTH,
+        height=HEIGHT,
+        slices=[SliceBox(x1=0, y1=0, x2=500, y2=500)],
+        slice_size=500,
+        confidence=0.35,
+        total_slices=1,
+    )
+    relay = asyncio.create_task(p.orchestrator.relay.run())
+    consumers = [
+        await bus.consume(
+            topology.photos_queue,
+            functools.partial(handle_photo_uploaded, deps=p.orchestrator),
+            prefetch=4,
+            give_up=functools.partial(give_up_photo, deps=p.orchestrator),
+        ),
+        await bus.consume(
+            topology.results_queue,
+            functools.partial(handle_chunk_result, deps=p.orchestrator),
+            prefetch=4,
+            give_up=functools.partial(give_up_result, deps=p.orchestrator),
+        ),
+        await bus.consume(
+            topology.chunks_queue,
+            functools.partial(handle_detect_chunk, deps=p.detector),
+            prefetch=1,
+            give_up=functools.partial(give_up_chunk, deps=p.detector),
+        ),
+    ]
+    jobs = (good, unplannable, undetectable)
+    final: dict[str, Job] = {}
+    try:
+        for uploaded in (unplannable, good):
+            await bus.publish(topology.photo_uploaded, uploaded)
+        await bus.publish(topology.detect_chunk, poison_chunk)
+        async with asyncio.timeout(60):
+            while len(final) < len(jobs):
+                for uploaded in jobs:
+                    job = await store.get_job(
+                        uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+                    )
+                    if job is not None and job.status in FINAL_STATUSES:
+                        final[uploaded.job.job_id] = job
+                await asyncio.sleep(0.2)
+    finally:
+        for consumer in consumers:
+            await consumer.stop()
+        relay.cancel()
+    assert final[good.job.job_id].status == "completed"
+    unplanned = final[unplannable.job.job_id]
+    assert (unplanned.status, unplanned.error_code) == ("failed", "planning_failed")
+    assert unplanned.error_message == (
+        "the photo could not be planned: failed 3 times; last: "
+        "ValueError: slice_size must be a positive multiple of 32"
+    )
+    undetected = final[undetectable.job.job_id]
+    assert (undetected.status, undetected.error_code) == ("failed", "chunk_failed")
+    assert undetected.error_message is not None
+    assert undetected.error_message.startswith("chunk 0: failed 3 times; last: ")
+    assert "multiple of 32" in undetected.error_message
+    parked_chunks = await p.take(topology.chunks_queue.dead_letter_queue)
+    assert [decode(m, DetectChunk) for m in parked_chunks] == [poison_chunk]
+    parked_photos = await p.take(topology.photos_queue.dead_letter_queue)
+    assert [decode(m, PhotoUploaded).job for m in parked_photos] == [unplannable.job]

@@ -12,7 +12,11 @@ from tally_bus import Bus, Topology
 @pytest.fixture
 def topology() -> Topology:
     """A private set of exchanges and queues for one test."""
-    return Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
+    return Topology(
+        prefix=f"test-{uuid.uuid4().hex[:10]}",
+        chunk_retry_delays_s=(0.3, 0.6),
+        work_retry_delays_s=(0.3, 0.6),
+    )
 
 
 @pytest.fixture

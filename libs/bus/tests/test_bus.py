@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import aio_pika
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from tally_bus import Bus, Route, Topology, UnroutableError, decode, encode
+from tally_bus import ERROR_HEADER, Bus, Route, Topology, UnroutableError, decode, encode
 from tally_contracts.v1 import DetectChunk, JobEvent, JobRef, SliceBox
 
 pytestmark = pytest.mark.integration
@@ -92,24 +93,110 @@ async def test_an_unacked_message_is_redelivered_when_its_consumer_dies(
         await consumer.stop()
 
 
-async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_delivery_limit(
+async def test_without_retry_delays_a_failing_message_is_dead_lettered_at_the_delivery_limit(
     bus: Bus, topology: Topology
 ) -> None:
     attempts: list[int] = []
 
-    async def always_fails(chunk: DetectChunk) -> None:
-        attempts.append(chunk.chunk_index)
+    async def always_fails(event: JobEvent) -> None:
+        attempts.append(event.sequence)
         raise RuntimeError("poison")
 
-    consumer = await bus.consume(topology.chunks_queue, always_fails, prefetch=1)
+    consumer = await bus.consume(topology.events_queue, always_fails, prefetch=1)
+    await bus.publish(topology.job_event, JobEvent(job=JOB, sequence=7))
+    try:
+        dead = await _get(bus, topology.events_queue.dead_letter_queue, timeout_s=30)
+    finally:
+        await consumer.stop()
+    assert decode(dead, JobEvent).sequence == 7
+    # The handler had it 4 times; the 5th delivery (the limit) parks it instead.
+    assert len(attempts) == topology.events_queue.delivery_limit - 1
+    assert str((dead.headers or {})[ERROR_HEADER]).startswith(
+        "delivered 5 times and never finished"
+    )
+
+
+async def test_a_failing_message_is_retried_after_growing_delays(
+    bus: Bus, topology: Topology
+) -> None:
+    """Fails twice, then works: the 2nd and 3rd attempts come after the queue's delays."""
+    times: list[float] = []
+    done = asyncio.Event()
+
+    async def flaky(chunk: DetectChunk) -> None:
+        times.append(asyncio.get_running_loop().time())
+        if len(times) < 3:
+            raise ConnectionError("Triton is away")
+        done.set()
+
+    consumer = await bus.consume(topology.chunks_queue, flaky, prefetch=1)
+    await bus.publish(topology.detect_chunk, _chunk(3))
+    try:
+        await asyncio.wait_for(done.wait(), 20)
+    finally:
+        await consumer.stop()
+    waits = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert [round(w, 1) >= d for w, d in zip(waits, (0.3, 0.6), strict=True)] == [True, True]
+
+
+async def test_a_message_that_keeps_failing_is_given_up_and_parked_with_its_reason(
+    bus: Bus, topology: Topology
+) -> None:
+    attempts: list[int] = []
+    given_up: list[tuple[DetectChunk, str]] = []
+
+    async def always_fails(chunk: DetectChunk) -> None:
+        attempts.append(chunk.chunk_index)
+        raise RuntimeError("the model crashed on this image")
+
+    async def give_up(chunk: DetectChunk, reason: str) -> None:
+        given_up.append((chunk, reason))
+
+    consumer = await bus.consume(topology.chunks_queue, always_fails, prefetch=1, give_up=give_up)
     await bus.publish(topology.detect_chunk, _chunk(7))
     try:
         dead = await _get(bus, topology.chunks_queue.dead_letter_queue, timeout_s=30)
     finally:
         await consumer.stop()
     assert decode(dead, DetectChunk) == _chunk(7)
-    # RabbitMQ dead-letters once the delivery count exceeds the limit: limit + 1 attempts.
-    assert len(attempts) == topology.chunks_queue.delivery_limit + 1
+    assert len(attempts) == topology.chunks_queue.attempts == 3
+    reason = "failed 3 times; last: RuntimeError: the model crashed on this image"
+    assert given_up == [(_chunk(7), reason)]
+    assert (dead.headers or {})[ERROR_HEADER] == reason
+
+
+async def test_a_message_whose_consumers_keep_dying_is_given_up_without_another_try(
+    bus: Bus, topology: Topology, amqp_url: str
+) -> None:
+    """The consumer dies holding it (kill -9, out of memory) again and again: at the delivery
+    limit it is parked, with the reason, instead of killing one more."""
+    await bus.publish(topology.detect_chunk, _chunk(9))
+    for _ in range(topology.chunks_queue.delivery_limit - 1):
+        doomed = await aio_pika.connect(amqp_url)
+        channel = await doomed.channel()
+        queue = await channel.get_queue(topology.chunks_queue.name, ensure=False)
+        assert await queue.get(timeout=10, no_ack=False) is not None
+        await doomed.close()  # died before acknowledging
+
+    handled: list[DetectChunk] = []
+    given_up: list[str] = []
+
+    async def handle(chunk: DetectChunk) -> None:
+        handled.append(chunk)
+
+    async def give_up(chunk: DetectChunk, reason: str) -> None:
+        given_up.append(reason)
+
+    consumer = await bus.consume(topology.chunks_queue, handle, prefetch=1, give_up=give_up)
+    try:
+        dead = await _get(bus, topology.chunks_queue.dead_letter_queue, timeout_s=30)
+    finally:
+        await consumer.stop()
+    assert handled == []
+    assert decode(dead, DetectChunk) == _chunk(9)
+    assert given_up == [
+        "delivered 5 times and never finished: its handler failed or its consumer died each time"
+    ]
 
 
 async def test_a_malformed_message_is_dead_lettered_without_reaching_the_handler(

@@ -1,9 +1,12 @@
 """Tally's RabbitMQ bus: one topology, confirmed publishes, consumers that ack after the effect."""
 
 from tally_bus._bus import (
+    ATTEMPT_HEADER,
+    ERROR_HEADER,
     Bus,
     BusError,
     Consumer,
+    GiveUp,
     Handler,
     MalformedMessageError,
     PublishNotConfirmedError,
@@ -16,10 +19,13 @@ from tally_bus.settings import BusFields
 from tally_bus.topology import QueueSpec, Route, Topology
 
 __all__ = [
+    "ATTEMPT_HEADER",
+    "ERROR_HEADER",
     "Bus",
     "BusError",
     "BusFields",
     "Consumer",
+    "GiveUp",
     "Handler",
     "MalformedMessageError",
     "PublishNotConfirmedError",

@@ -29,6 +29,9 @@ tracer = trace.get_tracer("tally_bus")
 CONTENT_TYPE = "application/x-protobuf"
 M = TypeVar("M", bound=Message)
 Handler = Callable[[M], Awaitable[None]]
+GiveUp = Callable[[M, str], Awaitable[None]]  # the message, and why it is given up
+ATTEMPT_HEADER = "x-tally-attempt"
+ERROR_HEADER = "x-tally-error"
 
 
 class BusError(RuntimeError):
@@ -198,13 +201,24 @@ class Bus:
     def is_connected(self) -> bool:
         return not self.connection.is_closed and not self._channel.is_closed
 
-    async def consume(self, spec: QueueSpec[M], handler: Handler[M], *, prefetch: int) -> Consumer:
+    async def consume(
+        self,
+        spec: QueueSpec[M],
+        handler: Handler[M],
+        *,
+        prefetch: int,
+        give_up: GiveUp[M] | None = None,
+    ) -> Consumer:
         """Deliver decoded messages of `spec` to `handler`, at most `prefetch` at a time.
 
         A message is acknowledged only after the handler returns (its effect is durable by
-        then); a handler error returns it to the queue, and the queue's delivery limit moves a
-        message that keeps failing to the dead-letter queue. Undecodable messages go there at
-        once, without reaching the handler.
+        then). When the handler fails and the queue has retry delays, the message waits its
+        turn in the next waiting queue (attempt n+1, with the error) and comes back; after the
+        last attempt, or when its earlier deliveries never finished (the consumer died holding
+        it, delivery limit reached), `give_up(message, reason)` is awaited (tell whoever waits
+        for the outcome) and the message is parked in the dead-letter queue with the reason.
+        A queue without retry delays returns a failed message at once, up to its delivery
+        limit. Undecodable messages go to the dead-letter queue at once, untouched.
         """
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
@@ -216,7 +230,7 @@ class Bus:
             consumer._in_flight += 1
             consumer._idle.clear()
             try:
-                await _handle(incoming, message_type, handler, spec)
+                await self._deliver(incoming, message_type, handler, spec, give_up)
             finally:
                 consumer._in_flight -= 1
                 if consumer._in_flight == 0:
@@ -225,36 +239,105 @@ class Bus:
         consumer._tag = await queue.consume(on_message)
         return consumer
 
+    async def _deliver(
+        self,
+        incoming: AbstractIncomingMessage,
+        message_type: type[M],
+        handler: Handler[M],
+        spec: QueueSpec[M],
+        give_up: GiveUp[M] | None,
+    ) -> None:
+        try:
+            message = decode(incoming, message_type)
+        except MalformedMessageError as exc:
+            log.warning("dead-lettering a malformed message from %s: %s", spec.name, exc)
+            await incoming.reject(requeue=False)
+            return
+        headers = dict(incoming.headers or {})
+        attempt = int(str(headers.get(ATTEMPT_HEADER, 1)))
+        returned = int(str(headers.get("x-delivery-count", 0)))  # deliveries never finished
+        if returned >= spec.delivery_limit - 1:
+            reason = (
+                f"delivered {returned + 1} times and never finished: its handler failed or "
+                "its consumer died each time"
+            )
+            await self._park(incoming, spec, message, reason, give_up)
+            return
+        token = context.attach(propagate.extract({k: str(v) for k, v in headers.items()}))
+        try:
+            with tracer.start_as_current_span(
+                f"{spec.name} process",
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "rabbitmq",
+                    "messaging.destination.name": spec.name,
+                },
+            ):
+                await handler(message)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            if not spec.retry_delays_s:
+                log.exception(
+                    "handler failed on %s (delivery %s of %s); returning it to the queue",
+                    spec.name,
+                    returned + 1,
+                    spec.delivery_limit,
+                )
+                await incoming.nack(requeue=True)
+            elif attempt < spec.attempts:
+                delay = spec.retry_delays_s[attempt - 1]
+                log.warning(
+                    "%s: attempt %d of %d failed (%s); again in %.0f s",
+                    spec.name,
+                    attempt,
+                    spec.attempts,
+                    error,
+                    delay,
+                )
+                await self._publish(
+                    self.topology.retry_exchange,
+                    spec.wait_queue(attempt),
+                    _copy(incoming, {ATTEMPT_HEADER: str(attempt + 1), ERROR_HEADER: error}),
+                )
+                await incoming.ack()
+            else:
+                reason = f"failed {attempt} times; last: {error}"
+                await self._park(incoming, spec, message, reason, give_up)
+        else:
+            await incoming.ack()
+        finally:
+            context.detach(token)
 
-async def _handle(
-    incoming: AbstractIncomingMessage,
-    message_type: type[M],
-    handler: Handler[M],
-    spec: QueueSpec[M],
-) -> None:
-    try:
-        message = decode(incoming, message_type)
-    except MalformedMessageError as exc:
-        log.warning("dead-lettering a malformed message from %s: %s", spec.name, exc)
-        await incoming.reject(requeue=False)
-        return
-    token = context.attach(propagate.extract(dict(incoming.headers or {})))
-    try:
-        with tracer.start_as_current_span(
-            f"{spec.name} process",
-            kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "rabbitmq", "messaging.destination.name": spec.name},
-        ):
-            await handler(message)
-    except Exception:
-        log.exception(
-            "handler failed on %s (delivery %s of %s); returning it to the queue",
+    async def _park(
+        self,
+        incoming: AbstractIncomingMessage,
+        spec: QueueSpec[M],
+        message: M,
+        reason: str,
+        give_up: GiveUp[M] | None,
+    ) -> None:
+        """Give up on a message: tell `give_up`, then move it to the dead-letter queue with the
+        reason (published there, confirmed, before the original is acknowledged)."""
+        log.error("%s: giving up on a message: %s", spec.name, reason)
+        if give_up is not None:
+            try:
+                await give_up(message, reason)
+            except Exception:  # could not tell (database away?): keep it, try again later
+                log.exception("%s: could not give up on a message; returning it", spec.name)
+                await incoming.nack(requeue=True)
+                return
+        await self._publish(
+            self.topology.dead_letter_exchange,
             spec.name,
-            incoming.headers.get("x-delivery-count", 0) if incoming.headers else 0,
-            spec.delivery_limit,
+            _copy(incoming, {ERROR_HEADER: reason[:500]}),
         )
-        await incoming.nack(requeue=True)
-    else:
         await incoming.ack()
-    finally:
-        context.detach(token)
+
+
+def _copy(incoming: AbstractIncomingMessage, headers: dict[str, str]) -> aio_pika.Message:
+    """The same message (body, type, id, trace context) with these headers added."""
+    kept = {k: str(v) for k, v in (incoming.headers or {}).items() if not k.startswith("x-")}
+    kept |= {k: str(v) for k, v in (incoming.headers or {}).items() if k.startswith("x-tally-")}
+    message = _amqp_message(incoming.body, incoming.type or "", kept | headers)
+    message.message_id = incoming.message_id or message.message_id
+    return message

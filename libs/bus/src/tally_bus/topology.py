@@ -3,7 +3,12 @@
 Work (commands between services) goes through a direct exchange to quorum queues; job events go
 through a topic exchange. Each work queue has an explicit delivery limit (RabbitMQ 3.10 sets none
 by default) and dead-letters, at least once, into its own `.dead` queue, where poison messages
-wait to be inspected and replayed.
+wait to be inspected and replayed (`tally admin dlq`).
+
+A queue with retry delays gets one waiting queue per delay (`.wait.1`, `.wait.2`, ...): a message
+whose handler failed is parked there with its attempt number, and the queue's TTL sends it back
+to the work exchange when its time is up (back-off without a broker plugin; one queue per delay,
+because RabbitMQ expires messages only from a queue's head).
 """
 
 from __future__ import annotations
@@ -36,10 +41,21 @@ class QueueSpec(Generic[M_co]):
     name: str
     route: Route[M_co]
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+    # Waits before the 2nd, 3rd, ... attempt when the handler fails; empty: no retries (the
+    # message goes back to the queue at once, up to the delivery limit).
+    retry_delays_s: tuple[float, ...] = ()
 
     @property
     def dead_letter_queue(self) -> str:
         return f"{self.name}.dead"
+
+    def wait_queue(self, attempt: int) -> str:
+        """Where a message waits after its `attempt`-th attempt failed (1-based)."""
+        return f"{self.name}.wait.{attempt}"
+
+    @property
+    def attempts(self) -> int:
+        return 1 + len(self.retry_delays_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +63,11 @@ class Topology:
     """Names under a prefix, so tests (and side-by-side stacks) get their own isolated set."""
 
     prefix: str = "tally"
+    # Back-off of a chunk whose detection failed (Triton away, a crash in the model): about
+    # 1.5 min of retries in all before the chunk, and its job, fail.
+    chunk_retry_delays_s: tuple[float, ...] = (2.0, 10.0, 30.0, 60.0)
+    # Back-off of the orchestrator's work (the database away, the object store slow).
+    work_retry_delays_s: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
 
     @property
     def work_exchange(self) -> str:
@@ -59,6 +80,10 @@ class Topology:
     @property
     def dead_letter_exchange(self) -> str:
         return f"{self.prefix}.dead"
+
+    @property
+    def retry_exchange(self) -> str:
+        return f"{self.prefix}.retry"
 
     # Routes: what a publisher needs.
     @property
@@ -84,19 +109,35 @@ class Topology:
     # Queues: what a consumer needs.
     @property
     def photos_queue(self) -> QueueSpec[PhotoUploaded]:
-        return QueueSpec(f"{self.prefix}.orchestrator.photos", self.photo_uploaded)
+        return QueueSpec(
+            f"{self.prefix}.orchestrator.photos",
+            self.photo_uploaded,
+            retry_delays_s=self.work_retry_delays_s,
+        )
 
     @property
     def chunks_queue(self) -> QueueSpec[DetectChunk]:
-        return QueueSpec(f"{self.prefix}.detector.chunks", self.detect_chunk)
+        return QueueSpec(
+            f"{self.prefix}.detector.chunks",
+            self.detect_chunk,
+            retry_delays_s=self.chunk_retry_delays_s,
+        )
 
     @property
     def results_queue(self) -> QueueSpec[ChunkResult]:
-        return QueueSpec(f"{self.prefix}.orchestrator.results", self.chunk_result)
+        return QueueSpec(
+            f"{self.prefix}.orchestrator.results",
+            self.chunk_result,
+            retry_delays_s=self.work_retry_delays_s,
+        )
 
     @property
     def cancels_queue(self) -> QueueSpec[Cancel]:
-        return QueueSpec(f"{self.prefix}.orchestrator.cancels", self.cancel)
+        return QueueSpec(
+            f"{self.prefix}.orchestrator.cancels",
+            self.cancel,
+            retry_delays_s=self.work_retry_delays_s,
+        )
 
     @property
     def events_queue(self) -> QueueSpec[JobEvent]:
@@ -121,8 +162,22 @@ class Topology:
         dead = await channel.declare_exchange(
             self.dead_letter_exchange, ExchangeType.DIRECT, durable=True
         )
+        retry = await channel.declare_exchange(
+            self.retry_exchange, ExchangeType.DIRECT, durable=True
+        )
         exchanges = {self.work_exchange: work, self.events_exchange: events}
         for spec in self.queues:
+            for attempt, delay in enumerate(spec.retry_delays_s, start=1):
+                waiting = await channel.declare_queue(
+                    spec.wait_queue(attempt),
+                    durable=True,
+                    arguments={
+                        "x-message-ttl": int(delay * 1000),
+                        "x-dead-letter-exchange": spec.route.exchange,
+                        "x-dead-letter-routing-key": spec.route.routing_key,
+                    },
+                )
+                await waiting.bind(retry, spec.wait_queue(attempt))
             queue = await channel.declare_queue(
                 spec.name, durable=True, arguments=_arguments(spec, self)
             )
@@ -137,7 +192,14 @@ class Topology:
         for spec in self.queues:
             await channel.queue_delete(spec.name)
             await channel.queue_delete(spec.dead_letter_queue)
-        for name in (self.work_exchange, self.events_exchange, self.dead_letter_exchange):
+            for attempt in range(1, spec.attempts):
+                await channel.queue_delete(spec.wait_queue(attempt))
+        for name in (
+            self.work_exchange,
+            self.events_exchange,
+            self.dead_letter_exchange,
+            self.retry_exchange,
+        ):
             await channel.exchange_delete(name)
 
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from tally_bus import Bus
 from tally_detector.config import Settings
 from tally_detector.deps import Deps, PhotoCache
-from tally_detector.handlers import handle_detect_chunk
+from tally_detector.handlers import give_up_chunk, handle_detect_chunk
 from tally_inference import TritonModel
 from tally_storage import ObjectStore
 from tally_telemetry import run_worker
@@ -33,6 +33,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             bus.topology.chunks_queue,
             functools.partial(handle_detect_chunk, deps=deps),
             prefetch=settings.prefetch,
+            give_up=functools.partial(give_up_chunk, deps=deps),
         )
         log.info("detector %s ready (Triton at %s)", settings.detector_id, settings.triton_url)
         await stop.wait()

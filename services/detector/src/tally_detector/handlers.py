@@ -161,3 +161,17 @@ async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> None:
         return  # no result: the orchestrator has cancelled the job, or is about to
     result.inference_seconds = time.perf_counter() - started
     await deps.bus.publish(deps.bus.topology.chunk_result, result)
+
+
+async def give_up_chunk(message: DetectChunk, reason: str, deps: Deps) -> None:
+    """The bus will not try the chunk again (it failed every attempt, or its detectors died
+    holding it): tell the orchestrator, which fails the job with the reason. The chunk waits in
+    the dead-letter queue (`tally admin dlq`)."""
+    result = ChunkResult(
+        job=message.job,
+        chunk_index=message.chunk_index,
+        attempt=message.attempt,
+        detector_id=deps.settings.detector_id,
+    )
+    result.failure.CopyFrom(ChunkFailure(code="chunk_failed", message=reason, retryable=False))
+    await deps.bus.publish(deps.bus.topology.chunk_result, result)

@@ -11,7 +11,13 @@ from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
-from tally_orchestrator.handlers import handle_cancel, handle_chunk_result, handle_photo_uploaded
+from tally_orchestrator.handlers import (
+    give_up_photo,
+    give_up_result,
+    handle_cancel,
+    handle_chunk_result,
+    handle_photo_uploaded,
+)
 from tally_storage import ObjectStore
 from tally_telemetry import run_worker
 
@@ -33,11 +39,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 bus.topology.photos_queue,
                 functools.partial(handle_photo_uploaded, deps=deps),
                 prefetch=settings.prefetch,
+                give_up=functools.partial(give_up_photo, deps=deps),
             ),
             await bus.consume(
                 bus.topology.results_queue,
                 functools.partial(handle_chunk_result, deps=deps),
                 prefetch=settings.prefetch,
+                give_up=functools.partial(give_up_result, deps=deps),
             ),
             await bus.consume(
                 bus.topology.cancels_queue,

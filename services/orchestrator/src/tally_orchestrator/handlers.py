@@ -130,10 +130,7 @@ async def handle_chunk_result(message: ChunkResult, deps: Deps) -> None:
     if message.WhichOneof("outcome") != "detections":
         failure = message.failure
         reason = f"chunk {message.chunk_index}: {failure.message or 'no outcome'}"
-        code = failure.code or "chunk_failed"
-        failed = _event(job, sequence.FINAL, failed=JobEvent.Failed(code=code, message=reason))
-        if await deps.store.fail_job(tenant_id, job_id, code, reason, [_entry(events, failed)]):
-            deps.relay.notify()
+        await _fail(job, failure.code or "chunk_failed", reason, deps)
         return
 
     def progress(state: Job, chunks_done: int) -> list[OutboxEntry]:
@@ -220,3 +217,24 @@ async def handle_cancel(message: Cancel, deps: Deps) -> None:
     if jobs:
         deps.relay.notify()
     log.info("session %s: cancelled %d jobs (%s)", session_id, len(jobs), reason)
+
+
+async def _fail(job: JobRef, code: str, reason: str, deps: Deps) -> None:
+    """Fail the job for good (once; a final job stays as it is), with its `failed` event."""
+    failed = _event(job, sequence.FINAL, failed=JobEvent.Failed(code=code, message=reason))
+    entries = [_entry(deps.bus.topology.job_event, failed)]
+    if await deps.store.fail_job(
+        uuid.UUID(job.tenant_id), uuid.UUID(job.job_id), code, reason, entries
+    ):
+        deps.relay.notify()
+
+
+async def give_up_photo(message: PhotoUploaded, reason: str, deps: Deps) -> None:
+    """A photo that could not be planned after every attempt: its job fails with the reason."""
+    await _fail(message.job, "planning_failed", f"the photo could not be planned: {reason}", deps)
+
+
+async def give_up_result(message: ChunkResult, reason: str, deps: Deps) -> None:
+    """A chunk result that could not be recorded after every attempt: its job fails."""
+    text = f"chunk {message.chunk_index}: its result could not be recorded: {reason}"
+    await _fail(message.job, "result_failed", text, deps)
