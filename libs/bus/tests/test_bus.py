@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
+import sys
 
 import aio_pika
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from tally_bus import ERROR_HEADER, Bus, Route, Topology, UnroutableError, decode, encode
+from tally_bus import (
+    ERROR_HEADER,
+    Bus,
+    Route,
+    Topology,
+    UnroutableError,
+    decode,
+    encode,
+    parked,
+    replay,
+)
 from tally_contracts.v1 import DetectChunk, JobEvent, JobRef, SliceBox
 
 pytestmark = pytest.mark.integration
@@ -260,3 +273,51 @@ async def test_stopping_a_consumer_waits_for_the_message_in_hand(
     release.set()
     await stopping
     assert done == [5]
+
+
+async def test_parked_messages_are_listed_with_their_reason_and_replayed(
+    bus: Bus, topology: Topology, amqp_url: str
+) -> None:
+    gave_up = asyncio.Event()
+
+    async def always_fails(chunk: DetectChunk) -> None:
+        raise RuntimeError("Triton is away")
+
+    async def give_up(chunk: DetectChunk, reason: str) -> None:
+        gave_up.set()
+
+    consumer = await bus.consume(topology.chunks_queue, always_fails, prefetch=1, give_up=give_up)
+    await bus.publish(topology.detect_chunk, _chunk(5))
+    try:
+        await asyncio.wait_for(gave_up.wait(), 20)
+        await asyncio.sleep(0.5)  # parked right after give_up returns
+    finally:
+        await consumer.stop()
+
+    (found,) = await parked(bus)
+    assert (found.queue, found.job_id, found.message_type) == (
+        topology.chunks_queue.name,
+        "j1",
+        "tally.v1.DetectChunk",
+    )
+    assert found.reason == "failed 3 times; last: RuntimeError: Triton is away"
+    assert len(await parked(bus, topology.chunks_queue.name)) == 1  # listing leaves it there
+
+    # The operator's command sees the same.
+    cli = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "tally_client.cli", "admin", "dlq", "list", "--json"),
+        env={**os.environ, "TALLY_AMQP_URL": amqp_url, "TALLY_BUS_PREFIX": topology.prefix},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await cli.communicate()
+    assert cli.returncode == 0
+    assert [(r["job_id"], r["reason"]) for r in json.loads(out)] == [("j1", found.reason)]
+
+    with pytest.raises(ValueError, match="no work queue"):
+        await parked(bus, "no-such-queue")
+    assert await replay(bus) == 1
+    assert await parked(bus) == []
+    again = await _get(bus, topology.chunks_queue.name)
+    assert decode(again, DetectChunk) == _chunk(5)
+    assert (again.headers or {}).get("x-tally-replayed") == "1"
+    assert "x-tally-attempt" not in (again.headers or {})  # a fresh set of attempts

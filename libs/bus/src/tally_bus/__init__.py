@@ -15,6 +15,7 @@ from tally_bus._bus import (
     encode,
     trace_headers,
 )
+from tally_bus._dlq import Parked, parked, replay
 from tally_bus.settings import BusFields
 from tally_bus.topology import QueueSpec, Route, Topology
 
@@ -28,6 +29,7 @@ __all__ = [
     "GiveUp",
     "Handler",
     "MalformedMessageError",
+    "Parked",
     "PublishNotConfirmedError",
     "QueueSpec",
     "Route",
@@ -35,5 +37,7 @@ __all__ = [
     "UnroutableError",
     "decode",
     "encode",
+    "parked",
+    "replay",
     "trace_headers",
 ]

@@ -134,13 +134,17 @@ class Bus:
         publish_timeout_s: float = 10.0,
         heartbeat_s: int = 30,
         connect_timeout_s: float = 10.0,
+        declare: bool = True,
     ) -> Self:
+        """Connect; `declare` the topology (idempotent) unless the caller only uses what the
+        services declared (operator tools: they need not know its settings)."""
         connection = await aio_pika.connect_robust(
             url, heartbeat=heartbeat_s, timeout=connect_timeout_s
         )
         channel = await connection.channel(publisher_confirms=True)
         topology = topology or Topology()
-        await topology.declare(channel)
+        if declare:
+            await topology.declare(channel)
         return cls(connection, channel, topology, publish_timeout_s)
 
     async def __aenter__(self) -> Self:

@@ -6,6 +6,8 @@
     tally status SESSION                        the session's jobs and results
     tally admin create-tenant NAME [--json]     a tenant and its first API key
     tally admin create-key TENANT_ID [--json]   another API key for a tenant
+    tally admin dlq list [--queue Q] [--json]   what waits in the dead-letter queues, and why
+    tally admin dlq replay [--queue Q] [--limit N]   send it back for fresh attempts
     tally admin revoke-key TENANT_ID KEY_ID     a key stops working (within the gateway's
                                                 key cache time, 10 s by default)
 
@@ -28,11 +30,13 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from tally_bus import Bus, Topology, parked, replay
 from tally_client._watch import results_table, upload, watch
 from tally_client.sdk import TallyClient, TallyError
 from tally_db import ConflictError, NotFoundError, Store
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tally"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 def _uuid(text: str) -> uuid.UUID:
@@ -104,7 +108,52 @@ def _parser() -> argparse.ArgumentParser:
     revoke_key.set_defaults(run=_revoke_key)
     for sub in (create_tenant, create_key, revoke_key):
         sub.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    dlq = commands.add_parser(
+        "dlq", help="dead-letter queues (RabbitMQ at TALLY_AMQP_URL, names under TALLY_BUS_PREFIX)"
+    )
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="what is parked, and why (left in place)")
+    dlq_replay = dlq_commands.add_parser("replay", help="send parked messages back to work")
+    dlq_replay.add_argument("--limit", type=int, default=1000)
+    for sub in (dlq_list, dlq_replay):
+        sub.add_argument("--queue", help="one work queue (default: all)")
+        sub.add_argument("--json", action="store_true", help="JSON, for scripts")
     return parser
+
+
+async def _dead_letters(args: argparse.Namespace) -> list[dict[str, str]]:
+    url = os.environ.get("TALLY_AMQP_URL", DEFAULT_AMQP_URL)
+    topology = Topology(os.environ.get("TALLY_BUS_PREFIX", "tally"))
+    async with await Bus.connect(url, topology, declare=False) as bus:
+        if args.dlq_command == "replay":
+            return [{"replayed": str(await replay(bus, args.queue, args.limit))}]
+        return [
+            {
+                "queue": p.queue,
+                "job_id": p.job_id,
+                "type": p.message_type,
+                "parked_at": p.parked_at.isoformat() if p.parked_at else "",
+                "reason": p.reason,
+            }
+            for p in await parked(bus, args.queue)
+        ]
+
+
+def _dlq_command(args: argparse.Namespace) -> int:
+    try:
+        rows = asyncio.run(_dead_letters(args))
+    except ValueError as exc:
+        print(f"tally: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(rows if args.dlq_command == "list" else rows[0]))
+    elif args.dlq_command == "replay":
+        print(f"replayed {rows[0]['replayed']} messages")
+    else:
+        for row in rows:
+            print(f"{row['parked_at']:32} {row['queue']:34} job {row['job_id']}  {row['reason']}")
+        print(f"{len(rows)} parked")
+    return 0
 
 
 async def _run(database_url: str, command: Command, args: argparse.Namespace) -> dict[str, str]:
@@ -135,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.group in ("upload", "status"):
         return _user_command(args)
+    if args.command == "dlq":
+        return _dlq_command(args)
     try:
         result = asyncio.run(_run(args.database_url, args.run, args))
     except (ConflictError, NotFoundError) as exc:
