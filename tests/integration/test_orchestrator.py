@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aio_pika
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -29,6 +30,7 @@ from tally_inference import SliceParams, plan_slices
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
 from tally_orchestrator.handlers import handle_cancel, handle_chunk_result, handle_photo_uploaded
+from tally_stack import free_port
 from tally_storage import ObjectStore, S3Settings
 from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 
@@ -191,7 +193,10 @@ async def test_the_service_dispatches_then_stops_cleanly_on_sigterm(
         "TALLY_S3_BUCKET": f"orc-{uuid.uuid4().hex[:10]}",
         "TALLY_S3_ACCESS_KEY_ID": MOTO_ACCESS_KEY,
         "TALLY_S3_SECRET_ACCESS_KEY": MOTO_SECRET_KEY,
+        "TALLY_PROBES_PORT": str(probes_port := free_port()),
+        "TALLY_BACKLOG_INTERVAL_S": "0.2",
     }
+    probe = f"http://127.0.0.1:{probes_port}"
     async with Store.open(database) as store, await Bus.connect(amqp_url, topology) as bus:
         uploaded = await _uploaded(store, 1500, 1000)
         process = await asyncio.create_subprocess_exec(
@@ -220,6 +225,30 @@ async def test_the_service_dispatches_then_stops_cleanly_on_sigterm(
                     await message.ack()
                     assert decode(message, DetectChunk).job == uploaded.job
                     break
+            async with httpx.AsyncClient(base_url=probe) as http:
+                ready_now = await http.get("/readyz")
+                assert ready_now.status_code == 200
+                assert ready_now.json()["checks"] == {
+                    "started": True,
+                    "running": True,
+                    "database": True,
+                    "bus": True,
+                }
+                # The backlog: the photo's planned slices wait (a chunk was taken, not
+                # detected), and nothing has been detected in the last minute.
+                job = await store.get_job(
+                    uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+                )
+                assert job is not None
+                pending = f"tally_pending_slices {float(job.total)}"
+                metrics = ""
+                for _ in range(50):
+                    metrics = (await http.get("/metrics")).text
+                    if pending in metrics:
+                        break
+                    await asyncio.sleep(0.1)
+                assert pending in metrics
+                assert "tally_expected_drain_seconds +Inf" in metrics
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 30) == 0
         finally:

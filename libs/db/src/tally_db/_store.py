@@ -116,6 +116,18 @@ class PendingMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Backlog:
+    open_slices: int  # planned and not detected yet
+    unplanned_jobs: int  # queued, not planned yet (their size is not known)
+    mean_job_slices: float  # of planned jobs: what an unplanned one probably holds
+    slices_done: int  # ever
+
+    @property
+    def pending_slices(self) -> float:
+        return self.open_slices + self.unplanned_jobs * self.mean_job_slices
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxClaim:
     """Pending outbox messages locked for one relay; it adds to `sent` what it published."""
 
@@ -452,6 +464,27 @@ class Store:
             jobs = sorted((_job(row) for row in rows), key=lambda j: (j.created_at, j.id))
             await self._enqueue(connection, [m for job in jobs for m in messages_for(job)])
             return jobs
+
+    async def backlog(self) -> Backlog:
+        """Work not done yet, all tenants (an operator's figure, for autoscaling), and the slices
+        done so far (grows with every recorded chunk: its rate is the throughput)."""
+        row = await self._pool.fetchrow(
+            """SELECT coalesce(sum(greatest(total - processed, 0))
+                        FILTER (WHERE status IN ('queued', 'processing') AND total > 0), 0)
+                        AS open_slices,
+                      count(*) FILTER (WHERE status IN ('queued', 'processing') AND total = 0)
+                        AS unplanned,
+                      coalesce(avg(total) FILTER (WHERE total > 0), 0) AS mean_total,
+                      coalesce(sum(processed), 0) AS done
+               FROM jobs"""
+        )
+        assert row is not None
+        return Backlog(
+            int(row["open_slices"]),
+            int(row["unplanned"]),
+            float(row["mean_total"]),
+            int(row["done"]),
+        )
 
     async def get_result(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any] | None:
         row = await self._pool.fetchrow(

@@ -15,7 +15,7 @@ from tally_detector.deps import Deps, PhotoCache
 from tally_detector.handlers import give_up_chunk, handle_detect_chunk
 from tally_inference import TritonModel
 from tally_storage import ObjectStore
-from tally_telemetry import run_worker
+from tally_telemetry import run_worker, set_readiness
 
 log = logging.getLogger("tally_detector")
 
@@ -29,6 +29,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await Bus.connect(settings.amqp_url.get_secret_value(), settings.topology) as bus,
     ):
         deps = Deps(settings, bus, objects, model, PhotoCache(), redis)
+
+        async def readiness() -> dict[str, bool]:
+            return {"bus": bus.is_connected, "redis": bool(await redis.ping())}
+
+        set_readiness(readiness)
         consumer = await bus.consume(
             bus.topology.chunks_queue,
             functools.partial(handle_detect_chunk, deps=deps),

@@ -9,6 +9,7 @@ import logging
 
 from tally_bus import Bus
 from tally_db import OutboxRelay, Store
+from tally_orchestrator._backlog import export_backlog
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
 from tally_orchestrator.handlers import (
@@ -19,7 +20,7 @@ from tally_orchestrator.handlers import (
     handle_photo_uploaded,
 )
 from tally_storage import ObjectStore
-from tally_telemetry import run_worker
+from tally_telemetry import run_worker, set_readiness
 
 log = logging.getLogger("tally_orchestrator")
 
@@ -33,6 +34,14 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     ):
         relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        backlog_task = asyncio.create_task(
+            export_backlog(store, settings.backlog_interval_s), name="backlog"
+        )
+
+        async def readiness() -> dict[str, bool]:
+            return {"database": await store.ping(), "bus": bus.is_connected}
+
+        set_readiness(readiness)
         deps = Deps(settings, store, bus, relay, objects)
         consumers = [
             await bus.consume(
@@ -60,6 +69,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             await asyncio.gather(*(c.stop(settings.shutdown_grace_s) for c in consumers))
         await relay.drain()
         relay_task.cancel()
+        backlog_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay_task
 

@@ -18,4 +18,5 @@ class Settings(S3Fields, BusFields):
     chunk_slices: int = Field(default=16, gt=0)
     prefetch: int = Field(default=8, gt=0)
     relay_interval_s: float = Field(default=1.0, gt=0)
+    backlog_interval_s: float = Field(default=5.0, gt=0)  # how often /metrics' backlog is sampled
     shutdown_grace_s: float = Field(default=20.0, ge=0)

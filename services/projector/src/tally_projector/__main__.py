@@ -21,7 +21,7 @@ from tally_projector.config import Settings
 from tally_projector.handlers import Deps, handle_job_event
 from tally_projector.projection import Projection
 from tally_projector.rebuild import rebuild
-from tally_telemetry import run_worker
+from tally_telemetry import run_worker, set_readiness
 
 log = logging.getLogger("tally_projector")
 
@@ -36,6 +36,15 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             rebuilt = await rebuild(store, Projection(redis))
             log.info("projection rebuilt from PostgreSQL: %d recent jobs", rebuilt)
             deps = Deps(Projection(redis), store)
+
+            async def readiness() -> dict[str, bool]:
+                return {
+                    "bus": bus.is_connected,
+                    "redis": bool(await redis.ping()),
+                    "database": await store.ping(),
+                }
+
+            set_readiness(readiness)
             consumer = await bus.consume(
                 bus.topology.events_queue,
                 functools.partial(handle_job_event, deps=deps),
