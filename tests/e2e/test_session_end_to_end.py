@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
 import threading
@@ -26,11 +28,12 @@ import redis
 
 from tally_client.sdk import TallyClient, TallyError
 from tally_inference import count_error
-from tally_stack._config import free_port
+from tally_stack._config import StackConfig, free_port
 from tally_synth import write_dataset
 
 pytestmark = pytest.mark.e2e
 REDIS_URL = "redis://127.0.0.1:6379/14"
+FINAL = frozenset({"completed", "failed", "cancelled"})
 STATUS_ORDER = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
 
 
@@ -231,3 +234,102 @@ def test_cancelling_a_running_session_stops_its_work_within_seconds(
             # Allow for the clocks of two processes and the marker landing a moment after 202.
             assert all(at <= requested + 0.5 for at in starts), (job["filename"], starts)
         assert client.jobs(session)["summary"]["cancelled"] == statuses.count("cancelled")
+
+
+def _final_state(client: TallyClient, session: str, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = client.jobs(session)
+        if state["jobs"] and all(j["status"] in FINAL for j in state["jobs"]):
+            return state
+        time.sleep(0.3)
+    raise AssertionError(f"session {session} did not finish in {timeout_s} s")
+
+
+@pytest.mark.reliability
+def test_detectors_killed_20_times_lose_nothing_and_count_nothing_twice(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """30 photos run fault-free, then again while four extra detectors are killed with
+    SIGKILL 20 times at random moments (each restarted at once; half of the kills wait for a
+    detector that is consuming, so work is cut mid-chunk): every job completes, with
+    exactly the counts of the fault-free run and every slice counted once."""
+    directory = tmp_path / "thirty"
+    write_dataset(directory, count=30, seed=9_001, width=3200, height=2400, workers=2)
+    files = sorted(directory.glob("*.jpg"))
+    config = StackConfig.load(Path(stack.env["TALLY_STACK_DIR"]) / "state.json")
+    detector_env = {**stack.env, **config.service_env()}
+    rng = random.Random(20261124)
+
+    watchers: list[threading.Thread] = []
+
+    def detector(n: int) -> tuple[subprocess.Popen[bytes], threading.Event]:
+        """An extra detector, and an event set once it is consuming."""
+        env = detector_env | {"TALLY_DETECTOR_ID": f"extra-{n}"}
+        command = [str(Path(sys.executable).parent / "tally-detector")]
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+        ready = threading.Event()
+
+        def watch() -> None:
+            assert process.stderr is not None
+            with process.stderr:  # closed when the detector is gone
+                for line in process.stderr:
+                    if b"ready" in line:
+                        ready.set()
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        watchers.append(watcher)
+        return process, ready
+
+    with TallyClient(stack.url, stack.admin_key("tenant-r")) as client:
+        clean_session = client.create_session("fault-free")
+        client.upload(clean_session, files)
+        clean = {
+            j["filename"]: j["result"]["counts"]
+            for j in _final_state(client, clean_session, 300)["jobs"]
+        }
+
+        extra = [detector(n) for n in range(4)]
+        session = client.create_session("under fire")
+        client.upload(session, files)
+        kills = 0
+        try:
+            while kills < 20:
+                time.sleep(rng.uniform(0.05, 0.4))
+                state = client.jobs(session)
+                assert not all(j["status"] in FINAL for j in state["jobs"]), (
+                    f"the session finished after only {kills} kills"
+                )
+                # Every other kill waits for a detector that is consuming (so most likely holds
+                # a chunk); the others hit whichever comes, starting up or not.
+                n = rng.randrange(len(extra))
+                process, ready = extra[n]
+                if kills % 2 == 0 and not ready.is_set():
+                    continue
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                extra[n] = detector(n)
+                kills += 1
+            final = _final_state(client, session, 300)
+            # Kills that landed mid-chunk: the chunk was started again after its redelivery.
+            restarted = 0
+            for job in final["jobs"]:
+                started = [
+                    e["message"]
+                    for e in client.job(job["job_id"])["logs"]
+                    if e["event"] == "started"
+                ]
+                restarted += len(started) - len(set(started))
+        finally:
+            for process, _ in extra:
+                process.kill()
+                process.wait()
+            for watcher in watchers:
+                watcher.join(10)
+
+    assert [j["status"] for j in final["jobs"]] == ["completed"] * len(files)
+    assert {j["filename"]: j["result"]["counts"] for j in final["jobs"]} == clean
+    assert all(j["processed"] == j["total"] for j in final["jobs"])  # each slice once
+    assert restarted > 0, "no kill interrupted a chunk: the test proved nothing"
+    print(f"{kills} kills, {restarted} chunks started again after a kill")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 import aioboto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
 
 # S3's minimum part size: streams are sent in parts of this size (the last one may be smaller).
 PART_SIZE = 5 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class ObjectNotFoundError(KeyError):
@@ -69,11 +73,24 @@ class ObjectStore:
                 await store.ensure_bucket()
             yield store
 
-    async def ensure_bucket(self) -> None:
-        try:
-            await self._client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            await self._client.create_bucket(Bucket=self.bucket)
+    async def ensure_bucket(self, wait_s: float = 60.0) -> None:
+        """Create the bucket unless it exists; an object store that is not up yet (starting
+        alongside this service) is waited for, up to `wait_s`."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        delay = 0.2
+        while True:
+            try:
+                await self._client.head_bucket(Bucket=self.bucket)
+                return
+            except ClientError:
+                await self._client.create_bucket(Bucket=self.bucket)
+                return
+            except EndpointConnectionError:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                log.info("the object store is not reachable yet; retrying in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> StoredObject:
         await self._client.put_object(
