@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aio_pika
+import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -29,7 +30,12 @@ from tally_db import NewJob, OutboxRelay, Store
 from tally_inference import SliceParams, plan_slices
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
-from tally_orchestrator.handlers import handle_cancel, handle_chunk_result, handle_photo_uploaded
+from tally_orchestrator.handlers import (
+    fail_stalled,
+    handle_cancel,
+    handle_chunk_result,
+    handle_photo_uploaded,
+)
 from tally_stack import free_port
 from tally_storage import ObjectStore, S3Settings
 from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
@@ -173,6 +179,50 @@ async def test_cancelling_a_session_cancels_what_has_not_finished_once(deps: Dep
     )
     await handle_photo_uploaded(uploaded, deps)
     assert await deps.relay.drain() == 0  # no progress, no chunks for cancelled jobs
+
+
+async def test_a_job_that_stops_moving_fails_instead_of_processing_forever(
+    deps: Deps, database: str
+) -> None:
+    """Its chunks lost for good: after `stalled_after_s` without progress the sweep fails it,
+    once, with the reason; a job that moves, or waits queued behind a backlog, is left alone."""
+    store = deps.store
+    tenant = await store.create_tenant(f"t-{uuid.uuid4().hex[:6]}")
+    session = await store.create_session(tenant.id)
+    stuck, moving, waiting = await store.add_jobs(
+        [
+            NewJob(tenant.id, session.id, f"{n}.jpg", f"k/{n}/original.jpg", 1000, 800)
+            for n in ("stuck", "moving", "waiting")
+        ],
+        [],
+    )
+    for job in (stuck, moving, waiting):
+        await store.plan_job(tenant.id, job.id, 12, 2, [])
+    for job in (stuck, moving):
+        await store.record_chunk(tenant.id, job.id, 0, 6, b"", lambda _job, _n: [])
+    connection = await asyncpg.connect(database)
+    try:
+        await connection.execute(
+            "UPDATE jobs SET updated_at = now() - interval '1 hour' WHERE id = ANY($1::uuid[])",
+            [stuck.id, waiting.id],
+        )
+    finally:
+        await connection.close()
+
+    assert await fail_stalled(deps) == 1
+    assert await fail_stalled(deps) == 0  # failed once
+    assert await deps.relay.drain() == 1
+    states = {j.filename: j for j in await store.session_jobs(tenant.id, session.id)}
+    assert (states["stuck.jpg"].status, states["stuck.jpg"].error_code) == ("failed", "stalled")
+    assert states["stuck.jpg"].error_message == (
+        "no progress for 600 s: its remaining chunks were lost"
+    )
+    assert (states["moving.jpg"].status, states["waiting.jpg"].status) == ("processing", "queued")
+    (event,) = [
+        decode(m, JobEvent)
+        for m in await _drain_queue(deps.bus, deps.bus.topology.events_queue.name)
+    ]
+    assert (event.job.job_id, event.failed.code) == (str(stuck.id), "stalled")
 
 
 def _ref(ref: JobRef) -> dict[str, str]:

@@ -486,6 +486,18 @@ class Store:
             int(row["done"]),
         )
 
+    async def stalled_jobs(self, quiet_s: float, limit: int = 100) -> list[Job]:
+        """Jobs being processed that have not moved for `quiet_s` seconds, all tenants (the
+        orchestrator's sweep; queued jobs may wait behind a backlog, so they are not here)."""
+        rows = await self._pool.fetch(
+            """SELECT * FROM jobs
+               WHERE status = 'processing' AND updated_at < now() - $1 * interval '1 second'
+               ORDER BY updated_at LIMIT $2""",
+            quiet_s,
+            limit,
+        )
+        return [_job(row) for row in rows]
+
     async def get_result(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any] | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM results WHERE tenant_id = $1 AND job_id = $2", tenant_id, job_id

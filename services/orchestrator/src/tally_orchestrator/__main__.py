@@ -18,6 +18,7 @@ from tally_orchestrator.handlers import (
     handle_cancel,
     handle_chunk_result,
     handle_photo_uploaded,
+    sweep_stalled,
 )
 from tally_storage import ObjectStore
 from tally_telemetry import run_worker, set_readiness
@@ -43,6 +44,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
         set_readiness(readiness)
         deps = Deps(settings, store, bus, relay, objects)
+        sweep_task = asyncio.create_task(sweep_stalled(deps), name="stalled-jobs")
         consumers = [
             await bus.consume(
                 bus.topology.photos_queue,
@@ -70,6 +72,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await relay.drain()
         relay_task.cancel()
         backlog_task.cancel()
+        sweep_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay_task
 

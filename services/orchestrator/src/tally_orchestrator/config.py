@@ -18,5 +18,8 @@ class Settings(S3Fields, BusFields):
     chunk_slices: int = Field(default=16, gt=0)
     prefetch: int = Field(default=8, gt=0)
     relay_interval_s: float = Field(default=1.0, gt=0)
+    # A job `processing` without progress this long fails ("stalled"); checked this often.
+    stalled_after_s: float = Field(default=600.0, gt=0)
+    stalled_check_s: float = Field(default=30.0, gt=0)
     backlog_interval_s: float = Field(default=5.0, gt=0)  # how often /metrics' backlog is sampled
     shutdown_grace_s: float = Field(default=20.0, ge=0)

@@ -238,3 +238,29 @@ async def give_up_result(message: ChunkResult, reason: str, deps: Deps) -> None:
     """A chunk result that could not be recorded after every attempt: its job fails."""
     text = f"chunk {message.chunk_index}: its result could not be recorded: {reason}"
     await _fail(message.job, "result_failed", text, deps)
+
+
+async def fail_stalled(deps: Deps) -> int:
+    """Fail jobs that have been `processing` without progress for `stalled_after_s`: none is
+    left `processing` forever (its chunks were lost, its detectors vanished and the broker gave
+    them up). Safe on every replica at once: a job fails once. Returns how many it failed."""
+    quiet = deps.settings.stalled_after_s
+    jobs = await deps.store.stalled_jobs(quiet)
+    for job in jobs:
+        ref = JobRef(
+            tenant_id=str(job.tenant_id), session_id=str(job.session_id), job_id=str(job.id)
+        )
+        reason = f"no progress for {quiet:.0f} s: its remaining chunks were lost"
+        await _fail(ref, "stalled", reason, deps)
+        log.warning("job %s failed: %s", job.id, reason)
+    return len(jobs)
+
+
+async def sweep_stalled(deps: Deps) -> None:
+    """fail_stalled every `stalled_check_s`, until cancelled."""
+    while True:
+        try:
+            await fail_stalled(deps)
+        except Exception as exc:  # the database is away: next time
+            log.warning("stalled-job sweep failed: %s", exc)
+        await asyncio.sleep(deps.settings.stalled_check_s)
