@@ -6,6 +6,7 @@ the middle of the run: neither may see an error or a wrong status."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -22,10 +23,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 import redis
 
+from tally_bus import Topology
 from tally_client.sdk import TallyClient, TallyError
 from tally_inference import count_error
 from tally_stack._config import StackConfig, free_port
@@ -78,10 +81,18 @@ def stack(database: str, tmp_path: Path) -> Iterator[Stack]:
         yield Stack(f"http://127.0.0.1:{env['TALLY_EDGE_PORT']}", env)
     finally:
         subprocess.run([*cli, "down"], env=env, check=True, timeout=120)
+        asyncio.run(_delete_topology(env["TALLY_BUS_PREFIX"]))
         leftovers = subprocess.run(
             ["pgrep", "-f", str(tmp_path / "stack")], capture_output=True, text=True
         ).stdout.split()
         assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+async def _delete_topology(prefix: str) -> None:
+    """The stack's queues go with it: quorum queues left behind weigh on the broker."""
+    url = os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    async with await aio_pika.connect(url) as connection:
+        await Topology(prefix).delete(await connection.channel())
 
 
 def test_a_session_goes_through_every_service_and_stays_private(
