@@ -215,9 +215,6 @@ class FeedHub:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
 
-    def connections(self) -> int:
-        return sum(len(feed.subscribers) for feed in self.feeds.values())
-
 
 HEADERS: Final = {
     "Cache-Control": "no-cache",
