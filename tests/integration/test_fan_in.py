@@ -36,6 +36,7 @@ from tally_inference import TritonModel, count_error
 from tally_inference.local_triton import LocalTriton
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
+from tally_orchestrator.dispatch import Dispatcher
 from tally_orchestrator.handlers import (
     give_up_photo,
     give_up_result,
@@ -92,17 +93,16 @@ async def pipeline(
         ObjectStore.open(s3, create_bucket=True) as objects,
         TritonModel(triton.endpoints.grpc_url) as model,
     ):
+        settings = Settings(
+            database_url=SecretStr(database),
+            amqp_url=SecretStr(amqp_url),
+            bus_prefix=topology.prefix,
+            chunk_slices=8,
+            dispatch_min=8,
+        )
+        relay = OutboxRelay(store, bus.publish_encoded, 1.0)
         orchestrator = Deps(
-            Settings(
-                database_url=SecretStr(database),
-                amqp_url=SecretStr(amqp_url),
-                bus_prefix=topology.prefix,
-                chunk_slices=8,
-            ),
-            store,
-            bus,
-            OutboxRelay(store, bus.publish_encoded, 1.0),
-            objects,
+            settings, store, bus, relay, objects, Dispatcher(settings, store, bus, relay)
         )
         detector = DetectorDeps(
             detector_config.Settings(amqp_url=SecretStr(amqp_url), bus_prefix=topology.prefix),
@@ -145,6 +145,7 @@ async def test_a_photo_goes_from_plan_to_completed_result_once(
     data, true_seedlings = photo
     uploaded = await _upload(p, data)
     await handle_photo_uploaded(uploaded, p.orchestrator)
+    await p.orchestrator.dispatcher.dispatch()
     await p.orchestrator.relay.drain()
 
     chunks = [decode(m, DetectChunk) for m in await p.take(topology.chunks_queue.name)]
@@ -189,6 +190,7 @@ async def test_a_failed_chunk_fails_the_job_for_good(
     p, topology = pipeline, pipeline.orchestrator.bus.topology
     uploaded = await _upload(p, photo[0])
     await handle_photo_uploaded(uploaded, p.orchestrator)
+    await p.orchestrator.dispatcher.dispatch()
     await p.orchestrator.relay.drain()
     await p.take(topology.chunks_queue.name)
     failure = ChunkResult(
@@ -243,6 +245,7 @@ async def test_poison_is_retried_then_fails_only_its_own_job(
         total_slices=1,
     )
     relay = asyncio.create_task(p.orchestrator.relay.run())
+    dispatch = asyncio.create_task(p.orchestrator.dispatcher.run())
     consumers = [
         await bus.consume(
             topology.photos_queue,
@@ -282,6 +285,7 @@ async def test_poison_is_retried_then_fails_only_its_own_job(
         for consumer in consumers:
             await consumer.stop()
         relay.cancel()
+        dispatch.cancel()
     assert final[good.job.job_id].status == "completed"
     unplanned = final[unplannable.job.job_id]
     assert (unplanned.status, unplanned.error_code) == ("failed", "planning_failed")

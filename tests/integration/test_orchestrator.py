@@ -30,11 +30,13 @@ from tally_db import NewJob, OutboxRelay, Store
 from tally_inference import SliceParams, plan_slices
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
+from tally_orchestrator.dispatch import Dispatcher
 from tally_orchestrator.handlers import (
     fail_stalled,
     handle_cancel,
     handle_chunk_result,
     handle_photo_uploaded,
+    recover_lost,
 )
 from tally_stack import free_port
 from tally_storage import ObjectStore, S3Settings
@@ -47,7 +49,10 @@ pytestmark = pytest.mark.integration
 async def deps(database: str, amqp_url: str, s3_endpoint: str) -> AsyncIterator[Deps]:
     topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
     settings = Settings(
-        database_url=SecretStr(database), amqp_url=SecretStr(amqp_url), bus_prefix=topology.prefix
+        database_url=SecretStr(database),
+        amqp_url=SecretStr(amqp_url),
+        bus_prefix=topology.prefix,
+        dispatch_min=6,
     )
     s3 = S3Settings(
         bucket=f"orc-{uuid.uuid4().hex[:10]}",
@@ -60,7 +65,8 @@ async def deps(database: str, amqp_url: str, s3_endpoint: str) -> AsyncIterator[
         await Bus.connect(amqp_url, topology) as bus,
         ObjectStore.open(s3, create_bucket=True) as objects,
     ):
-        yield Deps(settings, store, bus, OutboxRelay(store, bus.publish_encoded, 1.0), objects)
+        relay = OutboxRelay(store, bus.publish_encoded, 1.0)
+        yield Deps(settings, store, bus, relay, objects, Dispatcher(settings, store, bus, relay))
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         await topology.delete(await connection.channel())
@@ -95,7 +101,10 @@ async def test_a_photo_is_planned_and_its_chunks_dispatched_once(deps: Deps) -> 
     uploaded = await _uploaded(deps.store, 4000, 3000)
     await handle_photo_uploaded(uploaded, deps)
     await handle_photo_uploaded(uploaded, deps)  # redelivered: nothing more
-    assert await deps.relay.drain() == 6 + 1
+    assert await deps.relay.drain() == 1  # `planned`: the chunks wait for the dispatcher
+    assert await deps.dispatcher.dispatch() == 6  # no detector yet: `dispatch_min` go
+    assert await deps.dispatcher.dispatch() == 0
+    assert await deps.relay.drain() == 6
 
     topology = deps.bus.topology
     chunks = [
@@ -223,6 +232,56 @@ async def test_a_job_that_stops_moving_fails_instead_of_processing_forever(
         for m in await _drain_queue(deps.bus, deps.bus.topology.events_queue.name)
     ]
     assert (event.job.job_id, event.failed.code) == (str(stuck.id), "stalled")
+
+
+async def test_a_chunk_lost_with_the_detectors_is_sent_again_then_fails_its_job(
+    deps: Deps, database: str
+) -> None:
+    """A detector takes the chunk and the message is gone (acknowledged, no result ever):
+    once nothing waits in the queue and detectors consume it, a chunk out for
+    `chunk_lost_after_s` is sent again; lost a second time, its job fails with the reason."""
+    uploaded = await _uploaded(deps.store, 600, 500)  # 2 slices: one chunk
+    await handle_photo_uploaded(uploaded, deps)
+    channel = await deps.bus.connection.channel()
+    queue = await channel.get_queue(deps.bus.topology.chunks_queue.name, ensure=False)
+    taken: list[DetectChunk] = []
+
+    async def lose(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        taken.append(decode(message, DetectChunk))
+        await message.ack()
+
+    assert await recover_lost(deps) == 0  # no detector consumes the queue: nothing is judged
+    tag = await queue.consume(lose)
+    try:
+        for attempt in (1, 2):
+            assert await deps.dispatcher.dispatch() == 1
+            await deps.relay.drain()
+            async with asyncio.timeout(10):
+                while len(taken) < attempt:
+                    await asyncio.sleep(0.05)
+            assert await recover_lost(deps) == 0  # out, but not for long yet
+            await _age(database, "chunk_dispatch", "dispatched_at")
+            assert await recover_lost(deps) == (1 if attempt == 1 else 0)
+    finally:
+        await queue.cancel(tag)
+    assert [c.chunk_index for c in taken] == [0, 0]
+    job = await deps.store.get_job(
+        uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+    )
+    assert job is not None
+    assert (job.status, job.error_code) == ("failed", "chunk_lost")
+    assert job.error_message == (
+        "a chunk was sent to the detectors 2 times and never came back (300 s each)"
+    )
+
+
+async def _age(database: str, table: str, column: str) -> None:
+    """Move the table's timestamps an hour back (time passes)."""
+    connection = await asyncpg.connect(database)
+    try:
+        await connection.execute(f"UPDATE {table} SET {column} = {column} - interval '1 hour'")
+    finally:
+        await connection.close()
 
 
 def _ref(ref: JobRef) -> dict[str, str]:

@@ -30,6 +30,7 @@ from tally_inference import TritonModel
 from tally_inference.local_triton import LocalTriton
 from tally_orchestrator import config as orchestrator_config
 from tally_orchestrator.deps import Deps as OrchestratorDeps
+from tally_orchestrator.dispatch import Dispatcher
 from tally_orchestrator.handlers import handle_chunk_result, handle_photo_uploaded
 from tally_projector.handlers import Deps as ProjectorDeps
 from tally_projector.handlers import handle_job_event
@@ -103,9 +104,10 @@ async def world(
     ):
         relay = OutboxRelay(store, bus.publish_encoded, 0.2)
         relay_task = asyncio.create_task(relay.run())
-        orchestrator = OrchestratorDeps(
-            orchestrator_config.Settings(bus_prefix=topology.prefix), store, bus, relay, objects
-        )
+        settings = orchestrator_config.Settings(bus_prefix=topology.prefix)
+        dispatcher = Dispatcher(settings, store, bus, relay)
+        dispatch_task = asyncio.create_task(dispatcher.run())
+        orchestrator = OrchestratorDeps(settings, store, bus, relay, objects, dispatcher)
         detector = DetectorDeps(
             detector_config.Settings(bus_prefix=topology.prefix),
             bus,
@@ -142,6 +144,7 @@ async def world(
             for consumer in consumers:
                 await consumer.stop()
             relay_task.cancel()
+            dispatch_task.cancel()
             await redis.flushdb()
             await redis.aclose()
     connection = await aio_pika.connect(amqp_url)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Self, TypeVar
 
@@ -86,6 +87,12 @@ def decode(incoming: AbstractIncomingMessage, message_type: type[M]) -> M:
         return message_type.FromString(incoming.body)
     except DecodeError as exc:
         raise MalformedMessageError(f"undecodable {expected}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    ready: int  # waiting for a consumer
+    consumers: int
 
 
 class Consumer:
@@ -200,6 +207,17 @@ class Bus:
         if isinstance(confirmation, Basic.Nack):
             raise PublishNotConfirmedError(f"the broker refused {routing_key}")
         raise UnroutableError(f"no queue is bound to {exchange_name!r} with {routing_key!r}")
+
+    async def queue_state(self, spec: QueueSpec[Message]) -> QueueState:
+        """How many messages wait in the queue (not counting those delivered and not yet
+        acknowledged) and how many consumers it has, as the broker says now."""
+        channel = await self.connection.channel()
+        try:
+            queue = await channel.declare_queue(spec.name, passive=True)
+            declared = queue.declaration_result
+            return QueueState(declared.message_count or 0, declared.consumer_count or 0)
+        finally:
+            await channel.close()
 
     @property
     def is_connected(self) -> bool:

@@ -17,6 +17,8 @@ import asyncpg
 from tally_db._migrate import Connection, migrate
 
 API_KEY_PREFIX = "tly_"
+# One dispatcher at a time, whichever orchestrator replica gets it.
+_DISPATCH_LOCK = 0x7A11_0002
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -125,6 +127,37 @@ class Backlog:
     @property
     def pending_slices(self) -> float:
         return self.open_slices + self.unplanned_jobs * self.mean_job_slices
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedChunk:
+    """A chunk of a planned job, held back until the dispatcher sends `message`."""
+
+    index: int
+    slices: int
+    message: OutboxEntry
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchLimits:
+    """How much work may be out with the detectors at once: `window` chunks in all, and per
+    tenant `per_tenant` (or its entry in `tenants`)."""
+
+    window: int
+    per_tenant: int
+    tenants: Mapping[uuid.UUID, int] = field(default_factory=dict)
+
+    def of(self, tenant_id: uuid.UUID) -> int:
+        return self.tenants.get(tenant_id, self.per_tenant)
+
+
+@dataclass(frozen=True, slots=True)
+class LostChunks:
+    """What a sweep found of chunks out with the detectors too long: sent again, or (sent as
+    often as allowed) their jobs, to fail."""
+
+    redispatched: list[tuple[uuid.UUID, int]]
+    exhausted: list[Job]
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,26 +325,175 @@ class Store:
         total_slices: int,
         chunk_count: int,
         messages: Sequence[OutboxEntry],
+        chunks: Sequence[PlannedChunk] = (),
     ) -> bool:
-        """Record a queued job's slice plan and queue its messages, in one transaction.
+        """Record a queued job's slice plan, hold its `chunks` for the dispatcher and queue its
+        `messages`, in one transaction.
 
         False, and nothing written, when the job is not queued and unplanned: planned already (a
         redelivered message), cancelled, or not this tenant's.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            status = await connection.execute(
+            created_at = await connection.fetchval(
                 """UPDATE jobs SET total = $3, chunk_count = $4, phase = 'planned',
                                   updated_at = now()
-                   WHERE tenant_id = $1 AND id = $2 AND status = 'queued' AND phase = 'queued'""",
+                   WHERE tenant_id = $1 AND id = $2 AND status = 'queued' AND phase = 'queued'
+                   RETURNING created_at""",
                 tenant_id,
                 job_id,
                 total_slices,
                 chunk_count,
             )
-            if status != "UPDATE 1":
+            if created_at is None:
                 return False
+            await connection.executemany(
+                """INSERT INTO chunk_dispatch (job_id, chunk_index, tenant_id, slices, exchange,
+                                               routing_key, message_type, payload, headers,
+                                               job_created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)""",
+                [
+                    (
+                        job_id,
+                        c.index,
+                        tenant_id,
+                        c.slices,
+                        c.message.exchange,
+                        c.message.routing_key,
+                        c.message.message_type,
+                        c.message.payload,
+                        json.dumps(c.message.headers),
+                        created_at,
+                    )
+                    for c in chunks
+                ],
+            )
             await self._enqueue(connection, messages)
             return True
+
+    async def dispatch(self, limits: DispatchLimits) -> list[tuple[uuid.UUID, int]]:
+        """Send held chunks to the detectors (through the outbox) while fewer than
+        `limits.window` are out, tenants taking turns one chunk at a time, the one served
+        longest ago first, each within its own limit; a tenant's chunks go in upload order.
+        Returns the (job, chunk) sent, in order. One caller at a time: another replica's call
+        returns nothing while this one runs."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            if not await connection.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1)", _DISPATCH_LOCK
+            ):
+                return []
+            rows = await connection.fetch(
+                """SELECT tenant_id, count(*) AS out FROM chunk_dispatch
+                   WHERE dispatched_at IS NOT NULL GROUP BY tenant_id"""
+            )
+            out = {r["tenant_id"]: int(r["out"]) for r in rows}
+            free = limits.window - sum(out.values())
+            if free <= 0:
+                return []
+            # Tenants with chunks waiting (a loose index scan: one probe per tenant, however
+            # long their backlogs), the one served longest ago first.
+            tenants = await connection.fetch(
+                """WITH RECURSIVE waiting AS (
+                       (SELECT tenant_id FROM chunk_dispatch WHERE dispatched_at IS NULL
+                        ORDER BY tenant_id LIMIT 1)
+                       UNION ALL
+                       SELECT (SELECT c.tenant_id FROM chunk_dispatch c
+                               WHERE c.dispatched_at IS NULL AND c.tenant_id > w.tenant_id
+                               ORDER BY c.tenant_id LIMIT 1)
+                       FROM waiting w WHERE w.tenant_id IS NOT NULL)
+                   SELECT w.tenant_id FROM waiting w
+                   LEFT JOIN dispatch_turns t ON t.tenant_id = w.tenant_id
+                   WHERE w.tenant_id IS NOT NULL
+                   ORDER BY t.last_turn NULLS FIRST, w.tenant_id"""
+            )
+            queues: list[tuple[uuid.UUID, list[asyncpg.Record]]] = []
+            for row in tenants:
+                tenant_id = row["tenant_id"]
+                allowance = min(free, limits.of(tenant_id) - out.get(tenant_id, 0))
+                if allowance <= 0:
+                    continue
+                chunks = await connection.fetch(
+                    """SELECT * FROM chunk_dispatch
+                       WHERE tenant_id = $1 AND dispatched_at IS NULL
+                       ORDER BY job_created_at, job_id, chunk_index LIMIT $2""",
+                    tenant_id,
+                    allowance,
+                )
+                queues.append((tenant_id, list(chunks)))
+                if len(queues) >= free:  # every later tenant would get nothing this round
+                    break
+            chosen: list[asyncpg.Record] = []
+            served: dict[uuid.UUID, int] = {}  # tenant -> position of its last chunk
+            while len(chosen) < free and any(chunks for _, chunks in queues):
+                for tenant_id, chunks in queues:
+                    if chunks and len(chosen) < free:
+                        chosen.append(chunks.pop(0))
+                        served[tenant_id] = len(chosen)
+            if not chosen:
+                return []
+            sent = [(r["job_id"], r["chunk_index"]) for r in chosen]
+            await connection.execute(
+                """UPDATE chunk_dispatch SET dispatched_at = now(), dispatches = dispatches + 1
+                   WHERE (job_id, chunk_index) IN
+                         (SELECT * FROM unnest($1::uuid[], $2::integer[]))""",
+                [job for job, _ in sent],
+                [index for _, index in sent],
+            )
+            base = await connection.fetchval(
+                "SELECT coalesce(max(last_turn), 0) FROM dispatch_turns"
+            )
+            await connection.executemany(
+                """INSERT INTO dispatch_turns (tenant_id, last_turn) VALUES ($1, $2)
+                   ON CONFLICT (tenant_id) DO UPDATE SET last_turn = excluded.last_turn""",
+                [(tenant_id, base + position) for tenant_id, position in served.items()],
+            )
+            await self._enqueue(
+                connection,
+                [
+                    OutboxEntry(
+                        r["exchange"],
+                        r["routing_key"],
+                        r["message_type"],
+                        r["payload"],
+                        json.loads(r["headers"]),
+                    )
+                    for r in chosen
+                ],
+            )
+            return sent
+
+    async def lost_chunks(self, after_s: float, max_dispatches: int) -> LostChunks:
+        """Chunks out with the detectors for more than `after_s` without a result (the caller
+        knows nothing is waiting for a detector, so they were lost): those sent fewer than
+        `max_dispatches` times wait to be sent again; the jobs of the others are returned (to
+        fail)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                """UPDATE chunk_dispatch SET dispatched_at = NULL
+                   WHERE dispatched_at < now() - $1 * interval '1 second' AND dispatches < $2
+                   RETURNING job_id, chunk_index""",
+                after_s,
+                max_dispatches,
+            )
+            jobs = await connection.fetch(
+                """SELECT * FROM jobs WHERE id IN (
+                       SELECT job_id FROM chunk_dispatch
+                       WHERE dispatched_at < now() - $1 * interval '1 second'
+                         AND dispatches >= $2)
+                   AND status NOT IN ('completed', 'failed', 'cancelled')""",
+                after_s,
+                max_dispatches,
+            )
+            return LostChunks(
+                [(r["job_id"], r["chunk_index"]) for r in rows], [_job(r) for r in jobs]
+            )
+
+    async def chunks_out(self) -> dict[uuid.UUID, int]:
+        """Chunks out with the detectors now, per tenant (an operator's figure)."""
+        rows = await self._pool.fetch(
+            """SELECT tenant_id, count(*) AS out FROM chunk_dispatch
+               WHERE dispatched_at IS NOT NULL GROUP BY tenant_id"""
+        )
+        return {r["tenant_id"]: int(r["out"]) for r in rows}
 
     async def record_chunk(
         self,
@@ -348,6 +530,11 @@ class Store:
             )
             if inserted != "INSERT 0 1":
                 return job
+            await connection.execute(
+                "DELETE FROM chunk_dispatch WHERE job_id = $1 AND chunk_index = $2",
+                job_id,
+                chunk_index,
+            )
             row = await connection.fetchrow(
                 """UPDATE jobs SET
                        processed = (SELECT coalesce(sum(slices), 0) FROM chunk_results
@@ -411,6 +598,7 @@ class Store:
                 result_key,
             )
             await connection.execute("DELETE FROM chunk_results WHERE job_id = $1", job_id)
+            await connection.execute("DELETE FROM chunk_dispatch WHERE job_id = $1", job_id)
             await self._enqueue(connection, messages)
             return True
 
@@ -436,6 +624,8 @@ class Store:
             )
             if status != "UPDATE 1":
                 return False
+            # Its other chunks are not sent; those out finish, and their results are dropped.
+            await connection.execute("DELETE FROM chunk_dispatch WHERE job_id = $1", job_id)
             await self._enqueue(connection, messages)
             return True
 
@@ -462,6 +652,9 @@ class Store:
                 reason,
             )
             jobs = sorted((_job(row) for row in rows), key=lambda j: (j.created_at, j.id))
+            await connection.execute(
+                "DELETE FROM chunk_dispatch WHERE job_id = ANY($1::uuid[])", [j.id for j in jobs]
+            )
             await self._enqueue(connection, [m for job in jobs for m in messages_for(job)])
             return jobs
 
@@ -490,8 +683,10 @@ class Store:
         """Jobs being processed that have not moved for `quiet_s` seconds, all tenants (the
         orchestrator's sweep; queued jobs may wait behind a backlog, so they are not here)."""
         rows = await self._pool.fetch(
-            """SELECT * FROM jobs
+            """SELECT * FROM jobs j
                WHERE status = 'processing' AND updated_at < now() - $1 * interval '1 second'
+                 AND NOT EXISTS (SELECT 1 FROM chunk_dispatch d
+                                 WHERE d.job_id = j.id AND d.dispatched_at IS NULL)
                ORDER BY updated_at LIMIT $2""",
             quiet_s,
             limit,

@@ -12,6 +12,7 @@ from tally_db import OutboxRelay, Store
 from tally_orchestrator._backlog import export_backlog
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
+from tally_orchestrator.dispatch import Dispatcher
 from tally_orchestrator.handlers import (
     give_up_photo,
     give_up_result,
@@ -43,7 +44,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             return {"database": await store.ping(), "bus": bus.is_connected}
 
         set_readiness(readiness)
-        deps = Deps(settings, store, bus, relay, objects)
+        dispatcher = Dispatcher(settings, store, bus, relay)
+        deps = Deps(settings, store, bus, relay, objects, dispatcher)
+        dispatch_task = asyncio.create_task(dispatcher.run(), name="dispatch")
         sweep_task = asyncio.create_task(sweep_stalled(deps), name="stalled-jobs")
         consumers = [
             await bus.consume(
@@ -69,6 +72,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         log.info("stopping: finishing messages in hand (up to %.0f s)", settings.shutdown_grace_s)
         with contextlib.suppress(TimeoutError):
             await asyncio.gather(*(c.stop(settings.shutdown_grace_s) for c in consumers))
+        dispatch_task.cancel()
         await relay.drain()
         relay_task.cancel()
         backlog_task.cancel()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Annotated
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -17,6 +20,19 @@ class Settings(S3Fields, BusFields):
     # fill Triton batches (2 requests of 8).
     chunk_slices: int = Field(default=16, gt=0)
     prefetch: int = Field(default=8, gt=0)
+    # Fair dispatch (_dispatch.py): chunks out with the detectors at once, per detector
+    # consuming their queue (one in hand, one ready) and at least `dispatch_min`; per tenant at
+    # most `tenant_max_in_flight`, or its own limit (TALLY_TENANT_LIMITS='{"<tenant id>": 4}').
+    dispatch_per_detector: int = Field(default=2, gt=0)
+    dispatch_min: int = Field(default=2, gt=0)
+    dispatch_interval_s: float = Field(default=0.5, gt=0)
+    tenant_max_in_flight: int = Field(default=8, gt=0)
+    tenant_limits: dict[uuid.UUID, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
+    # A chunk out this long without a result while no chunk waits for a detector was lost (its
+    # message is gone): it is sent again, up to `chunk_max_dispatches` times in all, then its
+    # job fails.
+    chunk_lost_after_s: float = Field(default=300.0, gt=0)
+    chunk_max_dispatches: int = Field(default=2, gt=0)
     relay_interval_s: float = Field(default=1.0, gt=0)
     # A job `processing` without progress this long fails ("stalled"); checked this often.
     stalled_after_s: float = Field(default=600.0, gt=0)

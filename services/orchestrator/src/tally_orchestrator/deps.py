@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_orchestrator.config import Settings
+from tally_orchestrator.dispatch import Dispatcher
 from tally_storage import ObjectStore
 
 
@@ -17,3 +18,4 @@ class Deps:
     bus: Bus
     relay: OutboxRelay
     objects: ObjectStore
+    dispatcher: Dispatcher

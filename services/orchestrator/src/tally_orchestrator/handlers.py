@@ -25,7 +25,7 @@ from tally_contracts.v1 import (
     PhotoUploaded,
     SliceBox,
 )
-from tally_db import FINAL_STATUSES, Job, OutboxEntry
+from tally_db import FINAL_STATUSES, Job, OutboxEntry, PlannedChunk
 from tally_inference import LABELS, DetectParams, SliceParams, SliceResult, merge_detections
 from tally_orchestrator._planning import plan_chunks
 from tally_orchestrator.deps import Deps
@@ -57,11 +57,11 @@ def _entry(route: Route[Message], message: Message) -> OutboxEntry:
 
 
 async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
-    """Plan the photo's slices and queue its chunks for the detectors, exactly once per job.
+    """Plan the photo's slices and hold its chunks for the dispatcher, exactly once per job.
 
-    The plan, the DetectChunks and the `planned` event are committed together (outbox), so a
-    crash can neither lose the dispatch nor dispatch twice; a redelivered PhotoUploaded finds the
-    job planned and changes nothing.
+    The plan, the held DetectChunks and the `planned` event are committed together (outbox), so
+    a crash can neither lose the dispatch nor dispatch twice; a redelivered PhotoUploaded finds
+    the job planned and changes nothing.
     """
     job = message.job
     tenant_id, job_id = uuid.UUID(job.tenant_id), uuid.UUID(job.job_id)
@@ -69,21 +69,25 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
     chunks = plan_chunks(message.width, message.height, params, deps.settings.chunk_slices)
     total = sum(len(c) for c in chunks)
     routes = deps.bus.topology
-    entries = [
-        _entry(
-            routes.detect_chunk,
-            DetectChunk(
-                job=job,
-                chunk_index=index,
-                chunk_count=len(chunks),
-                attempt=1,
-                object_key=message.object_key,
-                width=message.width,
-                height=message.height,
-                slices=[SliceBox(x1=b[0], y1=b[1], x2=b[2], y2=b[3]) for b in chunk],
-                slice_size=params.slice_size,
-                confidence=message.params.confidence,
-                total_slices=total,
+    held = [
+        PlannedChunk(
+            index,
+            len(chunk),
+            _entry(
+                routes.detect_chunk,
+                DetectChunk(
+                    job=job,
+                    chunk_index=index,
+                    chunk_count=len(chunks),
+                    attempt=1,
+                    object_key=message.object_key,
+                    width=message.width,
+                    height=message.height,
+                    slices=[SliceBox(x1=b[0], y1=b[1], x2=b[2], y2=b[3]) for b in chunk],
+                    slice_size=params.slice_size,
+                    confidence=message.params.confidence,
+                    total_slices=total,
+                ),
             ),
         )
         for index, chunk in enumerate(chunks)
@@ -93,9 +97,10 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
         sequence.PLANNED,
         planned=JobEvent.Planned(total_slices=total, chunk_count=len(chunks)),
     )
-    entries.append(_entry(routes.job_event, planned))
-    if await deps.store.plan_job(tenant_id, job_id, total, len(chunks), entries):
+    entries = [_entry(routes.job_event, planned)]
+    if await deps.store.plan_job(tenant_id, job_id, total, len(chunks), entries, held):
         deps.relay.notify()
+        deps.dispatcher.notify()
         log.info("job %s: %d slices in %d chunks", job_id, total, len(chunks))
     else:
         log.info("job %s is planned already, cancelled or unknown: nothing to do", job_id)
@@ -152,6 +157,7 @@ async def handle_chunk_result(message: ChunkResult, deps: Deps) -> None:
     if state is None or state.status in FINAL_STATUSES:
         return
     deps.relay.notify()
+    deps.dispatcher.notify()  # its slot is free
     if await deps.store.chunks_recorded(job_id) < state.chunk_count:
         return
     await _complete(message, state, deps)
@@ -216,6 +222,7 @@ async def handle_cancel(message: Cancel, deps: Deps) -> None:
     jobs = await deps.store.cancel_jobs(tenant_id, session_id, job_id, reason, cancelled)
     if jobs:
         deps.relay.notify()
+        deps.dispatcher.notify()
     log.info("session %s: cancelled %d jobs (%s)", session_id, len(jobs), reason)
 
 
@@ -227,6 +234,7 @@ async def _fail(job: JobRef, code: str, reason: str, deps: Deps) -> None:
         uuid.UUID(job.tenant_id), uuid.UUID(job.job_id), code, reason, entries
     ):
         deps.relay.notify()
+        deps.dispatcher.notify()
 
 
 async def give_up_photo(message: PhotoUploaded, reason: str, deps: Deps) -> None:
@@ -256,10 +264,39 @@ async def fail_stalled(deps: Deps) -> int:
     return len(jobs)
 
 
+async def recover_lost(deps: Deps) -> int:
+    """Send again the chunks out with the detectors for `chunk_lost_after_s` without a result,
+    and fail the jobs of those sent `chunk_max_dispatches` times already. Only when no chunk
+    waits in the detectors' queue and detectors consume it: otherwise a chunk out that long may
+    still be waiting its turn (no detector running yet, after a scale to zero). Returns how
+    many chunks went back to the dispatcher."""
+    s = deps.settings
+    state = await deps.bus.queue_state(deps.bus.topology.chunks_queue)
+    if state.ready or not state.consumers:
+        return 0
+    lost = await deps.store.lost_chunks(s.chunk_lost_after_s, s.chunk_max_dispatches)
+    for job_id, index in lost.redispatched:
+        log.warning("job %s: chunk %d lost with the detectors: sending it again", job_id, index)
+    if lost.redispatched:
+        deps.dispatcher.notify()
+    for job in lost.exhausted:
+        ref = JobRef(
+            tenant_id=str(job.tenant_id), session_id=str(job.session_id), job_id=str(job.id)
+        )
+        reason = (
+            f"a chunk was sent to the detectors {s.chunk_max_dispatches} times "
+            f"and never came back ({s.chunk_lost_after_s:.0f} s each)"
+        )
+        await _fail(ref, "chunk_lost", reason, deps)
+        log.warning("job %s failed: %s", job.id, reason)
+    return len(lost.redispatched)
+
+
 async def sweep_stalled(deps: Deps) -> None:
-    """fail_stalled every `stalled_check_s`, until cancelled."""
+    """recover_lost and fail_stalled every `stalled_check_s`, until cancelled."""
     while True:
         try:
+            await recover_lost(deps)
             await fail_stalled(deps)
         except Exception as exc:  # the database is away: next time
             log.warning("stalled-job sweep failed: %s", exc)
