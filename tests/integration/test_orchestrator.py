@@ -245,10 +245,12 @@ async def test_a_chunk_lost_with_the_detectors_is_sent_again_then_fails_its_job(
     channel = await deps.bus.connection.channel()
     queue = await channel.get_queue(deps.bus.topology.chunks_queue.name, ensure=False)
     taken: list[DetectChunk] = []
+    took = asyncio.Event()
 
     async def lose(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         taken.append(decode(message, DetectChunk))
         await message.ack()
+        took.set()
 
     assert await recover_lost(deps) == 0  # no detector consumes the queue: nothing is judged
     tag = await queue.consume(lose)
@@ -256,9 +258,8 @@ async def test_a_chunk_lost_with_the_detectors_is_sent_again_then_fails_its_job(
         for attempt in (1, 2):
             assert await deps.dispatcher.dispatch() == 1
             await deps.relay.drain()
-            async with asyncio.timeout(10):
-                while len(taken) < attempt:
-                    await asyncio.sleep(0.05)
+            await asyncio.wait_for(took.wait(), 10)
+            took.clear()
             assert await recover_lost(deps) == 0  # out, but not for long yet
             await _age(database, "chunk_dispatch", "dispatched_at")
             assert await recover_lost(deps) == (1 if attempt == 1 else 0)
