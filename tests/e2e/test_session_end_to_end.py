@@ -6,54 +6,26 @@ the middle of the run: neither may see an error or a wrong status."""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import httpx
 import pytest
 import redis
 
-from tally_bus import Topology
 from tally_client.sdk import TallyClient, TallyError
 from tally_inference import count_error
-from tally_stack._config import StackConfig, free_port
 from tally_synth import write_dataset
+from tests.e2e.harness import FINAL, REDIS_URL, Stack, Worker, final_state, local_stack
 
 pytestmark = pytest.mark.e2e
-REDIS_URL = "redis://127.0.0.1:6379/14"
-FINAL = frozenset({"completed", "failed", "cancelled"})
 STATUS_ORDER = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
-
-
-@dataclass(frozen=True)
-class Stack:
-    url: str
-    env: dict[str, str]
-
-    def admin_key(self, tenant: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "-m", "tally_client.cli", "admin", "create-tenant", tenant, "--json"],
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return str(json.loads(out)["api_key"])
 
 
 @pytest.fixture(scope="module")
@@ -67,32 +39,8 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, in
 
 @pytest.fixture
 def stack(database: str, tmp_path: Path) -> Iterator[Stack]:
-    env = {
-        **os.environ,
-        "TALLY_STACK_DIR": str(tmp_path / "stack"),
-        "TALLY_EDGE_PORT": str(free_port()),
-        "TALLY_DATABASE_URL": database,
-        "TALLY_BUS_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
-        "TALLY_REDIS_URL": REDIS_URL,
-    }
-    cli = [sys.executable, "-m", "tally_stack.cli"]
-    subprocess.run([*cli, "up", "--timeout", "300"], env=env, check=True, timeout=360)
-    try:
-        yield Stack(f"http://127.0.0.1:{env['TALLY_EDGE_PORT']}", env)
-    finally:
-        subprocess.run([*cli, "down"], env=env, check=True, timeout=120)
-        asyncio.run(_delete_topology(env["TALLY_BUS_PREFIX"]))
-        leftovers = subprocess.run(
-            ["pgrep", "-f", str(tmp_path / "stack")], capture_output=True, text=True
-        ).stdout.split()
-        assert leftovers == [], f"processes left behind: {leftovers}"
-
-
-async def _delete_topology(prefix: str) -> None:
-    """The stack's queues go with it: quorum queues left behind weigh on the broker."""
-    url = os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    async with await aio_pika.connect(url) as connection:
-        await Topology(prefix).delete(await connection.channel())
+    with local_stack(database, tmp_path / "stack") as stack:
+        yield stack
 
 
 def test_a_session_goes_through_every_service_and_stays_private(
@@ -247,16 +195,6 @@ def test_cancelling_a_running_session_stops_its_work_within_seconds(
         assert client.jobs(session)["summary"]["cancelled"] == statuses.count("cancelled")
 
 
-def _final_state(client: TallyClient, session: str, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state = client.jobs(session)
-        if state["jobs"] and all(j["status"] in FINAL for j in state["jobs"]):
-            return state
-        time.sleep(0.3)
-    raise AssertionError(f"session {session} did not finish in {timeout_s} s")
-
-
 @pytest.mark.reliability
 def test_detectors_killed_20_times_lose_nothing_and_count_nothing_twice(
     stack: Stack, tmp_path: Path
@@ -268,37 +206,17 @@ def test_detectors_killed_20_times_lose_nothing_and_count_nothing_twice(
     directory = tmp_path / "thirty"
     write_dataset(directory, count=30, seed=9_001, width=3200, height=2400, workers=2)
     files = sorted(directory.glob("*.jpg"))
-    config = StackConfig.load(Path(stack.env["TALLY_STACK_DIR"]) / "state.json")
-    detector_env = {**stack.env, **config.service_env()}
     rng = random.Random(20261124)
 
-    watchers: list[threading.Thread] = []
-
-    def detector(n: int) -> tuple[subprocess.Popen[bytes], threading.Event]:
-        """An extra detector, and an event set once it is consuming."""
-        env = detector_env | {"TALLY_DETECTOR_ID": f"extra-{n}"}
-        command = [str(Path(sys.executable).parent / "tally-detector")]
-        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
-        ready = threading.Event()
-
-        def watch() -> None:
-            assert process.stderr is not None
-            with process.stderr:  # closed when the detector is gone
-                for line in process.stderr:
-                    if b"ready" in line:
-                        ready.set()
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        watchers.append(watcher)
-        return process, ready
+    def detector(n: int) -> Worker:
+        return stack.start("detector", "ready (Triton at", TALLY_DETECTOR_ID=f"extra-{n}")
 
     with TallyClient(stack.url, stack.admin_key("tenant-r")) as client:
         clean_session = client.create_session("fault-free")
         client.upload(clean_session, files)
         clean = {
             j["filename"]: j["result"]["counts"]
-            for j in _final_state(client, clean_session, 300)["jobs"]
+            for j in final_state(client, clean_session, 300)["jobs"]
         }
 
         extra = [detector(n) for n in range(4)]
@@ -315,14 +233,12 @@ def test_detectors_killed_20_times_lose_nothing_and_count_nothing_twice(
                 # Every other kill waits for a detector that is consuming (so most likely holds
                 # a chunk); the others hit whichever comes, starting up or not.
                 n = rng.randrange(len(extra))
-                process, ready = extra[n]
-                if kills % 2 == 0 and not ready.is_set():
+                if kills % 2 == 0 and not extra[n].ready.is_set():
                     continue
-                process.send_signal(signal.SIGKILL)
-                process.wait()
+                extra[n].kill()
                 extra[n] = detector(n)
                 kills += 1
-            final = _final_state(client, session, 300)
+            final = final_state(client, session, 300)
             # Kills that landed mid-chunk: the chunk was started again after its redelivery.
             restarted = 0
             for job in final["jobs"]:
@@ -333,11 +249,8 @@ def test_detectors_killed_20_times_lose_nothing_and_count_nothing_twice(
                 ]
                 restarted += len(started) - len(set(started))
         finally:
-            for process, _ in extra:
-                process.kill()
-                process.wait()
-            for watcher in watchers:
-                watcher.join(10)
+            for worker in extra:
+                worker.kill()
 
     assert [j["status"] for j in final["jobs"]] == ["completed"] * len(files)
     assert {j["filename"]: j["result"]["counts"] for j in final["jobs"]} == clean

@@ -211,13 +211,14 @@ class Bus:
     async def queue_state(self, spec: QueueSpec[Message]) -> QueueState:
         """How many messages wait in the queue (not counting those delivered and not yet
         acknowledged) and how many consumers it has, as the broker says now."""
-        channel = await self.connection.channel()
-        try:
-            queue = await channel.declare_queue(spec.name, passive=True)
-            declared = queue.declaration_result
-            return QueueState(declared.message_count or 0, declared.consumer_count or 0)
-        finally:
-            await channel.close()
+        async with asyncio.timeout(self._publish_timeout_s):  # never hangs on a dead connection
+            channel = await self.connection.channel()
+            try:
+                queue = await channel.declare_queue(spec.name, passive=True)
+                declared = queue.declaration_result
+                return QueueState(declared.message_count or 0, declared.consumer_count or 0)
+            finally:
+                await channel.close()
 
     @property
     def is_connected(self) -> bool:

@@ -36,6 +36,7 @@ class StackConfig:
     redis_url: str
     bucket: str = "tally"
     bus_prefix: str = "tally"
+    detectors: int = 1  # detector processes (0: none; tests bring their own)
 
     @classmethod
     def fresh(cls) -> StackConfig:
@@ -53,6 +54,7 @@ class StackConfig:
             amqp_url=os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             redis_url=os.environ.get("TALLY_REDIS_URL", "redis://127.0.0.1:6379/0"),
             bus_prefix=os.environ.get("TALLY_BUS_PREFIX", "tally"),
+            detectors=int(os.environ.get("TALLY_STACK_DETECTORS", "1")),
         )
 
     def save(self, path: Path) -> None:
@@ -89,6 +91,14 @@ class StackConfig:
         def cmd(*parts: str | Path | int) -> str:
             return "exec " + " ".join(shlex.quote(str(p)) for p in parts)
 
+        detectors = {
+            name: (cmd(bin_dir / "tally-detector"), env | {"TALLY_DETECTOR_ID": name})
+            for name in (
+                ["detector"]
+                if self.detectors == 1
+                else [f"detector-{n}" for n in range(1, self.detectors + 1)]
+            )
+        }
         return {
             "s3": (cmd(bin_dir / "moto_server", "-H", "127.0.0.1", "-p", self.moto_port), {}),
             "triton": (
@@ -116,9 +126,8 @@ class StackConfig:
                 env | {"TALLY_PORT": str(self.gateway_port)},
             ),
             "orchestrator": (cmd(bin_dir / "tally-orchestrator"), env),
-            "detector": (cmd(bin_dir / "tally-detector"), env),
             "projector": (cmd(bin_dir / "tally-projector"), env),
-        }
+        } | detectors
 
     def nginx_conf(self, run_dir: Path) -> str:
         prefix = run_dir / "nginx"

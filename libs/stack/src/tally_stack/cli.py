@@ -77,7 +77,12 @@ def _wait_ready(config: StackConfig, supervisor: subprocess.Popen[bytes], timeou
         "gateway": f"http://127.0.0.1:{config.gateway_port}/readyz",
         "edge": f"{config.edge_url}/healthz",
     }
-    pending = set(urls) | set(WORKERS_READY)
+    workers = {
+        name: WORKERS_READY[name.split("-")[0]]
+        for name in config.processes(RUN_DIR)
+        if name.split("-")[0] in WORKERS_READY
+    }
+    pending = set(urls) | set(workers)
     while pending and time.monotonic() < deadline:
         if supervisor.poll() is not None:
             raise SystemExit(f"the stack stopped while starting; see {LOG}:\n{_tail()}")
@@ -86,11 +91,9 @@ def _wait_ready(config: StackConfig, supervisor: subprocess.Popen[bytes], timeou
             if name in urls:
                 ready = _http_ok(urls[name])
             else:
+                # honcho's lines: "HH:MM:SS name | text"
                 ready = any(
-                    name
-                    in line.split("|", 1)[
-                        0
-                    ].split()  # "HH:MM:SS name | text" and WORKERS_READY[name] in line
+                    name in line.split("|", 1)[0].split() and workers[name] in line
                     for line in log.splitlines()
                 )
             if ready:

@@ -9,7 +9,6 @@ import logging
 
 from redis.asyncio import Redis
 
-from tally_bus import Bus
 from tally_detector.config import Settings
 from tally_detector.deps import Deps, PhotoCache
 from tally_detector.handlers import give_up_chunk, handle_detect_chunk
@@ -26,7 +25,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         Redis.from_url(settings.redis_url.get_secret_value()) as redis,
         ObjectStore.open(s3) as objects,
         TritonModel(settings.triton_url) as model,
-        await Bus.connect(settings.amqp_url.get_secret_value(), settings.topology) as bus,
+        await settings.connect_bus() as bus,
     ):
         deps = Deps(settings, bus, objects, model, PhotoCache(), redis)
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from tally_bus import Bus
 from tally_db import Store
 from tally_gateway._reads import SESSION_SCRIPT
 from tally_gateway._streams import FeedHub
@@ -30,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with (
                 Store.open(settings.database_url.get_secret_value()) as store,
                 ObjectStore.open(s3) as objects,
-                await Bus.connect(settings.amqp_url.get_secret_value(), settings.topology) as bus,
+                await settings.connect_bus() as bus,
             ):
                 tenants = TenantCache(store, settings.api_key_cache_s)
                 feeds = FeedHub(redis, settings.sse_buffer)

@@ -7,7 +7,6 @@ import contextlib
 import functools
 import logging
 
-from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_orchestrator._backlog import export_backlog
 from tally_orchestrator.config import Settings
@@ -32,7 +31,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with (
         Store.open(settings.database_url.get_secret_value()) as store,
         ObjectStore.open(s3, create_bucket=True) as objects,
-        await Bus.connect(settings.amqp_url.get_secret_value(), settings.topology) as bus,
+        await settings.connect_bus() as bus,
     ):
         relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")

@@ -15,7 +15,6 @@ import sys
 
 from redis.asyncio import Redis
 
-from tally_bus import Bus
 from tally_db import Store
 from tally_projector.config import Settings
 from tally_projector.handlers import Deps, handle_job_event
@@ -31,7 +30,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     try:
         async with (
             Store.open(settings.database_url.get_secret_value()) as store,
-            await Bus.connect(settings.amqp_url.get_secret_value(), settings.topology) as bus,
+            await settings.connect_bus() as bus,
         ):
             rebuilt = await rebuild(store, Projection(redis))
             log.info("projection rebuilt from PostgreSQL: %d recent jobs", rebuilt)

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_storage import ObjectStore
 from tally_upload.config import Settings
@@ -28,9 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             s3 = settings.s3
             objects = await stack.enter_async_context(ObjectStore.open(s3, create_bucket=True))
-            bus = await stack.enter_async_context(
-                await Bus.connect(settings.amqp_url.get_secret_value(), settings.topology)
-            )
+            bus = await stack.enter_async_context(await settings.connect_bus())
 
             relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
             relay_task = asyncio.create_task(relay.run(), name="outbox-relay")

@@ -1,0 +1,226 @@
+"""What the end-to-end tests share: the local stack as `make up` starts it, extra service
+processes the tests kill and restart, and a TCP proxy that cuts connections on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+
+from tally_bus import Topology
+from tally_client.sdk import TallyClient
+from tally_stack._config import StackConfig, free_port
+
+REDIS_URL = "redis://127.0.0.1:6379/14"
+AMQP_URL = os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+FINAL = frozenset({"completed", "failed", "cancelled"})
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Worker:
+    """A service process started by a test, and an event set once it said it is ready."""
+
+    process: subprocess.Popen[bytes]
+    ready: threading.Event
+    lines: list[str] = field(default_factory=list)
+    watcher: threading.Thread | None = None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.watcher is not None:
+            self.watcher.join(10)
+
+
+@dataclass(frozen=True)
+class Stack:
+    url: str
+    env: dict[str, str]
+    run_dir: Path
+
+    @property
+    def config(self) -> StackConfig:
+        return StackConfig.load(self.run_dir / "state.json")
+
+    def admin_key(self, tenant: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "tally_client.cli", "admin", "create-tenant", tenant, "--json"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return str(json.loads(out)["api_key"])
+
+    def start(self, service: str, ready_text: str, **env: str) -> Worker:
+        """Another process of `service` (e.g. "detector") on this stack's servers, with `env`
+        over the stack's; it keeps its stderr lines."""
+        process = subprocess.Popen(
+            [str(BIN / f"tally-{service}")],
+            env={**self.env, **self.config.service_env(), **env},
+            stderr=subprocess.PIPE,
+        )
+        worker = Worker(process, threading.Event())
+
+        def watch() -> None:
+            assert process.stderr is not None
+            with process.stderr:  # closed when the process is gone
+                for raw in process.stderr:
+                    line = raw.decode(errors="replace")
+                    worker.lines.append(line)
+                    if ready_text in line:
+                        worker.ready.set()
+
+        worker.watcher = threading.Thread(target=watch, daemon=True)
+        worker.watcher.start()
+        return worker
+
+
+@contextlib.contextmanager
+def local_stack(database: str, run_dir: Path, **env: str) -> Iterator[Stack]:
+    """The whole stack (tally-stack up) on its own database, bus prefix and edge port; its
+    processes and queues are gone afterwards."""
+    environment = {
+        **os.environ,
+        "TALLY_STACK_DIR": str(run_dir),
+        "TALLY_EDGE_PORT": str(free_port()),
+        "TALLY_DATABASE_URL": database,
+        "TALLY_BUS_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
+        "TALLY_REDIS_URL": REDIS_URL,
+        **env,
+    }
+    cli = [sys.executable, "-m", "tally_stack.cli"]
+    subprocess.run([*cli, "up", "--timeout", "300"], env=environment, check=True, timeout=360)
+    try:
+        yield Stack(f"http://127.0.0.1:{environment['TALLY_EDGE_PORT']}", environment, run_dir)
+    finally:
+        subprocess.run([*cli, "down"], env=environment, check=True, timeout=120)
+        asyncio.run(delete_topology(environment["TALLY_BUS_PREFIX"]))
+        leftovers = subprocess.run(
+            ["pgrep", "-f", str(run_dir)], capture_output=True, text=True
+        ).stdout.split()
+        assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+async def delete_topology(prefix: str) -> None:
+    """The stack's queues go with it: quorum queues left behind weigh on the broker."""
+    for _ in range(30):  # the broker may be coming back from a restart
+        try:
+            connection = await aio_pika.connect(AMQP_URL)
+        except aio_pika.exceptions.AMQPConnectionError:
+            await asyncio.sleep(1)
+            continue
+        async with connection:
+            await Topology(prefix).delete(await connection.channel())
+        return
+
+
+def final_state(client: TallyClient, session: str, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = client.jobs(session)
+        if state["jobs"] and all(j["status"] in FINAL for j in state["jobs"]):
+            return state
+        time.sleep(0.3)
+    raise AssertionError(f"session {session} did not finish in {timeout_s} s")
+
+
+class FaultProxy:
+    """A TCP proxy to `target` (host, port) on a free loopback port, for cutting connections
+    the way a broken network does. `blackhole()`: from now on no byte passes either way, and
+    the connections stay open (nobody is told); `blackhole(after_delivery=True)`: the same,
+    from just after the next bytes the server sends (e.g. a message delivered to a consumer);
+    `restore()`: bytes pass again, on connections made from then on."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._holed = threading.Event()
+        self._armed = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        """An AMQP URL through the proxy (guest/guest)."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._accept, "127.0.0.1", self.port), self._loop
+        ).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def close() -> None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def blackhole(self, *, after_delivery: bool = False) -> None:
+        if after_delivery:
+            self._armed.set()
+        else:
+            self._holed.set()
+
+    @property
+    def holed(self) -> bool:
+        return self._holed.is_set()
+
+    def restore(self) -> None:
+        self._armed.clear()
+        self._holed.clear()
+        # Connections cut stay cut (their peers gave up on them): drop them for good.
+        asyncio.run_coroutine_threadsafe(self._drop_all(), self._loop).result(10)
+
+    async def _drop_all(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self._holed.is_set():  # accepted, and then nothing: like a dead route
+            self._writers.add(client_w)
+            return
+        server_r, server_w = await asyncio.open_connection(*self.target)
+        self._writers |= {client_w, server_w}
+        await asyncio.gather(
+            self._pipe(client_r, server_w, from_server=False),
+            self._pipe(server_r, client_w, from_server=True),
+            return_exceptions=True,
+        )
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, from_server: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self._holed.is_set():
+                    continue  # lost on the way
+                writer.write(data)
+                await writer.drain()
+                if from_server and self._armed.is_set():
+                    self._armed.clear()
+                    self._holed.set()
+        finally:
+            if not self._holed.is_set():
+                writer.close()
