@@ -4,16 +4,22 @@ CI runs them too."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import aio_pika
 import pytest
 
+from tally_bus import Bus, Topology
 from tally_client.sdk import TallyClient
+from tally_contracts.v1 import Cancel
 from tally_synth import write_dataset
-from tests.e2e.harness import Stack, final_state, local_stack
+from tests.e2e.harness import AMQP_URL, Stack, final_state, local_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
@@ -69,3 +75,87 @@ def test_a_small_tenant_starts_while_a_large_backlog_waits(stack: Stack, tmp_pat
     )
     assert a_between <= 7
     assert len(files) - a_before > 150  # A's backlog was real: it had not drained
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+async def _consumers(prefix: str) -> dict[str, int]:
+    """Consumers of each of the services' queues, as the broker counts them."""
+    topology = Topology(prefix)
+    queues = [
+        topology.photos_queue,
+        topology.chunks_queue,
+        topology.results_queue,
+        topology.cancels_queue,
+        topology.events_queue,
+    ]
+    async with await aio_pika.connect(AMQP_URL) as connection:
+        channel = await connection.channel()
+        counts = {}
+        for spec in queues:
+            queue = await channel.declare_queue(spec.name, passive=True)
+            counts[spec.name] = queue.declaration_result.consumer_count or 0
+        return counts
+
+
+async def _publish_during_outage(prefix: str) -> tuple[str, float]:
+    """A confirmed publish on a connection made before the broker stopped: how it ends, and
+    when."""
+    bus = await Bus.connect(AMQP_URL, Topology(prefix), publish_timeout_s=5.0, declare=False)
+    try:
+        _rabbitmqctl("stop_app")
+        started = time.monotonic()
+        try:
+            await bus.publish(bus.topology.cancel, Cancel(reason="probe"))
+        except Exception as exc:
+            return type(exc).__name__, time.monotonic() - started
+        return "returned", time.monotonic() - started
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(bus.close(), 5)
+
+
+def test_services_come_back_by_themselves_after_rabbitmq_restarts(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """RabbitMQ stops mid-run and starts again. During the outage a publish raises within its
+    timeout (none hangs) and uploads are still accepted (the outbox keeps their messages);
+    afterwards every service consumes again within 30 s, and every job completes, each slice
+    counted once."""
+    photos = tmp_path / "photos"
+    write_dataset(photos, count=10, seed=404, width=1500, height=1000, workers=2)
+    files = sorted(photos.glob("*.jpg"))
+    prefix = stack.env["TALLY_BUS_PREFIX"]
+    with TallyClient(stack.url, stack.admin_key("tenant-q")) as client:
+        session = client.create_session("through a broker restart")
+        assert len(client.upload(session, files[:8])["jobs"]) == 8
+        deadline = time.monotonic() + 120
+        while client.jobs(session)["summary"]["completed"] < 2:
+            assert time.monotonic() < deadline, "nothing completes"
+            time.sleep(0.2)
+        try:
+            outcome, publish_s = asyncio.run(_publish_during_outage(prefix))
+            started = time.monotonic()
+            answer = client.upload(session, files[8:])  # the broker is down
+            upload_s = time.monotonic() - started
+        finally:
+            _rabbitmqctl("start_app")
+        restarted = time.monotonic()
+        _rabbitmqctl("await_startup")
+        while min((counts := asyncio.run(_consumers(prefix))).values()) == 0:
+            assert time.monotonic() - restarted < 30, f"consumers not back after 30 s: {counts}"
+            time.sleep(0.5)
+        back_s = time.monotonic() - restarted
+        final = final_state(client, session, 300)
+
+    print(
+        f"publish during the outage: {outcome} after {publish_s:.1f} s; upload answered in "
+        f"{upload_s:.1f} s; every consumer back {back_s:.1f} s after the broker started"
+    )
+    assert outcome != "returned"
+    assert publish_s <= 5.0 + 1.0
+    assert len(answer["jobs"]) == 2
+    assert [j["status"] for j in final["jobs"]] == ["completed"] * 10
+    assert all(j["processed"] == j["total"] > 0 for j in final["jobs"])

@@ -214,7 +214,7 @@ class Bus:
         async with asyncio.timeout(self._publish_timeout_s):  # never hangs on a dead connection
             channel = await self.connection.channel()
             try:
-                queue = await channel.declare_queue(spec.name, passive=True)
+                queue = await channel.declare_queue(spec.name, passive=True, robust=False)
                 declared = queue.declaration_result
                 return QueueState(declared.message_count or 0, declared.consumer_count or 0)
             finally:
@@ -245,7 +245,9 @@ class Bus:
         """
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
-        queue = await channel.get_queue(spec.name, ensure=False)
+        # Declared (passively: it exists), not just named: a robust channel restores the
+        # consumers of the queues it declared, and only those, after a reconnection.
+        queue = await channel.declare_queue(spec.name, passive=True)
         consumer = Consumer(channel, queue)
         message_type = spec.route.message_type
 
