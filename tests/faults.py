@@ -7,13 +7,15 @@ import threading
 
 from tally_stack import free_port
 
+HEARTBEAT_FRAME = 8  # bytes: an AMQP heartbeat; anything longer carries a method
+
 
 class FaultProxy:
     """A TCP proxy to `target` (host, port) on a free loopback port, for cutting connections
     the way a broken network does. `blackhole()`: from now on no byte passes either way, and
     the connections stay open (nobody is told); `blackhole(after_delivery=True)`: the same,
-    from just after the next bytes the server sends (e.g. a message delivered to a consumer);
-    `restore()`: bytes pass again, on connections made from then on."""
+    from just after the next frames the server sends other than a heartbeat (e.g. a message
+    delivered to a consumer); `restore()`: bytes pass again, on connections made from then on."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -99,7 +101,7 @@ class FaultProxy:
                     continue  # lost on the way
                 writer.write(data)
                 await writer.drain()
-                if from_server and self._armed.is_set():
+                if from_server and self._armed.is_set() and len(data) > HEARTBEAT_FRAME:
                     self._armed.clear()
                     self._holed.set()
         finally:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
@@ -20,6 +21,7 @@ from tally_client.sdk import TallyClient
 from tally_contracts.v1 import Cancel
 from tally_synth import write_dataset
 from tests.e2e.harness import AMQP_URL, Stack, final_state, local_stack
+from tests.faults import FaultProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
@@ -159,3 +161,49 @@ def test_services_come_back_by_themselves_after_rabbitmq_restarts(
     assert len(answer["jobs"]) == 2
     assert [j["status"] for j in final["jobs"]] == ["completed"] * 10
     assert all(j["processed"] == j["total"] > 0 for j in final["jobs"])
+
+
+def test_a_silent_connection_is_detected_and_its_chunk_finished_elsewhere(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """An extra detector reaches RabbitMQ through a proxy that goes silent (no byte passes, no
+    connection closes) just after a chunk is delivered to it. Missing heartbeats (5 s) give it
+    away on both sides: the broker hands the chunk to the stack's detector, and every job
+    completes with each slice counted once; once the network is back the extra detector
+    consumes again by itself."""
+    photos = tmp_path / "photos"
+    write_dataset(photos, count=4, seed=505, width=1500, height=1000, workers=2)
+    broker = urlsplit(AMQP_URL)
+    prefix = stack.env["TALLY_BUS_PREFIX"]
+    chunks = Topology(prefix).chunks_queue.name
+    with FaultProxy((broker.hostname or "127.0.0.1", broker.port or 5672)) as proxy:
+        cut = stack.start(
+            "detector",
+            "ready (Triton at",
+            TALLY_DETECTOR_ID="behind-proxy",
+            TALLY_AMQP_URL=proxy.url,
+            TALLY_BUS_HEARTBEAT_S="5",
+        )
+        try:
+            assert cut.ready.wait(60)
+            while asyncio.run(_consumers(prefix))[chunks] < 2:
+                time.sleep(0.2)
+            proxy.blackhole(after_delivery=True)
+            with TallyClient(stack.url, stack.admin_key("tenant-s")) as client:
+                session = client.create_session("through a silent network")
+                client.upload(session, sorted(photos.glob("*.jpg")))
+                final = final_state(client, session, 180)
+                assert proxy.holed, "no chunk went to the detector behind the proxy"
+                proxy.restore()
+                restored = time.monotonic()
+                while asyncio.run(_consumers(prefix))[chunks] < 2:
+                    assert time.monotonic() - restored < 60, "the cut detector did not come back"
+                    time.sleep(0.5)
+        finally:
+            cut.kill()
+
+    assert [j["status"] for j in final["jobs"]] == ["completed"] * 4
+    assert all(j["processed"] == j["total"] > 0 for j in final["jobs"])
+    lost = [line for line in cut.lines if "failed" in line or "closed" in line]
+    assert lost, "the cut detector never noticed"
+    print(f"the cut detector noticed: {lost[0].strip()[:160]}")
