@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -15,15 +17,18 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
+from PIL import Image
 
 from tally_bus import Bus, Topology
 from tally_client.sdk import TallyClient
 from tally_contracts.v1 import Cancel
 from tally_synth import write_dataset
-from tests.e2e.harness import AMQP_URL, Stack, final_state, local_stack
+from tests.e2e.harness import AMQP_URL, FINAL, Stack, Worker, final_state, local_stack
 from tests.faults import FaultProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
+CRASH_HOOK = Path(__file__).parent / "crash_hook"  # sitecustomize: the marker kills detectors
+CRASH_MARKER = b"tally-test:crash"
 
 
 @pytest.fixture
@@ -207,3 +212,73 @@ def test_a_silent_connection_is_detected_and_its_chunk_finished_elsewhere(
     lost = [line for line in cut.lines if "failed" in line or "closed" in line]
     assert lost, "the cut detector never noticed"
     print(f"the cut detector noticed: {lost[0].strip()[:160]}")
+
+
+@pytest.fixture
+def stack_without_detectors(database: str, tmp_path: Path) -> Iterator[Stack]:
+    with local_stack(database, tmp_path / "stack", TALLY_STACK_DETECTORS="0") as stack:
+        yield stack
+
+
+def test_a_photo_that_kills_the_detector_fails_alone(
+    stack_without_detectors: Stack, tmp_path: Path
+) -> None:
+    """One of five photos makes the detector process die as it decodes it (a test hook stands
+    in for a crashing native decoder). Two detectors, restarted whenever they die, as
+    Kubernetes would: the chunk comes back after each death until its delivery limit (5), then
+    waits in the dead-letter queue and its job fails with the reason; the other four complete."""
+    stack = stack_without_detectors
+    photos = tmp_path / "photos"
+    write_dataset(photos, count=5, seed=606, width=1500, height=1000, workers=2)
+    files = sorted(photos.glob("*.jpg"))
+    deadly = files[2]
+    with Image.open(deadly) as image:
+        image.load()
+        image.save(deadly, quality=90, comment=CRASH_MARKER)
+
+    def detector(n: int) -> Worker:
+        return stack.start(
+            "detector",
+            "ready (Triton at",
+            TALLY_DETECTOR_ID=f"d{n}",
+            PYTHONPATH=str(CRASH_HOOK),
+        )
+
+    detectors = [detector(n) for n in range(2)]
+    deaths = 0
+    try:
+        with TallyClient(stack.url, stack.admin_key("tenant-p")) as client:
+            session = client.create_session("with a deadly photo")
+            assert len(client.upload(session, files)["jobs"]) == 5
+            deadline = time.monotonic() + 240
+            while True:
+                for n, worker in enumerate(detectors):
+                    if worker.process.poll() is not None:
+                        assert worker.process.returncode == -signal.SIGKILL
+                        worker.kill()
+                        detectors[n] = detector(n)
+                        deaths += 1
+                state = client.jobs(session)
+                if all(j["status"] in FINAL for j in state["jobs"]):
+                    break
+                assert time.monotonic() < deadline, f"not finished: {state['summary']}"
+                time.sleep(0.3)
+    finally:
+        for worker in detectors:
+            worker.kill()
+
+    by_name = {j["filename"]: j for j in state["jobs"]}
+    failed = by_name.pop(deadly.name)
+    assert failed["status"] == "failed"
+    assert "delivered 5 times and never finished" in failed["error_message"]
+    assert [j["status"] for j in by_name.values()] == ["completed"] * 4
+    assert deaths == 4  # the fifth delivery was not handled: parked at the limit
+    parked = subprocess.run(
+        [sys.executable, "-m", "tally_client.cli", "admin", "dlq", "list", "--json"],
+        env={**stack.env, **stack.config.service_env()},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    print(f"{deaths} detector deaths; dead letters: {parked.strip()[:300]}")
+    assert failed["job_id"] in parked
