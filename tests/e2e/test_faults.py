@@ -321,3 +321,43 @@ def test_orchestrators_killed_at_random_points_lose_nothing(stack: Stack, tmp_pa
     stored = zip(results, final["jobs"], strict=True)
     assert all(r["counts"] == j["result"]["counts"] for r, j in stored)
     print(f"{kills} orchestrator kills; every job completed once")
+
+
+def _restart_redis(down_s: float) -> None:
+    """Stop the local Redis (nothing saved: it comes back empty) and start it again."""
+    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
+    time.sleep(down_s)
+    subprocess.run(
+        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379"]
+        + ["--save", "", "--appendonly", "no"],
+        check=True,
+        capture_output=True,
+    )
+    deadline = time.monotonic() + 30
+    while subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).returncode:
+        assert time.monotonic() < deadline, "Redis did not come back"
+        time.sleep(0.2)
+
+
+def test_redis_restarted_empty_mid_run_is_rebuilt_and_nothing_is_lost(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Redis (the live status projection and the cancel markers) goes away for 2 s and comes
+    back empty while a session runs: the services reconnect by themselves, the projection is
+    rebuilt from PostgreSQL, and every job is reported completed with all its slices."""
+    photos = tmp_path / "photos"
+    write_dataset(photos, count=8, seed=808, width=1500, height=1000, workers=2)
+    with TallyClient(stack.url, stack.admin_key("tenant-r2")) as client:
+        session = client.create_session("through a Redis restart")
+        assert len(client.upload(session, sorted(photos.glob("*.jpg")))["jobs"]) == 8
+        deadline = time.monotonic() + 120
+        while client.jobs(session)["summary"]["completed"] < 2:
+            assert time.monotonic() < deadline, "nothing completes"
+            time.sleep(0.2)
+        _restart_redis(down_s=2.0)
+        final = final_state(client, session, 180)
+        summary = client.jobs(session)["summary"]
+
+    assert [j["status"] for j in final["jobs"]] == ["completed"] * 8
+    assert all(j["processed"] == j["total"] > 0 for j in final["jobs"])
+    assert summary["completed"] == 8

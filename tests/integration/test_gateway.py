@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -21,9 +22,11 @@ from tally_bus import decode
 from tally_contracts import cancellation
 from tally_contracts.v1 import Cancel, JobEvent, JobRef
 from tally_db import Job, NewJob, Store
+from tally_gateway._reads import SESSION_SCRIPT
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
 from tally_projector.projection import Projection
+from tally_stack import free_port
 from tally_storage import ObjectStore, S3Settings
 from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 
@@ -333,3 +336,33 @@ async def test_cancel_requests_go_to_the_orchestrator_and_mark_the_work(world: W
         )
         == 2
     )
+
+
+async def test_status_reads_fall_back_to_postgresql_while_redis_is_unreachable(
+    world: World,
+) -> None:
+    """Redis down (here: a port nobody listens on): polling, a job's detail and the job list
+    answer from PostgreSQL, the system of record, instead of failing."""
+    deps = world.app.state.deps
+    unreachable = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    world.app.state.deps = dataclasses.replace(
+        deps, redis=unreachable, session_script=unreachable.register_script(SESSION_SCRIPT)
+    )
+    try:
+        auth = world.auth(world.key_a)
+        polled = await world.http.get(f"/v1/sessions/{world.session_id}/jobs", headers=auth)
+        assert polled.status_code == 200
+        assert [j["status"] for j in polled.json()["jobs"]] == ["completed", "queued"]
+        detail = await world.http.get(f"/v1/jobs/{world.done.id}", headers=auth)
+        assert detail.status_code == 200
+        assert (detail.json()["status"], detail.json()["logs"]) == ("completed", [])
+        listed = await world.http.get("/v1/jobs", headers=auth)
+        assert listed.status_code == 200
+        assert len(listed.json()["jobs"]) == 2
+        other = await world.http.get(
+            f"/v1/sessions/{world.session_id}/jobs", headers=world.auth(world.key_b)
+        )
+        assert other.status_code == 404  # still no other tenant's data
+    finally:
+        world.app.state.deps = deps
+        await unreachable.aclose()

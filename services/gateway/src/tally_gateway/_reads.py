@@ -1,14 +1,17 @@
-"""Reads of the live projection (Redis), with PostgreSQL behind it when Redis lacks the data or
-has lost the projection (wiped, restarted: the ready marker is gone until the projector has
-rebuilt it)."""
+"""Reads of the live projection (Redis), with PostgreSQL behind it when Redis lacks the data, has
+lost the projection (wiped, restarted: the ready marker is gone until the projector has rebuilt
+it) or cannot be reached: a status read never fails because Redis does."""
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
+
+from redis.exceptions import RedisError
 
 from tally_db import Job, Tenant
 from tally_gateway._views import (
@@ -19,6 +22,8 @@ from tally_gateway._views import (
 )
 from tally_gateway.deps import Deps
 from tally_web import ApiError
+
+log = logging.getLogger(__name__)
 
 READY_KEY: Final = "projection:ready"  # the projector's marker of a whole projection
 SESSION_SCRIPT: Final = resources.files("tally_gateway").joinpath("_session.lua").read_text()
@@ -51,10 +56,14 @@ async def session_state(
 ) -> SessionState | None:
     """The session as the projection has it, in one Redis round trip; None when its version is
     still `known`. 404 for another tenant's or an unknown session."""
-    reply = await deps.session_script(
-        keys=[READY_KEY, f"session:{session_id}", f"session:{session_id}:jobs"],
-        args=[str(tenant_id), known or ""],
-    )
+    try:
+        reply = await deps.session_script(
+            keys=[READY_KEY, f"session:{session_id}", f"session:{session_id}:jobs"],
+            args=[str(tenant_id), known or ""],
+        )
+    except RedisError as exc:
+        log.warning("Redis unreachable (%s): reading PostgreSQL", exc)
+        return await recorded_session(deps, tenant_id, session_id)
     kind = _text(reply[0])
     if kind == "same":
         return None
@@ -88,10 +97,14 @@ async def job(deps: Deps, tenant: Tenant, job_id: uuid.UUID) -> dict[str, Any]:
     pipe.exists(READY_KEY)
     pipe.hgetall(f"job:{job_id}")
     pipe.lrange(f"job:{job_id}:log", 0, -1)
-    ready, raw, log = await pipe.execute()
+    try:
+        ready, raw, entries = await pipe.execute()
+    except RedisError as exc:
+        log.warning("Redis unreachable (%s): reading PostgreSQL", exc)
+        ready, raw, entries = False, {}, []
     fields = {_text(k): _text(v) for k, v in raw.items()}
     if ready and fields.get("tenant_id") == str(tenant.id):
-        return job_from_projection(fields) | {"logs": [json.loads(e) for e in log]}
+        return job_from_projection(fields) | {"logs": [json.loads(e) for e in entries]}
     record = await deps.store.get_job(tenant.id, job_id)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
@@ -107,7 +120,11 @@ async def live_views(deps: Deps, tenant: Tenant, records: list[Job]) -> list[dic
     pipe.exists(READY_KEY)
     for record in records:
         pipe.hgetall(f"job:{record.id}")
-    ready, *raws = await pipe.execute()
+    try:
+        ready, *raws = await pipe.execute()
+    except RedisError as exc:
+        log.warning("Redis unreachable (%s): reading PostgreSQL", exc)
+        ready, raws = False, [{} for _ in records]
     views = []
     for record, raw in zip(records, raws, strict=True):
         fields = {_text(k): _text(v) for k, v in raw.items()}
