@@ -8,7 +8,7 @@ import shlex
 import shutil
 import socket
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
@@ -20,6 +20,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _detector_names(count: int) -> list[str]:
+    return ["detector"] if count == 1 else [f"detector-{n}" for n in range(1, count + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +41,13 @@ class StackConfig:
     bucket: str = "tally"
     bus_prefix: str = "tally"
     detectors: int = 1  # detector processes (0: none; tests bring their own)
+    # Each worker's /healthz, /readyz and /metrics (TALLY_PROBES_PORT), by process name.
+    probes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def fresh(cls) -> StackConfig:
+        detectors = int(os.environ.get("TALLY_STACK_DETECTORS", "1"))
+        workers = ["orchestrator", "projector", *_detector_names(detectors)]
         return cls(
             edge_port=int(os.environ.get("TALLY_EDGE_PORT", DEFAULT_EDGE_PORT)),
             upload_port=free_port(),
@@ -54,7 +62,8 @@ class StackConfig:
             amqp_url=os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             redis_url=os.environ.get("TALLY_REDIS_URL", "redis://127.0.0.1:6379/0"),
             bus_prefix=os.environ.get("TALLY_BUS_PREFIX", "tally"),
-            detectors=int(os.environ.get("TALLY_STACK_DETECTORS", "1")),
+            detectors=detectors,
+            probes={name: free_port() for name in workers},
         )
 
     def save(self, path: Path) -> None:
@@ -91,13 +100,13 @@ class StackConfig:
         def cmd(*parts: str | Path | int) -> str:
             return "exec " + " ".join(shlex.quote(str(p)) for p in parts)
 
+        def worker(name: str) -> dict[str, str]:
+            port = self.probes.get(name)
+            return env if port is None else env | {"TALLY_PROBES_PORT": str(port)}
+
         detectors = {
-            name: (cmd(bin_dir / "tally-detector"), env | {"TALLY_DETECTOR_ID": name})
-            for name in (
-                ["detector"]
-                if self.detectors == 1
-                else [f"detector-{n}" for n in range(1, self.detectors + 1)]
-            )
+            name: (cmd(bin_dir / "tally-detector"), worker(name) | {"TALLY_DETECTOR_ID": name})
+            for name in _detector_names(self.detectors)
         }
         return {
             "s3": (cmd(bin_dir / "moto_server", "-H", "127.0.0.1", "-p", self.moto_port), {}),
@@ -125,8 +134,8 @@ class StackConfig:
                 cmd(bin_dir / "tally-gateway"),
                 env | {"TALLY_PORT": str(self.gateway_port)},
             ),
-            "orchestrator": (cmd(bin_dir / "tally-orchestrator"), env),
-            "projector": (cmd(bin_dir / "tally-projector"), env),
+            "orchestrator": (cmd(bin_dir / "tally-orchestrator"), worker("orchestrator")),
+            "projector": (cmd(bin_dir / "tally-projector"), worker("projector")),
         } | detectors
 
     def nginx_conf(self, run_dir: Path) -> str:

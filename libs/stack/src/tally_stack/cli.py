@@ -137,6 +137,8 @@ def up(timeout_s: float) -> int:
         down()
         raise
     print(f"Tally is up: {config.edge_url} (logs: {LOG})")
+    for name, port in config.probes.items():
+        print(f"  {name}: http://127.0.0.1:{port}/metrics")
     return 0
 
 
