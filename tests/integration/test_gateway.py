@@ -286,6 +286,7 @@ async def test_the_job_list_filters_sorts_and_pages_with_a_cursor(world: World) 
     assert (await world.http.get("/v1/jobs", headers=world.auth(world.key_b))).json() == {
         "jobs": [],
         "next_cursor": None,
+        "poll_interval_ms": 5000,
     }
     bad = await world.http.get("/v1/jobs?cursor=nonsense", headers=auth)
     assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_cursor")
@@ -366,3 +367,41 @@ async def test_status_reads_fall_back_to_postgresql_while_redis_is_unreachable(
     finally:
         world.app.state.deps = deps
         await unreachable.aclose()
+
+
+async def test_sessions_are_listed_newest_first_and_active_ones_can_be_asked_for(
+    world: World,
+) -> None:
+    auth = world.auth(world.key_a)
+    listed = await world.http.get("/v1/sessions", headers=auth)
+    assert listed.status_code == 200
+    assert [s["session_id"] for s in listed.json()["sessions"]] == [world.session_id]
+    assert listed.json()["sessions"][0]["name"] == "tray 7"
+    active = await world.http.get("/v1/sessions", params={"active": "true"}, headers=auth)
+    assert [s["session_id"] for s in active.json()["sessions"]] == [world.session_id]
+    other = await world.http.get("/v1/sessions", headers=world.auth(world.key_b))
+    assert other.json()["sessions"] == []
+
+
+async def test_the_job_list_tells_dashboards_how_often_to_poll(world: World) -> None:
+    listed = await world.http.get("/v1/jobs", headers=world.auth(world.key_a))
+    assert listed.json()["poll_interval_ms"] == 2000  # a job is processing
+
+
+async def test_a_finished_job_can_be_deleted_and_is_gone_everywhere(world: World) -> None:
+    """409 while it runs; once deleted: 404 for the job, its result and thumbnail, the list no
+    longer has it, a second delete is 404; another tenant cannot delete it."""
+    auth = world.auth(world.key_a)
+    assert (
+        await world.http.delete(f"/v1/jobs/{world.waiting.id}", headers=auth)
+    ).status_code == 409
+    foreign = await world.http.delete(f"/v1/jobs/{world.done.id}", headers=world.auth(world.key_b))
+    assert foreign.status_code == 404
+    assert (await world.http.delete(f"/v1/jobs/{world.done.id}", headers=auth)).status_code == 204
+
+    for path in ("", "/result", "/thumbnail", "/photo"):
+        gone = await world.http.get(f"/v1/jobs/{world.done.id}{path}", headers=auth)
+        assert gone.status_code == 404, path
+    listed = await world.http.get("/v1/jobs", headers=auth)
+    assert [j["job_id"] for j in listed.json()["jobs"]] == [str(world.waiting.id)]
+    assert (await world.http.delete(f"/v1/jobs/{world.done.id}", headers=auth)).status_code == 404

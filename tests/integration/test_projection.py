@@ -151,6 +151,40 @@ async def test_a_job_moves_through_its_statuses_and_the_session_counts_follow(
     assert log[1]["message"] == "88 of 88 slices"
 
 
+async def test_a_deleted_job_leaves_its_session_and_stays_gone(projection: Projection) -> None:
+    """Two jobs of a session; one is deleted: the session counts only the other, the stream
+    tells subscribers, and events of the deleted job arriving late (or again) change nothing."""
+    kept, gone = _job(), _job()
+    gone.session_id = kept.session_id
+    gone.tenant_id = kept.tenant_id
+    for job in (kept, gone):
+        for event in _events(job, 2, "completed"):
+            await projection.fold(event)
+    deleted = JobEvent(event_id="d", job=gone, sequence=sequence.DELETED, source="gateway")
+    deleted.deleted.SetInParent()
+
+    assert await projection.fold(deleted)
+    assert not await projection.fold(deleted)  # again: gone already
+    for event in _events(gone, 2, "completed"):  # late and redelivered events
+        assert not await projection.fold(event)
+
+    assert await projection.job(gone.job_id) == {}
+    summary = await projection.session(kept.session_id)
+    assert (summary["total"], summary["completed"]) == ("1", "1")
+    assert (summary["slices_done"], summary["slices_total"], summary["jobs_planned"]) == (
+        "88",
+        "88",
+        "1",
+    )
+    members = await projection.redis.smembers(f"session:{kept.session_id}:jobs")
+    assert members == {kept.job_id.encode()}
+    stream: Any = await projection.redis.xrange(f"session:{kept.session_id}:events")
+    (_, tail), (last_id, last) = stream[-2], stream[-1]
+    assert (tail[b"type"], tail[b"job_id"]) == (b"deleted", gone.job_id.encode())
+    assert last[b"type"] == b"summary"
+    assert summary["last_event_id"] == last_id.decode()
+
+
 async def test_a_final_status_is_never_left(projection: Projection) -> None:
     job = _job()
     history = _events(job, 2, "failed")

@@ -14,6 +14,7 @@ QUEUED: Final = 1
 PLANNED: Final = 2
 STARTED: Final = 3
 FINAL: Final = 2**62
+DELETED: Final = FINAL + 1  # after everything: a deleted job stays deleted
 
 
 def progress(chunks_recorded: int) -> int:

@@ -658,6 +658,41 @@ class Store:
             await self._enqueue(connection, [m for job in jobs for m in messages_for(job)])
             return jobs
 
+    async def delete_job(
+        self,
+        tenant_id: uuid.UUID,
+        job_id: uuid.UUID,
+        messages_for: Callable[[Job], Sequence[OutboxEntry]],
+    ) -> Job | None:
+        """Delete a finished job and everything recorded of it (result, chunks), with the
+        messages `messages_for` gives, in one transaction; return it as it was. None when it is
+        not this tenant's; ConflictError while it has not finished (cancel it first)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE", tenant_id, job_id
+            )
+            if row is None:
+                return None
+            job = _job(row)
+            if job.status not in FINAL_STATUSES:
+                raise ConflictError(f"job {job_id} is {job.status}: cancel it first")
+            await connection.execute("DELETE FROM jobs WHERE id = $1", job_id)
+            await self._enqueue(connection, messages_for(job))
+            return job
+
+    async def list_sessions_active(self, tenant_id: uuid.UUID, limit: int = 50) -> list[Session]:
+        """The tenant's sessions with a job not finished yet, newest first."""
+        rows = await self._pool.fetch(
+            """SELECT * FROM sessions s WHERE tenant_id = $1
+                 AND EXISTS (SELECT 1 FROM jobs j
+                             WHERE j.tenant_id = s.tenant_id AND j.session_id = s.id
+                               AND j.status IN ('queued', 'processing'))
+               ORDER BY created_at DESC, id DESC LIMIT $2""",
+            tenant_id,
+            limit,
+        )
+        return [_session(r) for r in rows]
+
     async def backlog(self) -> Backlog:
         """Work not done yet, all tenants (an operator's figure, for autoscaling), and the slices
         done so far (grows with every recorded chunk: its rate is the throughput)."""

@@ -29,6 +29,11 @@ READY_KEY: Final = "projection:ready"  # the projector's marker of a whole proje
 SESSION_SCRIPT: Final = resources.files("tally_gateway").joinpath("_session.lua").read_text()
 
 
+def deleted_key(job_id: uuid.UUID) -> str:
+    """A deleted job's tombstone (the projector's, set by the gateway too as it deletes)."""
+    return f"job:{job_id}:deleted"
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -97,11 +102,14 @@ async def job(deps: Deps, tenant: Tenant, job_id: uuid.UUID) -> dict[str, Any]:
     pipe.exists(READY_KEY)
     pipe.hgetall(f"job:{job_id}")
     pipe.lrange(f"job:{job_id}:log", 0, -1)
+    pipe.exists(deleted_key(job_id))
     try:
-        ready, raw, entries = await pipe.execute()
+        ready, raw, entries, deleted = await pipe.execute()
     except RedisError as exc:
         log.warning("Redis unreachable (%s): reading PostgreSQL", exc)
-        ready, raw, entries = False, {}, []
+        ready, raw, entries, deleted = False, {}, [], False
+    if deleted:  # its projection may not have caught up yet
+        raise ApiError(404, "not_found", f"no job {job_id}")
     fields = {_text(k): _text(v) for k, v in raw.items()}
     if ready and fields.get("tenant_id") == str(tenant.id):
         return job_from_projection(fields) | {"logs": [json.loads(e) for e in entries]}

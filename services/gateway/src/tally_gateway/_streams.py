@@ -68,13 +68,16 @@ class Frame:
 
 
 def entry_frame(session_id: str, raw_id: bytes | str, raw: dict[Any, Any]) -> Frame:
-    """The SSE frame of one stream entry (the projector's `job`, `summary` or `done`)."""
+    """The SSE frame of one stream entry (the projector's `job`, `summary`, `done` or
+    `deleted`)."""
     event_id = parse_id(_text(raw_id))
     assert event_id is not None  # Redis gives stream ids
     fields = {_text(k): _text(v) for k, v in raw.items()}
     kind = fields.pop("type", "job")
     if kind == "job":
         data: dict[str, Any] = job_from_projection(fields)
+    elif kind == "deleted":
+        data = {"session_id": session_id, "job_id": fields["job_id"]}
     else:
         data = {"session_id": session_id, "summary": summary_from_session(fields)}
     return Frame(event_id, kind, frame(event_id, kind, data))

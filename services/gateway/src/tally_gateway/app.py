@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from tally_db import Store
+from tally_db import OutboxRelay, Store
 from tally_gateway._reads import SESSION_SCRIPT
 from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
 from tally_gateway.deps import Deps
-from tally_gateway.routes import events, jobs, sessions
+from tally_gateway.routes import dashboard, events, jobs, sessions
 from tally_storage import ObjectStore
 from tally_web import TenantCache, health_router, install_error_handlers
 
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ObjectStore.open(s3) as objects,
                 await settings.connect_bus() as bus,
             ):
+                relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
+                relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
                 tenants = TenantCache(store, settings.api_key_cache_s)
                 feeds = FeedHub(redis, settings.sse_buffer)
                 app.state.tenants = tenants
@@ -43,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     feeds,
                     redis.register_script(SESSION_SCRIPT),
                     bus,
+                    relay,
                 )
 
                 async def readiness() -> dict[str, bool]:
@@ -58,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 finally:
                     app.state.readiness = None
                     await feeds.close()
+                    relay_task.cancel()
+                    await relay.drain()
         finally:
             await redis.aclose()
 
@@ -68,4 +74,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(jobs.router)
     app.include_router(health_router)
+    dashboard.mount(app)
     return app

@@ -38,6 +38,7 @@ class Settings(S3Fields, BusFields):
     # at most this long); 0 looks every request up.
     api_key_cache_s: float = Field(default=10.0, ge=0, le=60)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
+    relay_interval_s: float = Field(default=1.0, gt=0)  # the outbox relay (job deletions)
 
     def stream_token_key(self) -> bytes:
         return hashlib.sha256(self.stream_token_secret.get_secret_value().encode()).digest()

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from tally_bus import Bus
-from tally_db import Store
+from tally_db import OutboxRelay, Store
 from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
 from tally_storage import ObjectStore
@@ -55,6 +55,7 @@ class Deps:
     feeds: FeedHub
     session_script: AsyncScript
     bus: Bus
+    relay: OutboxRelay  # publishes what the gateway writes to the outbox (job deletions)
     polls: PollCache = field(default_factory=PollCache)
 
 

@@ -1,6 +1,7 @@
 -- Fold one job event into the live projection, atomically and idempotently.
 -- KEYS: 1 job hash, 2 session summary hash, 3 session job set, 4 session event stream,
---       5 tenant job index (sorted set), 6 job log (list, newest first), 7 the ready marker
+--       5 tenant job index (sorted set), 6 job log (list, newest first), 7 the ready marker,
+--       8 the job's tombstone (set when it was deleted, _forget.lua)
 -- ARGV: 1 sequence, 2 status, 3 facts JSON, 4 state JSON, 5 job TTL s, 6 session TTL s,
 --       7 stream max length, 8 index score, 9 maxima JSON, 10 log entry JSON, 11 log length,
 --       12 activity time (epoch s of slice work: started, progress, final; '' for none),
@@ -18,6 +19,9 @@
 -- (Redis wiped or restarted empty) and must be rebuilt first.
 if ARGV[13] ~= '1' and redis.call('EXISTS', KEYS[7]) == 0 then
   return -1
+end
+if redis.call('EXISTS', KEYS[8]) == 1 then  -- the job was deleted: it stays gone
+  return 0
 end
 
 local FINAL = {completed = true, failed = true, cancelled = true}

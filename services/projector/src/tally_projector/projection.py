@@ -3,10 +3,12 @@
 Keys (TTLs as the design says: session 24 h, job 48 h):
     job:{job_id}                  hash: the job's state and `seq`, the last folded sequence
     job:{job_id}:log              list: the job's recent log entries, newest first
+    job:{job_id}:deleted          tombstone of a deleted job: its late events change nothing
     session:{session_id}          hash: jobs per status, slices done, planned and open, when
                                   slice work was first and last seen, `last_event_id`
     session:{session_id}:jobs     set of the session's job ids
-    session:{session_id}:events   stream of `job` snapshots, `summary` and `done` entries
+    session:{session_id}:events   stream of `job` snapshots, `summary`, `done` and `deleted`
+                                  entries
                                   (SSE and its resume read it; bounded length)
     tenant:{tenant_id}:jobs       sorted set of job ids by creation time, for listing
     projection:ready              set once the projection is whole (after a rebuild): without
@@ -38,6 +40,7 @@ _ACTIVE_KINDS: Final = frozenset({"started", "progress", "completed", "failed"})
 
 _FOLD = resources.files("tally_projector").joinpath("_fold.lua").read_text()
 _ANNOUNCE = resources.files("tally_projector").joinpath("_announce.lua").read_text()
+_FORGET = resources.files("tally_projector").joinpath("_forget.lua").read_text()
 
 
 def job_key(job_id: str) -> str:
@@ -163,11 +166,14 @@ class Projection:
         self.redis = redis
         self._fold = redis.register_script(_FOLD)
         self._announce = redis.register_script(_ANNOUNCE)
+        self._forget = redis.register_script(_FORGET)
 
     async def fold(self, event: JobEvent, *, rebuilding: bool = False) -> bool:
         """Apply one event; False when it changed nothing the job shows (stale, repeated, after
         a final status). Raises ProjectionLostError, folding nothing, when the projection is
         not whole (only a rebuild folds then)."""
+        if event.WhichOneof("kind") == "deleted":
+            return await self.forget(event)
         change = change_for(event)
         job, session = event.job.job_id, event.job.session_id
         score = (
@@ -184,6 +190,7 @@ class Projection:
                 f"tenant:{event.job.tenant_id}:jobs",
                 f"{job_key(job)}:log",
                 READY_KEY,
+                f"{job_key(job)}:deleted",
             ],
             args=[
                 event.sequence,
@@ -204,6 +211,27 @@ class Projection:
         if folded == -1:
             raise ProjectionLostError("the Redis projection is not whole: rebuild it first")
         return bool(folded)
+
+    async def forget(self, event: JobEvent) -> bool:
+        """A deleted job leaves its session and every view; later events of it change nothing.
+        False when it was gone already. Raises ProjectionLostError like fold."""
+        job, session = event.job.job_id, event.job.session_id
+        forgotten = await self._forget(
+            keys=[
+                job_key(job),
+                session_key(session),
+                f"{session_key(session)}:jobs",
+                f"{session_key(session)}:events",
+                f"tenant:{event.job.tenant_id}:jobs",
+                f"{job_key(job)}:log",
+                READY_KEY,
+                f"{job_key(job)}:deleted",
+            ],
+            args=[job, JOB_TTL_S, STREAM_MAX_LEN, SESSION_TTL_S],
+        )
+        if forgotten == -1:
+            raise ProjectionLostError("the Redis projection is not whole: rebuild it first")
+        return bool(forgotten)
 
     async def announce(self, session_id: str, job_ids: Iterable[str]) -> None:
         """Send rebuilt jobs' states, then their session's summary (and `done` when it has

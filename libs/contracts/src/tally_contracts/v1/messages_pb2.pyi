@@ -172,7 +172,7 @@ class Cancel(_message.Message):
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., reason: _Optional[str] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("event_id", "job", "sequence", "emitted_at", "source", "queued", "planned", "started", "progress", "completed", "failed", "cancelled")
+    __slots__ = ("event_id", "job", "sequence", "emitted_at", "source", "queued", "planned", "started", "progress", "completed", "failed", "cancelled", "deleted")
     class Queued(_message.Message):
         __slots__ = ("image_id", "filename", "width", "height")
         IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +233,9 @@ class JobEvent(_message.Message):
         REASON_FIELD_NUMBER: _ClassVar[int]
         reason: str
         def __init__(self, reason: _Optional[str] = ...) -> None: ...
+    class Deleted(_message.Message):
+        __slots__ = ()
+        def __init__(self) -> None: ...
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +248,7 @@ class JobEvent(_message.Message):
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     job: JobRef
     sequence: int
@@ -257,4 +261,5 @@ class JobEvent(_message.Message):
     completed: JobEvent.Completed
     failed: JobEvent.Failed
     cancelled: JobEvent.Cancelled
-    def __init__(self, event_id: _Optional[str] = ..., job: _Optional[_Union[JobRef, _Mapping]] = ..., sequence: _Optional[int] = ..., emitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., queued: _Optional[_Union[JobEvent.Queued, _Mapping]] = ..., planned: _Optional[_Union[JobEvent.Planned, _Mapping]] = ..., started: _Optional[_Union[JobEvent.Started, _Mapping]] = ..., progress: _Optional[_Union[JobEvent.Progress, _Mapping]] = ..., completed: _Optional[_Union[JobEvent.Completed, _Mapping]] = ..., failed: _Optional[_Union[JobEvent.Failed, _Mapping]] = ..., cancelled: _Optional[_Union[JobEvent.Cancelled, _Mapping]] = ...) -> None: ...
+    deleted: JobEvent.Deleted
+    def __init__(self, event_id: _Optional[str] = ..., job: _Optional[_Union[JobRef, _Mapping]] = ..., sequence: _Optional[int] = ..., emitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., queued: _Optional[_Union[JobEvent.Queued, _Mapping]] = ..., planned: _Optional[_Union[JobEvent.Planned, _Mapping]] = ..., started: _Optional[_Union[JobEvent.Started, _Mapping]] = ..., progress: _Optional[_Union[JobEvent.Progress, _Mapping]] = ..., completed: _Optional[_Union[JobEvent.Completed, _Mapping]] = ..., failed: _Optional[_Union[JobEvent.Failed, _Mapping]] = ..., cancelled: _Optional[_Union[JobEvent.Cancelled, _Mapping]] = ..., deleted: _Optional[_Union[JobEvent.Deleted, _Mapping]] = ...) -> None: ...

@@ -1,25 +1,32 @@
-"""GET /v1/jobs/{id}, its result and its thumbnail."""
+"""GET /v1/jobs (the dashboard's list), a job, its result, thumbnail and photo; cancel and
+delete."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import logging
+import mimetypes
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from redis.exceptions import RedisError
 
-from tally_contracts.v1 import JobRef
-from tally_db import FINAL_STATUSES, Job
+from tally_contracts import sequence
+from tally_contracts.v1 import JobEvent, JobRef
+from tally_db import FINAL_STATUSES, ConflictError, Job, OutboxEntry
 from tally_gateway import _reads
 from tally_gateway._cancel import request_cancel
 from tally_gateway.deps import DepsDep
 from tally_storage import ObjectNotFoundError
 from tally_web import ApiError, CurrentTenant
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+DELETED_TTL_S = 48 * 3600  # as long as the projection keeps a job
 
 
 Sort = Literal["created_at", "-created_at"]
@@ -60,9 +67,13 @@ async def list_jobs(
         limit=limit + 1,  # one more tells whether there is a next page
     )
     page, more = records[:limit], len(records) > limit
+    views = await _reads.live_views(deps, tenant, page)
+    settings = deps.settings
+    busy = any(v["status"] == "processing" for v in views)
     return {
-        "jobs": await _reads.live_views(deps, tenant, page),
+        "jobs": views,
         "next_cursor": _cursor(page[-1]) if more and page else None,
+        "poll_interval_ms": settings.poll_interval_active_ms if busy else settings.poll_interval_ms,
     }
 
 
@@ -103,6 +114,63 @@ async def get_thumbnail(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant)
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
     )
+
+
+@router.get("/{job_id}/photo")
+async def get_photo(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> Response:
+    """The photo as uploaded (the job detail draws its detections on it)."""
+    record = await deps.store.get_job(tenant.id, job_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    try:
+        data = await deps.objects.get_bytes(record.object_key)
+    except ObjectNotFoundError:
+        raise ApiError(404, "not_found", f"job {job_id} has no photo any more") from None
+    media = mimetypes.guess_type(record.object_key)[0] or "application/octet-stream"
+    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.delete("/{job_id}", status_code=204)
+async def delete_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> Response:
+    """Delete a finished job: its record, result and files; it leaves every view (its
+    `deleted` event reaches the projection through the outbox). 409 while it has not finished
+    (cancel it first); 404 when there is no such job (deleted already)."""
+
+    def deleted(job: Job) -> list[OutboxEntry]:
+        ref = JobRef(tenant_id=str(tenant.id), session_id=str(job.session_id), job_id=str(job.id))
+        event = JobEvent(
+            event_id=uuid.uuid4().hex,
+            job=ref,
+            sequence=sequence.DELETED,
+            source="gateway",
+            deleted=JobEvent.Deleted(),
+        )
+        event.emitted_at.GetCurrentTime()
+        route = deps.bus.topology.job_event
+        return [
+            OutboxEntry(
+                route.exchange,
+                route.routing_key,
+                event.DESCRIPTOR.full_name,
+                event.SerializeToString(),
+            )
+        ]
+
+    try:
+        record = await deps.store.delete_job(tenant.id, job_id, deleted)
+    except ConflictError as exc:
+        raise ApiError(409, "not_final", str(exc)) from None
+    if record is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    deps.relay.notify()
+    try:  # reads see it gone at once, before the projector has folded its `deleted` event
+        await deps.redis.set(_reads.deleted_key(job_id), "1", ex=DELETED_TTL_S)
+    except RedisError as exc:
+        log.warning("job %s deleted; its tombstone not set (%s)", job_id, exc)
+    folder = record.object_key.rsplit("/", 1)[0]
+    for key in (record.object_key, f"{folder}/thumbnail.jpg", f"{folder}/result.json"):
+        await deps.objects.delete(key)
+    return Response(status_code=204)
 
 
 @router.post("/{job_id}/cancel", status_code=202)

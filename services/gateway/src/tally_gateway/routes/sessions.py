@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from tally_contracts.v1 import JobRef
+from tally_db import Session
 from tally_gateway import _reads
 from tally_gateway._cancel import request_cancel
 from tally_gateway._views import FINAL
@@ -20,6 +21,33 @@ from tally_web import ApiError, CurrentTenant, tenant_of
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 
+def _session(session: Session) -> dict[str, Any]:
+    return {
+        "session_id": str(session.id),
+        "name": session.name,
+        "params": session.params,
+        "created_at": session.created_at.isoformat(),
+    }
+
+
+@router.get("")
+async def list_sessions(
+    deps: DepsDep,
+    tenant: CurrentTenant,
+    active: bool = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """The tenant's sessions, newest first; `active=true`: only those with a job not finished
+    (a dashboard resumes the first)."""
+    store = deps.store
+    found = await (
+        store.list_sessions_active(tenant.id, limit)
+        if active
+        else store.list_sessions(tenant.id, limit)
+    )
+    return {"sessions": [_session(s) for s in found]}
+
+
 @router.get("/{session_id}")
 async def get_session(
     session_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant
@@ -28,13 +56,7 @@ async def get_session(
     if session is None:
         raise ApiError(404, "not_found", f"no session {session_id}")
     state = await _reads.session_jobs(deps, tenant.id, session_id)
-    return {
-        "session_id": str(session.id),
-        "name": session.name,
-        "params": session.params,
-        "created_at": session.created_at.isoformat(),
-        "summary": state.summary,
-    }
+    return _session(session) | {"summary": state.summary}
 
 
 def _poll_interval_ms(jobs: list[dict[str, Any]], settings: Settings) -> int:

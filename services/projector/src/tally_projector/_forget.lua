@@ -1,0 +1,36 @@
+-- A deleted job leaves the live projection, atomically: its session no longer counts it, its
+-- keys go, and a tombstone makes any late or redelivered event of it change nothing.
+-- KEYS: 1 job hash, 2 session summary hash, 3 session job set, 4 session event stream,
+--       5 tenant job index, 6 job log, 7 the ready marker, 8 the job's tombstone
+-- ARGV: 1 job id, 2 tombstone TTL s, 3 stream max length, 4 session TTL s
+-- Returns 1 when the job was there, 0 when it was not (deleted before), -1 (nothing done) when
+-- the projection was lost and must be rebuilt first.
+if redis.call('EXISTS', KEYS[7]) == 0 then
+  return -1
+end
+redis.call('SET', KEYS[8], '1', 'EX', ARGV[2])
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  return 0
+end
+local processed = tonumber(redis.call('HGET', KEYS[1], 'processed') or '0')
+local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
+-- Only final jobs are deleted: they hold no open slices and no unplanned size.
+redis.call('HINCRBY', KEYS[2], 'total', -1)
+redis.call('HINCRBY', KEYS[2], status, -1)
+redis.call('HINCRBY', KEYS[2], 'slices_done', -processed)
+redis.call('HINCRBY', KEYS[2], 'slices_total', -total)
+if total > 0 then
+  redis.call('HINCRBY', KEYS[2], 'jobs_planned', -1)
+end
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[6])
+local function append(...)
+  local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', ...)
+  redis.call('HSET', KEYS[2], 'last_event_id', id)
+end
+append('type', 'deleted', 'job_id', ARGV[1])
+append('type', 'summary', unpack(redis.call('HGETALL', KEYS[2])))
+redis.call('EXPIRE', KEYS[4], ARGV[4])
+return 1
