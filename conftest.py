@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -69,6 +70,19 @@ def amqp_url() -> str:
 @pytest.fixture
 def database() -> Iterator[str]:
     """The DSN of a fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    with fresh_database() as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="module")
+def module_database() -> Iterator[str]:
+    """The same, shared by the tests of one module (those that share a running stack)."""
+    with fresh_database() as dsn:
+        yield dsn
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
     name = f"tally_test_{uuid.uuid4().hex[:12]}"
 
     async def admin(sql: str) -> None:

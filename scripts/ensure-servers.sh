@@ -54,6 +54,11 @@ ensure_nginx() {  # the edge of the local stack: only the binary is needed, tall
   nginx -s stop 2>/dev/null || true  # the package starts a system nginx on :80; Tally needs none
 }
 
+ensure_chromium() {  # the browser tests drive Debian's Chromium (a test tool's download fails here)
+  command -v chromium >/dev/null && return 0
+  apt_install chromium
+}
+
 for server in "${@:-rabbitmq}"; do
   "ensure_${server}"
 done

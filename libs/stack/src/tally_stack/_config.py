@@ -43,6 +43,9 @@ class StackConfig:
     detectors: int = 1  # detector processes (0: none; tests bring their own)
     # Each worker's /healthz, /readyz and /metrics (TALLY_PROBES_PORT), by process name.
     probes: dict[str, int] = field(default_factory=dict)
+    # Processes the stack leaves to someone else (tests start and stop them), by name; their
+    # ports are still reserved and the edge still routes to them.
+    external: list[str] = field(default_factory=list)
 
     @classmethod
     def fresh(cls) -> StackConfig:
@@ -64,6 +67,7 @@ class StackConfig:
             bus_prefix=os.environ.get("TALLY_BUS_PREFIX", "tally"),
             detectors=detectors,
             probes={name: free_port() for name in workers},
+            external=[n for n in os.environ.get("TALLY_STACK_EXTERNAL", "").split(",") if n],
         )
 
     def save(self, path: Path) -> None:
@@ -108,7 +112,7 @@ class StackConfig:
             name: (cmd(bin_dir / "tally-detector"), worker(name) | {"TALLY_DETECTOR_ID": name})
             for name in _detector_names(self.detectors)
         }
-        return {
+        every = {
             "s3": (cmd(bin_dir / "moto_server", "-H", "127.0.0.1", "-p", self.moto_port), {}),
             "triton": (
                 cmd(
@@ -137,6 +141,7 @@ class StackConfig:
             "orchestrator": (cmd(bin_dir / "tally-orchestrator"), worker("orchestrator")),
             "projector": (cmd(bin_dir / "tally-projector"), worker("projector")),
         } | detectors
+        return {name: spec for name, spec in every.items() if name not in self.external}
 
     def nginx_conf(self, run_dir: Path) -> str:
         prefix = run_dir / "nginx"
