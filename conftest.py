@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import uuid
@@ -35,8 +36,15 @@ class _SlowCallbacks(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
-async def _debug_event_loop() -> None:
-    """Async tests run on a loop in debug mode, which reports slow callbacks."""
+def _debug_event_loop(request: pytest.FixtureRequest) -> None:
+    """Async tests run on a loop in debug mode, which reports slow callbacks. (Only async ones:
+    a synchronous test may drive Playwright, whose own loop must not meet pytest-asyncio's.)"""
+    if inspect.iscoroutinefunction(getattr(request.node, "obj", None)):
+        request.getfixturevalue("_loop_in_debug_mode")
+
+
+@pytest.fixture
+async def _loop_in_debug_mode() -> None:
     loop = asyncio.get_running_loop()
     loop.set_debug(True)
     loop.slow_callback_duration = SLOW_CALLBACK_S
