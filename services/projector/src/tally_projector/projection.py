@@ -175,23 +175,13 @@ class Projection:
         if event.WhichOneof("kind") == "deleted":
             return await self.forget(event)
         change = change_for(event)
-        job, session = event.job.job_id, event.job.session_id
         score = (
             event.emitted_at.ToDatetime(tzinfo=UTC).timestamp()
             if event.HasField("emitted_at")
             else 0.0
         )
         folded = await self._fold(
-            keys=[
-                job_key(job),
-                session_key(session),
-                f"{session_key(session)}:jobs",
-                f"{session_key(session)}:events",
-                f"tenant:{event.job.tenant_id}:jobs",
-                f"{job_key(job)}:log",
-                READY_KEY,
-                f"{job_key(job)}:deleted",
-            ],
+            keys=_keys(event),
             args=[
                 event.sequence,
                 change.status,
@@ -215,19 +205,9 @@ class Projection:
     async def forget(self, event: JobEvent) -> bool:
         """A deleted job leaves its session and every view; later events of it change nothing.
         False when it was gone already. Raises ProjectionLostError like fold."""
-        job, session = event.job.job_id, event.job.session_id
         forgotten = await self._forget(
-            keys=[
-                job_key(job),
-                session_key(session),
-                f"{session_key(session)}:jobs",
-                f"{session_key(session)}:events",
-                f"tenant:{event.job.tenant_id}:jobs",
-                f"{job_key(job)}:log",
-                READY_KEY,
-                f"{job_key(job)}:deleted",
-            ],
-            args=[job, JOB_TTL_S, STREAM_MAX_LEN, SESSION_TTL_S],
+            keys=_keys(event),
+            args=[event.job.job_id, JOB_TTL_S, STREAM_MAX_LEN, SESSION_TTL_S],
         )
         if forgotten == -1:
             raise ProjectionLostError("the Redis projection is not whole: rebuild it first")
@@ -258,6 +238,22 @@ class Projection:
     async def _hash(self, key: str) -> dict[str, str]:
         raw = await self.redis.hgetall(key)
         return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _keys(event: JobEvent) -> list[str]:
+    """What a fold (and a forget) touches: the keys of the module's docstring, in the order the
+    scripts' KEYS use."""
+    job, session = job_key(event.job.job_id), session_key(event.job.session_id)
+    return [
+        job,
+        session,
+        f"{session}:jobs",
+        f"{session}:events",
+        f"tenant:{event.job.tenant_id}:jobs",
+        f"{job}:log",
+        READY_KEY,
+        f"{job}:deleted",
+    ]
 
 
 def _text(value: bytes | str) -> str:
