@@ -173,15 +173,19 @@ def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def _pending(row: asyncpg.Record) -> PendingMessage:
-    entry = OutboxEntry(
+def _entry(row: asyncpg.Record) -> OutboxEntry:
+    """The message an outbox or chunk_dispatch row holds."""
+    return OutboxEntry(
         row["exchange"],
         row["routing_key"],
         row["message_type"],
         row["payload"],
         json.loads(row["headers"]),
     )
-    return PendingMessage(row["id"], entry, row["created_at"])
+
+
+def _pending(row: asyncpg.Record) -> PendingMessage:
+    return PendingMessage(row["id"], _entry(row), row["created_at"])
 
 
 def _job(row: asyncpg.Record) -> Job:
@@ -446,19 +450,7 @@ class Store:
                    ON CONFLICT (tenant_id) DO UPDATE SET last_turn = excluded.last_turn""",
                 [(tenant_id, base + position) for tenant_id, position in served.items()],
             )
-            await self._enqueue(
-                connection,
-                [
-                    OutboxEntry(
-                        r["exchange"],
-                        r["routing_key"],
-                        r["message_type"],
-                        r["payload"],
-                        json.loads(r["headers"]),
-                    )
-                    for r in chosen
-                ],
-            )
+            await self._enqueue(connection, [_entry(r) for r in chosen])
             return sent
 
     async def lost_chunks(self, after_s: float, max_dispatches: int) -> LostChunks:
