@@ -50,6 +50,7 @@ demo: up ## the whole stack: 3 generated photos uploaded by the CLI, live progre
 	  | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["api_key"])'); \
 	TALLY_API_KEY=$$key $(VENV)/bin/tally upload data/demo --watch; \
 	echo "API: http://127.0.0.1:$${TALLY_EDGE_PORT:-8080}/v1 (TALLY_API_KEY=$$key)"; \
+	echo "dashboard: http://127.0.0.1:$${TALLY_EDGE_PORT:-8080}/ (sign in with that key)"; \
 	echo "logs: .run/stack/stack.log; stop everything: make down"
 
 .PHONY: detect
@@ -75,6 +76,10 @@ bench-detector: install ## slices/s of the client against raw Triton, and per-ph
 .PHONY: bench-status
 bench-status: install servers ## status path under load: polling vs N+1, open-loop polling, SSE fan-out, end-to-end latency
 	$(VENV)/bin/tally-bench-status
+
+.PHONY: bench-pipeline
+bench-pipeline: install servers ## slices/s of the whole pipeline (upload to stored result) against raw Triton, one run
+	$(VENV)/bin/tally-bench-pipeline
 
 .PHONY: bench-eta
 bench-eta: up ## the session ETA against what happened, on make demo's photos (stack left running)
@@ -104,8 +109,8 @@ lint: install ## ruff, mypy --strict, protobuf drift, stale locks, one-way impor
 	$(VENV)/bin/lint-imports
 
 .PHONY: servers
-servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1, and nginx is installed
-	bash scripts/ensure-servers.sh rabbitmq postgres redis nginx
+servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1; nginx and Chromium are installed
+	bash scripts/ensure-servers.sh rabbitmq postgres redis nginx chromium
 
 .PHONY: test
 test: torch triton-env servers lint ## everything CI runs: lint, types, unit and integration tests

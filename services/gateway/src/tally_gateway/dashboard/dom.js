@@ -1,0 +1,141 @@
+// Small DOM and formatting helpers shared by the views.
+
+export const FINAL = new Set(["completed", "failed", "cancelled"]);
+
+/** An element: h("a", {href: "#/jobs", class: "link"}, "Jobs"). */
+export function h(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs ?? {})) {
+    if (value == null || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  node.append(...children.flat().filter((c) => c != null && c !== false));
+  return node;
+}
+
+/** Change a node's text only when it differs, so unchanged cells are never touched. */
+export function setText(node, text) {
+  const value = text ?? "";
+  if (node.textContent !== value) node.textContent = value;
+}
+
+export function setAttr(node, name, value) {
+  if (value == null || value === false) {
+    if (node.hasAttribute(name)) node.removeAttribute(name);
+  } else {
+    const text = value === true ? "" : String(value);
+    if (node.getAttribute(name) !== text) node.setAttribute(name, text);
+  }
+}
+
+export function badge(status) {
+  const node = h("span", { class: "badge" });
+  setBadge(node, status);
+  return node;
+}
+
+/** A status badge: the word itself says the status; the colour only repeats it. */
+export function setBadge(node, status, text = status) {
+  setAttr(node, "data-status", status);
+  setText(node, text);
+}
+
+/**
+ * A <progress> for slices done of slices planned; indeterminate (no value) while the total is
+ * unknown and the job can still move.
+ */
+export function setProgress(node, { processed = 0, total = 0, status = "processing" }) {
+  setAttr(node, "data-status", status);
+  if (status === "completed") {
+    setAttr(node, "max", Math.max(total, 1));
+    setAttr(node, "value", Math.max(total, 1));
+  } else if (total > 0) {
+    setAttr(node, "max", total);
+    setAttr(node, "value", Math.min(processed, total));
+  } else if (FINAL.has(status)) {
+    setAttr(node, "max", 1);
+    setAttr(node, "value", 0);
+  } else {
+    setAttr(node, "value", null);
+    setAttr(node, "max", null);
+  }
+}
+
+export function percentText(job) {
+  return job.progress_percent == null ? "" : `${formatNumber(job.progress_percent)}%`;
+}
+
+export function formatNumber(value) {
+  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+}
+
+export function slicesText(job) {
+  if (job.total > 0) return `${Math.min(job.processed, job.total)} of ${job.total} slices`;
+  if (job.status === "queued") return "Waiting to start";
+  if (job.status === "processing") return "Planning slices";
+  return "";
+}
+
+/** "45 s", "3 min 05 s", "2 h 10 min". */
+export function formatDuration(seconds) {
+  if (seconds == null || !Number.isFinite(seconds)) return "";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+}
+
+/** Seconds left until a deadline kept in Date.now() milliseconds. */
+export function secondsUntil(deadline) {
+  return deadline == null ? null : Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+}
+
+export function etaText(seconds) {
+  if (seconds == null) return "";
+  return seconds > 0 ? `About ${formatDuration(seconds)} left` : "Finishing";
+}
+
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const dateTimeSeconds = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+const clock = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+
+/** A local date and time; `style` "seconds" adds them, "clock" is the time alone. */
+export function formatTime(iso, style) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  const format = style === "clock" ? clock : style === "seconds" ? dateTimeSeconds : dateTime;
+  return format.format(date);
+}
+
+/** A job's run time: started to completed, or to now while it runs. */
+export function jobDuration(job) {
+  const start = Date.parse(job.started_at ?? "");
+  if (Number.isNaN(start)) return "";
+  const end = job.completed_at ? Date.parse(job.completed_at) : Date.now();
+  return Number.isNaN(end) ? "" : formatDuration((end - start) / 1000);
+}
+
+export function shortId(id) {
+  return (id ?? "").slice(0, 8);
+}
+
+/** Local "YYYY-MM-DD HH:MM" for names people read. */
+export function localStamp(date = new Date(Date.now())) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}`
+  );
+}
+
+/** Focus a view's heading after navigation, so keyboard and screen reader users land there. */
+export function focusHeading(root) {
+  const heading = root.querySelector("h1");
+  if (heading) {
+    heading.setAttribute("tabindex", "-1");
+    heading.focus({ preventScroll: true });
+  }
+}
