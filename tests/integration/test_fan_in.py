@@ -149,7 +149,7 @@ async def test_a_photo_goes_from_plan_to_completed_result_once(
     await p.orchestrator.relay.drain()
 
     chunks = [decode(m, DetectChunk) for m in await p.take(topology.chunks_queue.name)]
-    assert [len(c.slices) for c in chunks] == [7, 7, 6]  # 20 slices, chunks of at most 8
+    assert [len(c.slices) for c in chunks] == [8, 8, 4]  # 20 slices, whole batches of 8
     for chunk in chunks:
         await handle_detect_chunk(chunk, p.detector)
     results = [decode(m, ChunkResult) for m in await p.take(topology.results_queue.name)]
@@ -170,7 +170,7 @@ async def test_a_photo_goes_from_plan_to_completed_result_once(
         ("progress", 5),
         ("completed", FINAL_SEQUENCE),
     ]
-    assert [e.progress.slices_done for e in events if e.HasField("progress")] == [7, 14, 20]
+    assert [e.progress.slices_done for e in events if e.HasField("progress")] == [8, 16, 20]
 
     tenant_id, job_id = uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
     job = await p.orchestrator.store.get_job(tenant_id, job_id)

@@ -7,7 +7,7 @@ prefix, PostgreSQL database and Redis database, and then measures two things on 
 1. Raw Triton, while the pipeline is idle: a tight loop of plain tritonclient calls
    (`tally_model.bench.raw_triton`) against the stack's own Triton, full batches of the detector's
    batch size cut from a photo of the benchmarked size, with as many requests in flight as the
-   detector keeps (`max_in_flight`, one chunk at a time), for `--seconds` in all: half before
+   detector keeps (2 chunks at a time, 1 request each), for `--seconds` in all: half before
    the pipeline runs, half after, so a machine whose load drifts shows it.
 2. The pipeline: `--photos` generated photos uploaded in one request with the SDK, from the start
    of that request until the last job is `completed` (its `completed_at`); slices are the sum of
@@ -60,9 +60,13 @@ from tally_synth import render as render_photo
 
 TARGET = 0.8
 SEED = 4242
-# The detector's defaults, given to the stack's detector explicitly so both sides run the same.
+# How the detector runs (its defaults, given to the stack's detector explicitly): chunks at once
+# (TALLY_PREFETCH), requests in flight per chunk (TALLY_MAX_IN_FLIGHT); raw Triton gets as many
+# requests in flight as the detector keeps in all.
 BATCH_SIZE = DetectParams().batch_size
-IN_FLIGHT = DetectParams().max_in_flight
+DETECTOR_CHUNKS = 2
+CHUNK_IN_FLIGHT = 1
+IN_FLIGHT = DETECTOR_CHUNKS * CHUNK_IN_FLIGHT
 # Batches per raw round: short rounds end near the measuring time asked for, and a round's end
 # costs Triton only one round trip of idleness (it runs one request at a time).
 RAW_ROUND_BATCHES = 16
@@ -229,7 +233,8 @@ async def local_stack(names: Names, directory: Path) -> AsyncIterator[RunningSta
         "TALLY_REDIS_URL": names.redis_url,
         "TALLY_BUS_PREFIX": names.bus_prefix,
         "TALLY_BATCH_SIZE": str(BATCH_SIZE),
-        "TALLY_MAX_IN_FLIGHT": str(IN_FLIGHT),
+        "TALLY_PREFETCH": str(DETECTOR_CHUNKS),
+        "TALLY_MAX_IN_FLIGHT": str(CHUNK_IN_FLIGHT),
     }
     cli = [sys.executable, "-m", "tally_stack.cli"]
     try:

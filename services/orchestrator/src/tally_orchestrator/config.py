@@ -17,13 +17,15 @@ class Settings(S3Fields, BusFields):
 
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tally")
     # Slices per DetectChunk: small enough to spread a photo over detectors, large enough to
-    # fill Triton batches (2 requests of 8).
+    # fill Triton batches; chunks are whole batches of `chunk_batch` (the detectors'
+    # TALLY_BATCH_SIZE), so that no Triton request but a photo's last runs part-full.
     chunk_slices: int = Field(default=16, gt=0)
+    chunk_batch: int = Field(default=8, gt=0)
     prefetch: int = Field(default=8, gt=0)
-    # Fair dispatch (_dispatch.py): chunks out with the detectors at once, per detector
-    # consuming their queue (one in hand, one ready) and at least `dispatch_min`; per tenant at
+    # Fair dispatch (dispatch.py): chunks out with the detectors at once, per detector
+    # consuming their queue (two in hand, one ready) and at least `dispatch_min`; per tenant at
     # most `tenant_max_in_flight`, or its own limit (TALLY_TENANT_LIMITS='{"<tenant id>": 4}').
-    dispatch_per_detector: int = Field(default=2, gt=0)
+    dispatch_per_detector: int = Field(default=3, gt=0)
     dispatch_min: int = Field(default=2, gt=0)
     dispatch_interval_s: float = Field(default=0.5, gt=0)
     tenant_max_in_flight: int = Field(default=8, gt=0)

@@ -66,7 +66,10 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
     job = message.job
     tenant_id, job_id = uuid.UUID(job.tenant_id), uuid.UUID(job.job_id)
     params = SliceParams(message.params.slice_size, message.params.overlap)
-    chunks = plan_chunks(message.width, message.height, params, deps.settings.chunk_slices)
+    settings = deps.settings
+    chunks = plan_chunks(
+        message.width, message.height, params, settings.chunk_slices, settings.chunk_batch
+    )
     total = sum(len(c) for c in chunks)
     routes = deps.bus.topology
     held = [
