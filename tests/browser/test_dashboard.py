@@ -239,6 +239,15 @@ def _requests_to(page: Page, pattern: str) -> list[Request]:
     return seen
 
 
+def _jobs_on_our_clock(page: Page, api_key: str) -> None:
+    """The jobs list, signed in, with the page's clock paused: from then on time moves only
+    when the test says (page.clock.run_for)."""
+    page.clock.install()
+    sign_in(page, api_key, "#/jobs")
+    expect(page.locator("tr[data-job-id]").first).to_be_visible(timeout=15_000)
+    page.clock.pause_at(int(page.evaluate("Date.now()")) + 100)
+
+
 def _set_visibility(page: Page, state: str) -> None:
     """Page Visibility emulation: what the browser does when the tab is hidden or shown."""
     page.evaluate(
@@ -257,11 +266,8 @@ def test_a_hidden_tab_stops_polling_and_a_visible_one_refreshes_at_once(
     watched: Watched, api_key: str
 ) -> None:
     page = watched.page
-    page.clock.install()
     polls = _requests_to(page, r"/v1/jobs\?")
-    sign_in(page, api_key, "#/jobs")
-    expect(page.locator("tr[data-job-id]").first).to_be_visible(timeout=15_000)
-    page.clock.pause_at(int(page.evaluate("Date.now()")) + 100)  # from now on, time is ours
+    _jobs_on_our_clock(page, api_key)
     page.clock.run_for(12_000)
     page.wait_for_timeout(500)
     assert len(polls) >= 2  # polling (every 5 s)
@@ -285,11 +291,8 @@ def test_with_the_gateway_stopped_the_page_backs_off_and_recovers_without_a_relo
     """Retries 10 s apart for the first three failures, then doubling: 20, 40, 80, and at most
     120 s; the connection indicator shows meanwhile; the gateway back, the page recovers."""
     page = watched.page
-    page.clock.install()
     polls = _requests_to(page, r"/v1/jobs\?")
-    sign_in(page, api_key, "#/jobs")
-    expect(page.locator("tr[data-job-id]").first).to_be_visible(timeout=15_000)
-    page.clock.pause_at(int(page.evaluate("Date.now()")) + 100)  # from now on, time is ours
+    _jobs_on_our_clock(page, api_key)
     page.evaluate("window.__sameDocument = true")
     indicator = page.locator("#connection")
     gateway.stop()
@@ -340,9 +343,9 @@ def test_job_detail_shows_progress_result_and_that_a_deleted_job_no_longer_exist
     ).raise_for_status()
     page.reload()
     expect(page.get_by_role("alert")).to_contain_text("This job no longer exists", timeout=15_000)
+    shoot(page, "job-deleted")
     page.get_by_role("link", name="Back to jobs").click()
     expect(page).to_have_url(re.compile(r"#/jobs"))
-    shoot(page, "job-deleted")
 
 
 def test_the_dashboard_is_light_and_quiet(watched: Watched, api_key: str) -> None:
@@ -381,4 +384,47 @@ def test_sign_in_refuses_a_wrong_key_and_keeps_the_key_for_the_tab_only(
     assert "tly_" not in page.evaluate("document.cookie")
     watched.errors = [e for e in watched.errors if not e.startswith("401 ")]
     watched.console = [c for c in watched.console if "401" not in c]
+    watched.clean()
+
+
+def test_leaving_a_view_stops_its_polling_and_refreshes_keep_the_scroll_position(
+    watched: Watched, api_key: str
+) -> None:
+    page = watched.page
+    page.set_viewport_size(PHONE)  # the list is taller than the screen
+    _jobs_on_our_clock(page, api_key)
+    rows = page.locator("tr[data-job-id]")
+    page.evaluate("window.scrollTo(0, 400)")
+    scrolled = page.evaluate("window.scrollY")
+    assert scrolled > 0
+    with page.expect_response(re.compile(r"/v1/jobs\?"), timeout=5_000):
+        page.clock.run_for(6_000)  # a refresh
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.scrollY") == scrolled
+
+    polls = _requests_to(page, r"/v1/jobs\?")
+    rows.first.get_by_role("link").first.click()  # to a job's detail
+    expect(page).to_have_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    page.clock.run_for(120_000)
+    page.wait_for_timeout(500)
+    assert polls == []  # the list's timer went with the list
+    watched.clean()
+
+
+def test_another_tenants_job_is_never_shown(
+    watched: Watched, stack: Stack, api_key: str, tmp_path: Path
+) -> None:
+    """A job of another tenant, opened by its id, is a job that does not exist here."""
+    other_key = stack.admin_key("another-browser-tenant")
+    with TallyClient(stack.url, other_key) as client:
+        session = client.create_session("theirs")
+        (job,) = client.upload(session, photos(tmp_path, 1, seed=14))["jobs"]
+    page = watched.page
+    sign_in(page, api_key, f"#/jobs/{job['job_id']}")
+    expect(page.get_by_role("alert")).to_contain_text("This job no longer exists", timeout=15_000)
+    expect(page.get_by_text(job["filename"])).to_have_count(0)
+    page.goto(f"/#/jobs?session={session}")
+    expect(page.locator("tr[data-job-id]")).to_have_count(0, timeout=15_000)
+    watched.errors = [e for e in watched.errors if not e.startswith("404 ")]
+    watched.console = [c for c in watched.console if "404" not in c]
     watched.clean()
