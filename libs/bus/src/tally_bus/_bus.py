@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 from google.protobuf.message import DecodeError, Message
@@ -32,6 +34,7 @@ M = TypeVar("M", bound=Message)
 Handler = Callable[[M], Awaitable[None]]
 GiveUp = Callable[[M, str], Awaitable[None]]  # the message, and why it is given up
 ATTEMPT_HEADER = "x-tally-attempt"
+GIVE_BACK_PAUSE_S = 1.0  # before a message the broker could not take a step of is returned
 ERROR_HEADER = "x-tally-error"
 
 
@@ -123,7 +126,7 @@ class Bus:
     def __init__(
         self,
         connection: AbstractRobustConnection,
-        channel: AbstractChannel,
+        channel: AbstractRobustChannel,
         topology: Topology,
         publish_timeout_s: float,
     ) -> None:
@@ -193,11 +196,13 @@ class Bus:
     async def _publish(
         self, exchange_name: str, routing_key: str, message: aio_pika.Message
     ) -> None:
-        exchange = await self._channel.get_exchange(exchange_name, ensure=False)
         try:
-            confirmation = await exchange.publish(
-                message, routing_key, mandatory=True, timeout=self._publish_timeout_s
-            )
+            async with asyncio.timeout(self._publish_timeout_s):
+                # After a reconnection, consumers may be back before this channel is: wait for
+                # it (within the timeout) rather than fail a message that could go out.
+                await self._channel.ready()
+                exchange = await self._channel.get_exchange(exchange_name, ensure=False)
+                confirmation = await exchange.publish(message, routing_key, mandatory=True)
         except TimeoutError:
             raise PublishNotConfirmedError(
                 f"no confirm for {routing_key} within {self._publish_timeout_s} s"
@@ -308,7 +313,8 @@ class Bus:
                     returned + 1,
                     spec.delivery_limit,
                 )
-                await incoming.nack(requeue=True)
+                with contextlib.suppress(Exception):  # a closed channel returns it anyway
+                    await incoming.nack(requeue=True)
             elif attempt < spec.attempts:
                 delay = spec.retry_delays_s[attempt - 1]
                 log.warning(
@@ -319,11 +325,15 @@ class Bus:
                     error,
                     delay,
                 )
-                await self._publish(
-                    self.topology.retry_exchange,
-                    spec.wait_queue(attempt),
-                    _copy(incoming, {ATTEMPT_HEADER: str(attempt + 1), ERROR_HEADER: error}),
-                )
+                try:
+                    await self._publish(
+                        self.topology.retry_exchange,
+                        spec.wait_queue(attempt),
+                        _copy(incoming, {ATTEMPT_HEADER: str(attempt + 1), ERROR_HEADER: error}),
+                    )
+                except Exception as publish_error:
+                    await _give_back(incoming, spec, publish_error)
+                    return
                 await incoming.ack()
             else:
                 reason = f"failed {attempt} times; last: {error}"
@@ -351,12 +361,29 @@ class Bus:
                 log.exception("%s: could not give up on a message; returning it", spec.name)
                 await incoming.nack(requeue=True)
                 return
-        await self._publish(
-            self.topology.dead_letter_exchange,
-            spec.name,
-            _copy(incoming, {ERROR_HEADER: reason[:500]}),
-        )
+        try:
+            await self._publish(
+                self.topology.dead_letter_exchange,
+                spec.name,
+                _copy(incoming, {ERROR_HEADER: reason[:500]}),
+            )
+        except Exception as publish_error:
+            await _give_back(incoming, spec, publish_error)
+            return
         await incoming.ack()
+
+
+async def _give_back(
+    incoming: AbstractIncomingMessage, spec: QueueSpec[M], error: Exception
+) -> None:
+    """The broker could not take the message's next step (its retry or its dead letter: it is
+    down, or coming back from a restart): return the message to its queue after a pause, so it
+    is neither lost nor held unacknowledged for ever. (When this channel is gone the broker
+    returns it by itself.)"""
+    log.warning("%s: could not pass a message on (%s); returning it", spec.name, error)
+    await asyncio.sleep(GIVE_BACK_PAUSE_S)
+    with contextlib.suppress(Exception):
+        await incoming.nack(requeue=True)
 
 
 def _copy(incoming: AbstractIncomingMessage, headers: dict[str, str]) -> aio_pika.Message:
