@@ -19,6 +19,8 @@ from tally_db._migrate import Connection, migrate
 API_KEY_PREFIX = "tly_"
 # One dispatcher at a time, whichever orchestrator replica gets it.
 _DISPATCH_LOCK = 0x7A11_0002
+_CHUNKS_OUT = """SELECT tenant_id, count(*) AS out FROM chunk_dispatch
+                 WHERE dispatched_at IS NOT NULL GROUP BY tenant_id"""
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -288,12 +290,19 @@ class Store:
         )
         return None if row is None else _session(row)
 
-    async def list_sessions(self, tenant_id: uuid.UUID, limit: int = 50) -> list[Session]:
+    async def list_sessions(
+        self, tenant_id: uuid.UUID, limit: int = 50, *, active: bool = False
+    ) -> list[Session]:
+        """The tenant's sessions, newest first; `active`: only those with a job not finished."""
         rows = await self._pool.fetch(
-            """SELECT * FROM sessions WHERE tenant_id = $1
+            """SELECT * FROM sessions s WHERE tenant_id = $1
+                 AND (NOT $3 OR EXISTS (SELECT 1 FROM jobs j
+                                        WHERE j.tenant_id = s.tenant_id AND j.session_id = s.id
+                                          AND j.status IN ('queued', 'processing')))
                ORDER BY created_at DESC, id DESC LIMIT $2""",
             tenant_id,
             limit,
+            active,
         )
         return [_session(r) for r in rows]
 
@@ -385,11 +394,7 @@ class Store:
                 "SELECT pg_try_advisory_xact_lock($1)", _DISPATCH_LOCK
             ):
                 return []
-            rows = await connection.fetch(
-                """SELECT tenant_id, count(*) AS out FROM chunk_dispatch
-                   WHERE dispatched_at IS NOT NULL GROUP BY tenant_id"""
-            )
-            out = {r["tenant_id"]: int(r["out"]) for r in rows}
+            out = {r["tenant_id"]: int(r["out"]) for r in await connection.fetch(_CHUNKS_OUT)}
             free = limits.window - sum(out.values())
             if free <= 0:
                 return []
@@ -481,11 +486,7 @@ class Store:
 
     async def chunks_out(self) -> dict[uuid.UUID, int]:
         """Chunks out with the detectors now, per tenant (an operator's figure)."""
-        rows = await self._pool.fetch(
-            """SELECT tenant_id, count(*) AS out FROM chunk_dispatch
-               WHERE dispatched_at IS NOT NULL GROUP BY tenant_id"""
-        )
-        return {r["tenant_id"]: int(r["out"]) for r in rows}
+        return {r["tenant_id"]: int(r["out"]) for r in await self._pool.fetch(_CHUNKS_OUT)}
 
     async def record_chunk(
         self,
@@ -671,19 +672,6 @@ class Store:
             await connection.execute("DELETE FROM jobs WHERE id = $1", job_id)
             await self._enqueue(connection, messages_for(job))
             return job
-
-    async def list_sessions_active(self, tenant_id: uuid.UUID, limit: int = 50) -> list[Session]:
-        """The tenant's sessions with a job not finished yet, newest first."""
-        rows = await self._pool.fetch(
-            """SELECT * FROM sessions s WHERE tenant_id = $1
-                 AND EXISTS (SELECT 1 FROM jobs j
-                             WHERE j.tenant_id = s.tenant_id AND j.session_id = s.id
-                               AND j.status IN ('queued', 'processing'))
-               ORDER BY created_at DESC, id DESC LIMIT $2""",
-            tenant_id,
-            limit,
-        )
-        return [_session(r) for r in rows]
 
     async def backlog(self) -> Backlog:
         """Work not done yet, all tenants (an operator's figure, for autoscaling), and the slices

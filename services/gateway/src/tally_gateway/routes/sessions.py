@@ -39,12 +39,7 @@ async def list_sessions(
 ) -> dict[str, Any]:
     """The tenant's sessions, newest first; `active=true`: only those with a job not finished
     (a dashboard resumes the first)."""
-    store = deps.store
-    found = await (
-        store.list_sessions_active(tenant.id, limit)
-        if active
-        else store.list_sessions(tenant.id, limit)
-    )
+    found = await deps.store.list_sessions(tenant.id, limit, active=active)
     return {"sessions": [_session(s) for s in found]}
 
 
