@@ -10,6 +10,7 @@ import pytest
 
 from tally_client.cli import main
 from tally_db import Store
+from tally_stack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +65,13 @@ def test_a_key_for_an_unknown_tenant_is_an_error(
     code, _, err = _run(capsys, database, "create-key", str(uuid.uuid4()))
     assert code == 1
     assert "no tenant" in err
+
+
+def test_dead_letters_with_the_broker_unreachable_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALLY_AMQP_URL", f"amqp://guest:guest@127.0.0.1:{free_port()}/")
+    assert main(["admin", "dlq", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tally: cannot reach RabbitMQ"), err
+    assert "guest" not in err  # no credentials in the message

@@ -42,6 +42,10 @@ class BusError(RuntimeError):
     pass
 
 
+class BusUnreachableError(BusError):
+    """The first connection to RabbitMQ failed (refused, timed out, bad credentials)."""
+
+
 class UnroutableError(BusError):
     """No queue is bound for the message: it would have been silently dropped."""
 
@@ -148,9 +152,12 @@ class Bus:
     ) -> Self:
         """Connect; `declare` the topology (idempotent) unless the caller only uses what the
         services declared (operator tools: they need not know its settings)."""
-        connection = await aio_pika.connect_robust(
-            url, heartbeat=heartbeat_s, timeout=connect_timeout_s
-        )
+        try:
+            connection = await aio_pika.connect_robust(
+                url, heartbeat=heartbeat_s, timeout=connect_timeout_s
+            )
+        except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
+            raise BusUnreachableError(f"cannot reach RabbitMQ: {exc}") from exc
         channel = await connection.channel(publisher_confirms=True)
         topology = topology or Topology()
         if declare:

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from tally_bus import Bus, Topology, parked, replay
+from tally_bus import Bus, BusUnreachableError, Topology, parked, replay
 from tally_client._watch import results_table, upload, watch
 from tally_client.sdk import TallyClient, TallyError
 from tally_db import ConflictError, NotFoundError, Store
@@ -142,7 +142,7 @@ async def _dead_letters(args: argparse.Namespace) -> list[dict[str, str]]:
 def _dlq_command(args: argparse.Namespace) -> int:
     try:
         rows = asyncio.run(_dead_letters(args))
-    except ValueError as exc:
+    except (ValueError, BusUnreachableError) as exc:
         print(f"tally: {exc}", file=sys.stderr)
         return 1
     if args.json:
