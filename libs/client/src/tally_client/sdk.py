@@ -7,7 +7,7 @@ import logging
 import mimetypes
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -135,7 +135,7 @@ class TallyClient:
 
     def events(
         self, session_id: str, last_event_id: str | None = None, max_failures: int = 5
-    ) -> Iterator[StreamEvent]:
+    ) -> Generator[StreamEvent, None, None]:
         """The session's Server-Sent Events until `done`. A cut connection is resumed with
         Last-Event-ID after the server's `retry:` delay, so nothing is lost or repeated;
         `max_failures` cuts in a row without an event in between raise the last error."""
