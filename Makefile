@@ -99,9 +99,11 @@ proto: install ## regenerate the committed Python code of proto/tally/v1 (libs/c
 	$(PY) scripts/protogen.py
 
 .PHONY: lint
-lint: install ## ruff, mypy --strict, protobuf drift, stale locks, one-way imports (import-linter)
+lint: install ## ruff, mypy --strict, protobuf drift, stale locks, one-way imports, hadolint on the Dockerfiles
 	$(UV) lock --check
 	$(UV) lock --check --project deploy/triton/env
+	$(UV) lock --check --project deploy/images/s3/env
+	$(VENV)/bin/hadolint deploy/images/*/Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy libs services deploy/triton/cpu tests scripts conftest.py
@@ -113,8 +115,26 @@ servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1; nginx and
 	bash scripts/ensure-servers.sh rabbitmq postgres redis nginx chromium
 
 .PHONY: test
-test: torch triton-env servers lint ## everything CI runs: lint, types, unit and integration tests
+test: torch triton-env servers lint images ## everything CI runs: lint, types, unit, integration, e2e, browser and container tests
 	$(VENV)/bin/pytest
+
+.PHONY: docker
+docker: ## make sure a Docker engine runs (installs Debian's docker.io and docker-compose, starts dockerd)
+	bash scripts/ensure-docker.sh
+
+.PHONY: images
+images: docker ## build every image (tally, triton-cpu, edge, s3, rabbitmq, postgres, redis); cached layers
+	bash scripts/images.sh
+
+.PHONY: compose-up
+compose-up: images ## the whole stack in containers (docker-compose.yml), edge on 127.0.0.1:8090; writes .env first
+	bash scripts/compose.sh up -d
+	@echo "Tally (compose) is up: http://127.0.0.1:$$(grep -oP '^TALLY_COMPOSE_PORT=\K.*' $${TALLY_COMPOSE_ENV_FILE:-.env} || echo 8090)/"
+	@echo "a tenant and its API key: bash scripts/compose.sh run --rm admin create-tenant NAME"
+
+.PHONY: compose-down
+compose-down: ## stop the compose stack (its data stays in volumes; add -v by hand to drop them)
+	bash scripts/compose.sh down
 
 .PHONY: format
 format: install ## apply ruff's fixes and formatting
