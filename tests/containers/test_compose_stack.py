@@ -20,7 +20,7 @@ import pytest
 from tally_client.sdk import StreamEvent, TallyClient
 from tally_inference import count_error
 from tally_synth import write_dataset
-from tests.containers.harness import LONG_RUNNING, ComposeStack
+from tests.containers.harness import IMAGES, LONG_RUNNING, ComposeStack
 from tests.e2e.harness import final_state
 
 pytestmark = pytest.mark.containers
@@ -214,6 +214,49 @@ def test_a_session_completes_through_a_broker_restart(stack: ComposeStack, tmp_p
         assert _finished_after(state, restarted)  # work went on through the restarted broker
         _assert_every_slice_counted_once(state, truth)
         _assert_counts(client, state, truth)
+
+
+def test_the_edge_keeps_probes_metrics_and_api_docs_inside(stack: ComposeStack) -> None:
+    assert httpx.get(f"{stack.url}/healthz").status_code == 200  # for load balancers
+    for path in ("/readyz", "/metrics", "/docs", "/openapi.json"):
+        answer = httpx.get(f"{stack.url}{path}")
+        assert answer.status_code == 404, path
+        assert answer.json()["error"]["code"] == "not_found", path
+    (gateway,) = stack.containers("gateway")
+    code, metrics = gateway.exec_run(["tally-healthcheck"])
+    assert code == 0, metrics  # inside, /readyz answers
+
+
+def test_a_gateway_gone_is_a_json_503_at_the_edge_and_found_again_at_its_new_address(
+    stack: ComposeStack,
+) -> None:
+    """The gateway stops: the edge answers in the API's envelope. Another container takes its
+    address meanwhile, so the gateway comes back elsewhere: the edge finds it (it asks compose's
+    DNS at request time) without being restarted."""
+    key = stack.create_tenant("compose-edge")
+    headers = {"Authorization": f"Bearer {key}"}
+    (gateway,) = stack.containers("gateway")
+    (network,) = gateway.attrs["NetworkSettings"]["Networks"]
+    before = gateway.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+    gateway.stop(timeout=30)
+    squatter = stack.client.containers.run(
+        IMAGES[0], ["sleep", "300"], entrypoint=[], network=network, detach=True, remove=True
+    )
+    try:
+        answer = httpx.get(f"{stack.url}/v1/jobs", headers=headers)
+        assert answer.status_code == 503
+        assert answer.json()["error"]["code"] == "unavailable"
+        assert answer.headers["retry-after"] == "5"
+        gateway.start()
+        stack.wait_healthy()
+        gateway.reload()
+        assert gateway.attrs["NetworkSettings"]["Networks"][network]["IPAddress"] != before
+        deadline = time.monotonic() + 30
+        while (status := httpx.get(f"{stack.url}/v1/jobs", headers=headers).status_code) != 200:
+            assert time.monotonic() < deadline, f"the edge still answers {status}"
+            time.sleep(0.5)
+    finally:
+        squatter.kill()
 
 
 def test_the_faults_parked_nothing_as_the_admin_container_shows(stack: ComposeStack) -> None:

@@ -107,5 +107,5 @@ def test_gpu_triton_serves_the_gpu_repository_with_nvidia_devices(
     assert (gpu["profiles"], cpu["profiles"]) == (["gpu"], ["cpu"])
     assert "./deploy/triton/gpu:/models:ro" in gpu["volumes"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
-    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert (device["driver"], device["capabilities"]) == ("nvidia", ["gpu"])
     assert gpu["networks"]["default"]["aliases"] == ["triton"]  # detectors call triton:8001

@@ -167,6 +167,7 @@ http {{
 
     upstream upload {{ server 127.0.0.1:{self.upload_port}; keepalive 16; }}
     upstream gateway {{ server 127.0.0.1:{self.gateway_port}; keepalive 64; }}
+    map $tally_backend $tally_upstream {{ upload upload; gateway gateway; }}
 
     server {{
         listen 127.0.0.1:{self.edge_port};
