@@ -24,6 +24,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -292,11 +293,13 @@ async def test_an_unknown_or_expired_id_gets_a_fresh_snapshot_not_a_hang(stage: 
 
 
 async def test_an_idle_stream_sends_heartbeats(stage: Stage) -> None:
+    open_before = REGISTRY.get_sample_value("tally_sse_connections") or 0
     async with (
         httpx.AsyncClient(timeout=5) as http,
         connect(http, stage.events_url, stage.auth()) as stream,
     ):
         assert (await stream.next()) is not None  # the snapshot
+        assert REGISTRY.get_sample_value("tally_sse_connections") == open_before + 1
         reader = asyncio.create_task(stream.next())
         await asyncio.sleep(1.0)  # heartbeat every 0.3 s here (15 s by default)
         assert not reader.done()

@@ -13,6 +13,7 @@ import aio_pika
 import asyncpg
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from tally_bus import Bus, Topology, decode
@@ -218,8 +219,11 @@ async def test_a_job_that_stops_moving_fails_instead_of_processing_forever(
     finally:
         await connection.close()
 
+    stalled_before = REGISTRY.get_sample_value("tally_jobs_failed_total", {"code": "stalled"})
     assert await fail_stalled(deps) == 1
     assert await fail_stalled(deps) == 0  # failed once
+    stalled_after = REGISTRY.get_sample_value("tally_jobs_failed_total", {"code": "stalled"})
+    assert (stalled_after or 0) - (stalled_before or 0) == 1  # what the alert watches
     assert await deps.relay.drain() == 1
     states = {j.filename: j for j in await store.session_jobs(tenant.id, session.id)}
     assert (states["stuck.jpg"].status, states["stuck.jpg"].error_code) == ("failed", "stalled")

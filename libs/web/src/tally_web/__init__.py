@@ -1,12 +1,15 @@
-"""What Tally's HTTP services share: the error envelope, API-key auth, health routes."""
+"""What Tally's HTTP services share: the error envelope, API-key auth, health routes and request
+metrics."""
 
 from tally_web.auth import CurrentTenant, TenantCache, bearer_key, tenant_of
 from tally_web.errors import ApiError, envelope, install_error_handlers
 from tally_web.health import health_router
+from tally_web.metrics import RequestMetrics
 
 __all__ = [
     "ApiError",
     "CurrentTenant",
+    "RequestMetrics",
     "TenantCache",
     "bearer_key",
     "envelope",

@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.responses import Response
@@ -225,6 +226,9 @@ HEADERS: Final = {
 }
 
 
+SSE_CONNECTIONS = Gauge("tally_sse_connections", "Event streams open on this gateway process")
+
+
 class EventStreamResponse(Response):
     """A response that sends what `events` yields until it ends or the client leaves (noticed
     at once from the `http.disconnect` message, not at the next write)."""
@@ -246,9 +250,11 @@ class EventStreamResponse(Response):
         )
         writer = asyncio.create_task(self._write(send))
         listener = asyncio.create_task(self._listen(receive))
+        SSE_CONNECTIONS.inc()
         try:
             await asyncio.wait({writer, listener}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            SSE_CONNECTIONS.dec()
             for task in (writer, listener):
                 task.cancel()
             await asyncio.gather(writer, listener, return_exceptions=True)

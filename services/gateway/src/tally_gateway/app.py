@@ -16,7 +16,7 @@ from tally_gateway.config import Settings
 from tally_gateway.deps import Deps
 from tally_gateway.routes import dashboard, events, jobs, sessions
 from tally_storage import ObjectStore
-from tally_web import TenantCache, health_router, install_error_handlers
+from tally_web import RequestMetrics, TenantCache, health_router, install_error_handlers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Tally gateway", version="1", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(RequestMetrics, service="gateway")
     app.include_router(sessions.router)
     app.add_route("/v1/sessions/{session_id:uuid}/jobs", sessions.poll_jobs, methods=["GET"])
     app.include_router(events.router)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Counter
 
 from tally_bus import Route, trace_headers
 from tally_contracts import sequence
@@ -31,6 +32,8 @@ from tally_orchestrator._planning import plan_chunks
 from tally_orchestrator.deps import Deps
 
 log = logging.getLogger(__name__)
+# Jobs failed for good, by the failure's code (stalled, chunk_lost, planning_failed, ...).
+FAILED = Counter("tally_jobs_failed", "Jobs failed, by code", ["code"])
 
 
 def _event(job: JobRef, sequence: int, **kind: Any) -> JobEvent:
@@ -236,6 +239,7 @@ async def _fail(job: JobRef, code: str, reason: str, deps: Deps) -> None:
     if await deps.store.fail_job(
         uuid.UUID(job.tenant_id), uuid.UUID(job.job_id), code, reason, entries
     ):
+        FAILED.labels(code).inc()
         deps.relay.notify()
         deps.dispatcher.notify()
 

@@ -13,7 +13,7 @@ from tally_storage import ObjectStore
 from tally_upload.config import Settings
 from tally_upload.deps import Deps
 from tally_upload.routes import photos, sessions
-from tally_web import health_router, install_error_handlers
+from tally_web import RequestMetrics, health_router, install_error_handlers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Tally upload", version="1", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(RequestMetrics, service="upload")
     app.include_router(sessions.router)
     app.include_router(photos.router)
     app.include_router(health_router)

@@ -26,6 +26,11 @@ from tally_web import ApiError, CurrentTenant, envelope
 router = APIRouter(prefix="/v1/sessions", tags=["photos"])
 
 PHOTOS = Counter("tally_upload_photos_total", "Photos received, by outcome", ["outcome", "code"])
+# Per-tenant load, for dashboards (a label per tenant: as many series as tenants).
+TENANT_PHOTOS = Counter("tally_tenant_photos", "Photos accepted, by tenant", ["tenant"])
+TENANT_BYTES = Counter(
+    "tally_tenant_photo_bytes", "Bytes of photos accepted, by tenant", ["tenant"]
+)
 READ_CHUNK = 1024 * 1024
 tracer = trace.get_tracer("tally_upload")
 
@@ -156,6 +161,8 @@ async def _upload_photos(
 
     jobs = await _store(session, accepted, deps)
     PHOTOS.labels("accepted", "").inc(len(jobs))
+    TENANT_PHOTOS.labels(str(tenant.id)).inc(len(jobs))
+    TENANT_BYTES.labels(str(tenant.id)).inc(sum(len(photo.data) for photo in accepted))
     payload: dict[str, Any] = {
         "session_id": str(session.id),
         "jobs": [
