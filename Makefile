@@ -111,12 +111,16 @@ lint: install ## ruff, mypy --strict, protobuf drift, stale locks, one-way impor
 	$(VENV)/bin/lint-imports
 
 .PHONY: servers
-servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1; nginx and Chromium are installed
-	bash scripts/ensure-servers.sh rabbitmq postgres redis nginx chromium
+servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1; nginx, Chromium and Prometheus are installed
+	bash scripts/ensure-servers.sh rabbitmq postgres redis nginx chromium prometheus
 
 .PHONY: test
 test: torch triton-env servers lint images ## everything CI runs: lint, types, unit, integration, e2e, browser and container tests
 	$(VENV)/bin/pytest
+
+.PHONY: k8s-check
+k8s-check: install servers ## deploy/k8s: render the overlays, validate them (k8s 1.32, CRD schemas), policy tests, promtool, the autoscaler's signal on a real Prometheus
+	$(VENV)/bin/pytest -s tests/deploy/test_k8s_manifests.py tests/deploy/test_autoscaling_signal.py
 
 .PHONY: docker
 docker: ## make sure a Docker engine runs (installs Debian's docker.io and docker-compose, starts dockerd)

@@ -59,6 +59,14 @@ ensure_chromium() {  # the browser tests drive Debian's Chromium (a test tool's 
   apt_install chromium
 }
 
+ensure_prometheus() {  # the autoscaler's signal is tested on a real Prometheus (and promtool)
+  command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
+  apt_install prometheus
+  # The package may start a system Prometheus (and its exporter); the tests run their own.
+  pkill -x prometheus 2>/dev/null || true
+  pkill -x prometheus-node-exporter 2>/dev/null || true
+}
+
 for server in "${@:-rabbitmq}"; do
   "ensure_${server}"
 done
