@@ -80,7 +80,7 @@ def _finished_after(state: dict[str, Any], moment: float) -> list[str]:
     ]
 
 
-def test_every_container_runs_as_a_user_other_than_root(stack: ComposeStack) -> None:
+def test_every_container_runs_as_non_root_and_tallys_on_a_read_only_root(stack: ComposeStack) -> None:
     running = {c.labels["com.docker.compose.service"]: c for c in stack.containers()}
     assert set(running) == LONG_RUNNING
     for service, container in running.items():
@@ -88,6 +88,9 @@ def test_every_container_runs_as_a_user_other_than_root(stack: ComposeStack) -> 
         assert code == 0, (service, out)
         assert isinstance(out, bytes)
         assert out.decode().strip() != "0", service
+    for service in ("upload", "gateway", "orchestrator", "projector", "detector", "triton", "edge"):
+        code, _ = running[service].exec_run(["sh", "-c", "touch /written"])
+        assert code != 0, f"{service} could write its root filesystem"
 
 
 def test_only_the_edge_is_published_and_only_on_loopback(stack: ComposeStack) -> None:

@@ -72,6 +72,14 @@ def test_tally_services_start_after_the_migration_and_their_servers(
         assert services[server]["healthcheck"]["test"], server  # the official images have none
 
 
+def test_tally_containers_run_read_only_without_capabilities(compose: dict[str, Any]) -> None:
+    for name in (*TALLY_SERVICES, "migrate", "admin", "triton", "edge"):
+        service = compose["services"][name]
+        assert service["read_only"] is True, name
+        assert service["tmpfs"] == ["/tmp"], name
+        assert service["cap_drop"] == ["ALL"], name
+
+
 def test_detectors_scale_and_finish_their_chunk_before_they_are_killed(
     compose: dict[str, Any],
 ) -> None:
