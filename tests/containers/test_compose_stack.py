@@ -80,7 +80,7 @@ def _finished_after(state: dict[str, Any], moment: float) -> list[str]:
     ]
 
 
-def test_every_container_runs_as_non_root_and_tallys_on_a_read_only_root(stack: ComposeStack) -> None:
+def test_containers_run_as_non_root_and_tallys_on_a_read_only_root(stack: ComposeStack) -> None:
     running = {c.labels["com.docker.compose.service"]: c for c in stack.containers()}
     assert set(running) == LONG_RUNNING
     for service, container in running.items():
