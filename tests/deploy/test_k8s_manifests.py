@@ -279,3 +279,20 @@ def test_the_rules_pass_promtool(tmp_path: Path) -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 17 rules found" in checked.stdout, checked.stdout
+
+
+def test_the_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian's prometheus package: make servers) is needed"
+    (tmp_path / "tally.rules.yaml").write_text(
+        yaml.safe_dump(prometheus_rules(list(_rendered("gpu"))))
+    )
+    shutil.copy(Path(__file__).parent / "alerts.test.yaml", tmp_path)
+    tested = subprocess.run(
+        [promtool, "test", "rules", "alerts.test.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout, tested.stdout
