@@ -137,7 +137,7 @@ compose-up: images ## the whole stack in containers (docker-compose.yml), edge o
 	@echo "a tenant and its API key: bash scripts/compose.sh run --rm admin create-tenant NAME"
 
 .PHONY: compose-down
-compose-down: ## stop the compose stack (its data stays in volumes; add -v by hand to drop them)
+compose-down: ## stop the compose stack (data stays in its volumes; `bash scripts/compose.sh down -v` drops them)
 	bash scripts/compose.sh down
 
 .PHONY: format

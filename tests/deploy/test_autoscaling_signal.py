@@ -51,6 +51,19 @@ class Prometheus:
         result = answer.json()["data"]["result"]
         return float(result[0]["value"][1]) if result else None
 
+    def wait_ready(self, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+        """Until its /-/ready answers 200 (it is starting, or replaying its log, before)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "Prometheus exited; see prometheus.log"
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass  # not listening yet
+            time.sleep(0.2)
+        raise AssertionError(f"Prometheus not ready after {timeout_s} s")
+
     def wait(self, query: str, done: Any, timeout_s: float = 120) -> float:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -115,6 +128,7 @@ def prometheus(stack: Stack, tmp_path: Path) -> Iterator[Prometheus]:
         )
         try:
             server = Prometheus(f"http://127.0.0.1:{port}")
+            server.wait_ready(process, 60)
             server.wait("up", lambda _: True, 60)
             yield server
         finally:
