@@ -141,6 +141,7 @@ def test_every_pod_runs_as_non_root_read_only_without_capabilities(
 def test_images_are_pinned(objects: list[dict[str, Any]]) -> None:
     images = [c["image"] for _, spec in pod_specs(objects) for c in containers(spec)]
     images += [o["spec"]["imageName"] for o in objects if o["kind"] == "Cluster"]
+    images += [o["spec"]["image"] for o in objects if o["kind"] == "RabbitmqCluster"]
     assert len(images) >= 8
     for image in images:
         if "@sha256:" in image:
@@ -149,6 +150,8 @@ def test_images_are_pinned(objects: list[dict[str, Any]]) -> None:
         assert repository, f"{image}: no tag"
         assert "/" not in tag, f"{image}: no tag"  # a registry port, not a tag
         assert tag != "latest", image
+        if repository.startswith("tally/"):
+            assert tag == "0.1.0", f"{image}: not the release app.kubernetes.io/version names"
 
 
 def test_shutdown_grace_covers_what_a_pod_holds(objects: list[dict[str, Any]]) -> None:
@@ -220,6 +223,7 @@ def test_every_object_carries_the_recommended_labels(objects: list[dict[str, Any
         labels = obj["metadata"].get("labels", {})
         assert labels.get("app.kubernetes.io/part-of") == "tally", obj["metadata"]["name"]
         assert labels.get("app.kubernetes.io/managed-by") == "kustomize"
+        assert labels.get("app.kubernetes.io/version") == "0.1.0"
 
 
 def test_the_ingress_streams_events_and_limits_bodies_per_route(
