@@ -23,6 +23,8 @@ from PIL import Image
 from tally_bus import Bus, Topology
 from tally_client.sdk import TallyClient
 from tally_contracts.v1 import Cancel
+from tally_inference.local_triton import Endpoints, LocalTriton
+from tally_stack import free_port
 from tally_synth import write_dataset
 from tests.e2e.harness import AMQP_URL, FINAL, Stack, Worker, final_state, local_stack
 from tests.faults import FaultProxy
@@ -369,3 +371,30 @@ def test_redis_restarted_empty_mid_run_is_rebuilt_and_nothing_is_lost(
     assert [j["status"] for j in final["jobs"]] == ["completed"] * 8
     assert all(j["processed"] == j["total"] > 0 for j in final["jobs"])
     assert summary["completed"] == 8
+
+
+@pytest.mark.reliability
+def test_a_detector_takes_no_chunk_until_its_triton_serves_the_model(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A detector started before its Triton (a GPU Triton loads for minutes) waits instead of
+    taking chunks it would fail; once the model is served it consumes."""
+    prefix = stack.env["TALLY_BUS_PREFIX"]
+    chunks = Topology(prefix).chunks_queue.name
+    endpoints = Endpoints(free_port(), free_port(), free_port())
+    detector = stack.start("detector", "ready (Triton at", TALLY_TRITON_URL=endpoints.grpc_url)
+    try:
+        deadline = time.monotonic() + 30
+        while not any("waiting for Triton" in line for line in detector.lines):
+            assert time.monotonic() < deadline, detector.lines
+            time.sleep(0.2)
+        assert not detector.ready.is_set()
+        assert asyncio.run(_consumers(prefix))[chunks] == 1  # the stack's own detector only
+        with LocalTriton(runtime_dir=tmp_path / "late-triton", endpoints=endpoints):
+            assert detector.ready.wait(30), detector.lines
+            deadline = time.monotonic() + 10
+            while asyncio.run(_consumers(prefix))[chunks] != 2:
+                assert time.monotonic() < deadline, "the detector does not consume"
+                time.sleep(0.2)
+    finally:
+        detector.kill()

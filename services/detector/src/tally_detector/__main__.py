@@ -30,9 +30,14 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         deps = Deps(settings, bus, objects, model, PhotoCache(), redis)
 
         async def readiness() -> dict[str, bool]:
-            return {"bus": bus.is_connected, "redis": bool(await redis.ping())}
+            checks = {"bus": bus.is_connected, "redis": bool(await redis.ping())}
+            return checks | {"triton": await model.ready()}
 
         set_readiness(readiness)
+        # A Triton still loading (minutes on GPUs) would fail every chunk taken meanwhile, and
+        # after five attempts fail its job: take none until the model is ready.
+        if not await _model_ready(model, settings.triton_url, stop):
+            return
         consumer = await bus.consume(
             bus.topology.chunks_queue,
             functools.partial(handle_detect_chunk, deps=deps),
@@ -44,6 +49,27 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         log.info("stopping: finishing the chunk in hand (up to %.0f s)", settings.shutdown_grace_s)
         with contextlib.suppress(TimeoutError):
             await consumer.stop(settings.shutdown_grace_s)
+
+
+async def _ready_within(model: TritonModel, timeout_s: float) -> bool:
+    try:
+        return await asyncio.wait_for(model.ready(), timeout_s)
+    except TimeoutError:  # an address that swallows packets
+        return False
+
+
+async def _model_ready(model: TritonModel, url: str, stop: asyncio.Event) -> bool:
+    """Wait until Triton serves the model (True) or the detector is told to stop (False)."""
+    waited = False
+    while not await _ready_within(model, 5.0):
+        if not waited:
+            log.info("waiting for Triton at %s to serve the model", url)
+            waited = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        if stop.is_set():
+            return False
+    return True
 
 
 def main() -> None:
