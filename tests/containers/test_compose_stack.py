@@ -242,10 +242,19 @@ def test_a_gateway_gone_is_a_json_503_at_the_edge_and_found_again_at_its_new_add
     (network,) = gateway.attrs["NetworkSettings"]["Networks"]
     before = gateway.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
     gateway.stop(timeout=30)
-    squatter = stack.client.containers.run(
-        IMAGES[0], ["sleep", "300"], entrypoint=[], network=network, detach=True, remove=True
-    )
+    # Docker gives a new container the lowest free address: take them until the gateway's is.
+    squatters = []
     try:
+        for _ in range(30):
+            squatter = stack.client.containers.run(
+                IMAGES[0], ["sleep", "300"], entrypoint=[], network=network, detach=True
+            )
+            squatters.append(squatter)
+            squatter.reload()
+            if squatter.attrs["NetworkSettings"]["Networks"][network]["IPAddress"] == before:
+                break
+        else:
+            raise AssertionError(f"no container was given {before}")
         answer = httpx.get(f"{stack.url}/v1/jobs", headers=headers)
         assert answer.status_code == 503
         assert answer.json()["error"]["code"] == "unavailable"
@@ -259,7 +268,8 @@ def test_a_gateway_gone_is_a_json_503_at_the_edge_and_found_again_at_its_new_add
             assert time.monotonic() < deadline, f"the edge still answers {status}"
             time.sleep(0.5)
     finally:
-        squatter.kill()
+        for squatter in squatters:
+            squatter.remove(force=True)
 
 
 def test_the_faults_parked_nothing_as_the_admin_container_shows(stack: ComposeStack) -> None:
