@@ -69,9 +69,14 @@ for name in "${@:-${ALL[@]}}"; do
   [ -n "${DOCKERFILE[$name]:-}" ] || { echo "no image called $name (one of: ${ALL[*]})" >&2; exit 2; }
   echo "building tally/$name:$VERSION (from $base)"
   start=$SECONDS
+  # The build's own facts are labelled here, once; each Dockerfile says what its image is.
   DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress "${PROGRESS:-plain}" "${secret[@]}" \
-    --build-arg "BASE=$base" --build-arg "VERSION=$VERSION" \
-    --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
+    --build-arg "BASE=$base" \
+    --label "org.opencontainers.image.version=$VERSION" \
+    --label "org.opencontainers.image.revision=$revision" \
+    --label "org.opencontainers.image.created=$created" \
+    --label "org.opencontainers.image.vendor=Tally" \
+    --label "org.opencontainers.image.base.name=$base" \
     -f "${DOCKERFILE[$name]}" -t "tally/$name:$VERSION" "${CONTEXT[$name]}" \
     > ".run/images-$name.log" 2>&1 || { tail -n 40 ".run/images-$name.log" >&2; exit 1; }
   echo "  tally/$name:$VERSION built in $((SECONDS - start)) s ($(
