@@ -10,9 +10,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import asyncpg
+from google.protobuf.message import Message
 
 from tally_db._migrate import Connection, migrate
 
@@ -22,6 +23,15 @@ _DISPATCH_LOCK = 0x7A11_0002
 _CHUNKS_OUT = """SELECT tenant_id, count(*) AS out FROM chunk_dispatch
                  WHERE dispatched_at IS NOT NULL GROUP BY tenant_id"""
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+
+class RouteLike(Protocol):
+    """Where a message goes (tally_bus.Route has these)."""
+
+    @property
+    def exchange(self) -> str: ...
+    @property
+    def routing_key(self) -> str: ...
 
 
 class NotFoundError(LookupError):
@@ -110,6 +120,20 @@ class OutboxEntry:
     message_type: str
     payload: bytes
     headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, route: RouteLike, message: Message, headers: Mapping[str, str] | None = None
+    ) -> Self:
+        """The one way to make an entry: `message` to `route` (a tally_bus Route), with
+        `headers` (the trace context, tally_bus.trace_headers(), where the writer has one)."""
+        return cls(
+            route.exchange,
+            route.routing_key,
+            message.DESCRIPTOR.full_name,
+            message.SerializeToString(),
+            dict(headers or {}),
+        )
 
 
 @dataclass(frozen=True, slots=True)
