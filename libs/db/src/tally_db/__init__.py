@@ -1,6 +1,6 @@
 """Tally's record store: PostgreSQL schema, migrations and a tenant-scoped repository."""
 
-from tally_db._migrate import Migration, migrate, migrations
+from tally_db._migrate import Connection, Migration, migrate, migrations
 from tally_db._relay import OutboxRelay, Publish
 from tally_db._store import (
     API_KEY_PREFIX,
@@ -18,10 +18,14 @@ from tally_db._store import (
     OutboxEntry,
     PendingMessage,
     PlannedChunk,
+    RouteLike,
     Session,
     Store,
     Tenant,
     digest,
+    enqueue,
+    job_from_row,
+    session_from_row,
 )
 
 __all__ = [
@@ -30,6 +34,7 @@ __all__ = [
     "ApiKey",
     "Backlog",
     "ConflictError",
+    "Connection",
     "DispatchLimits",
     "Job",
     "LostChunks",
@@ -43,10 +48,14 @@ __all__ = [
     "PendingMessage",
     "PlannedChunk",
     "Publish",
+    "RouteLike",
     "Session",
     "Store",
     "Tenant",
     "digest",
+    "enqueue",
+    "job_from_row",
     "migrate",
     "migrations",
+    "session_from_row",
 ]

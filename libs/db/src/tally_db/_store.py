@@ -214,11 +214,28 @@ def _pending(row: asyncpg.Record) -> PendingMessage:
     return PendingMessage(row["id"], _entry(row), row["created_at"])
 
 
-def _job(row: asyncpg.Record) -> Job:
+def job_from_row(row: asyncpg.Record) -> Job:
+    """A `jobs` row (extra columns are ignored) as a Job."""
     return Job(**{name: row[name] for name in Job.__dataclass_fields__})
 
 
-def _session(row: asyncpg.Record) -> Session:
+_job = job_from_row
+
+
+async def enqueue(connection: Connection, messages: Iterable[OutboxEntry]) -> None:
+    """Write `messages` to the outbox in the caller's transaction: they go out (through the
+    relay) if and only if it commits."""
+    await connection.executemany(
+        """INSERT INTO outbox (exchange, routing_key, message_type, payload, headers)
+           VALUES ($1, $2, $3, $4, $5::jsonb)""",
+        [
+            (m.exchange, m.routing_key, m.message_type, m.payload, json.dumps(m.headers))
+            for m in messages
+        ],
+    )
+
+
+def session_from_row(row: asyncpg.Record) -> Session:
     return Session(
         row["id"], row["tenant_id"], row["name"], json.loads(row["params"]), row["created_at"]
     )
@@ -241,6 +258,18 @@ class Store:
             yield cls(pool)
         finally:
             await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool, for the services' own reads and transactions."""
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection in a transaction: committed when the block ends, rolled back when it
+        raises."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            yield connection
 
     async def ping(self) -> bool:
         return bool(await self._pool.fetchval("SELECT true"))
@@ -306,13 +335,13 @@ class Store:
             json.dumps(dict(params or {})),
         )
         assert row is not None
-        return _session(row)
+        return session_from_row(row)
 
     async def get_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> Session | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2", tenant_id, session_id
         )
-        return None if row is None else _session(row)
+        return None if row is None else session_from_row(row)
 
     async def list_sessions(
         self, tenant_id: uuid.UUID, limit: int = 50, *, active: bool = False
@@ -328,7 +357,7 @@ class Store:
             limit,
             active,
         )
-        return [_session(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
     # Jobs, with the outbox message that announces them.
 
@@ -823,14 +852,7 @@ class Store:
 
     @staticmethod
     async def _enqueue(connection: Connection, messages: Iterable[OutboxEntry]) -> None:
-        await connection.executemany(
-            """INSERT INTO outbox (exchange, routing_key, message_type, payload, headers)
-               VALUES ($1, $2, $3, $4, $5::jsonb)""",
-            [
-                (m.exchange, m.routing_key, m.message_type, m.payload, json.dumps(m.headers))
-                for m in messages
-            ],
-        )
+        await enqueue(connection, messages)
 
     @contextlib.asynccontextmanager
     async def claim_pending(self, limit: int = 100) -> AsyncIterator[OutboxClaim]:
