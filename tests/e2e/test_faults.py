@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tally_bus import Bus, Topology
+from tally_bus.topology import CHUNK_DELIVERY_LIMIT
 from tally_client.sdk import TallyClient
 from tally_contracts.v1 import Cancel
 from tally_inference.local_triton import Endpoints, LocalTriton
@@ -244,7 +245,7 @@ def test_a_photo_that_kills_the_detector_fails_alone(
 ) -> None:
     """One of five photos makes the detector process die as it decodes it (a test hook stands
     in for a crashing native decoder). Two detectors, restarted whenever they die, as
-    Kubernetes would: the chunk comes back after each death until its delivery limit (5), then
+    Kubernetes would: the chunk comes back after each death until its delivery limit (10), then
     waits in the dead-letter queue and its job fails with the reason; the other four complete."""
     stack = stack_without_detectors
     photos = tmp_path / "photos"
@@ -289,9 +290,10 @@ def test_a_photo_that_kills_the_detector_fails_alone(
     by_name = {j["filename"]: j for j in state["jobs"]}
     failed = by_name.pop(deadly.name)
     assert failed["status"] == "failed"
-    assert "delivered 5 times and never finished" in failed["error_message"]
+    assert f"delivered {CHUNK_DELIVERY_LIMIT} times and never finished" in failed["error_message"]
     assert [j["status"] for j in by_name.values()] == ["completed"] * 4
-    assert deaths == 4  # the fifth delivery was not handled: parked at the limit
+    # The last delivery was not handled: parked at the limit.
+    assert deaths == CHUNK_DELIVERY_LIMIT - 1
     parked = subprocess.run(
         [sys.executable, "-m", "tally_client.cli", "admin", "dlq", "list", "--json"],
         env={**stack.env, **stack.config.service_env()},

@@ -18,6 +18,7 @@ from tally_bus import (
     Bus,
     Route,
     Topology,
+    TopologyMismatchError,
     UnroutableError,
     decode,
     encode,
@@ -207,8 +208,10 @@ async def test_a_message_whose_consumers_keep_dying_is_given_up_without_another_
         await consumer.stop()
     assert handled == []
     assert decode(dead, DetectChunk) == _chunk(9)
+    limit = topology.chunks_queue.delivery_limit
     assert given_up == [
-        "delivered 5 times and never finished: its handler failed or its consumer died each time"
+        f"delivered {limit} times and never finished: its handler failed or its consumer died "
+        "each time"
     ]
 
 
@@ -321,3 +324,27 @@ async def test_parked_messages_are_listed_with_their_reason_and_replayed(
     assert decode(again, DetectChunk) == _chunk(5)
     assert (again.headers or {}).get("x-tally-replayed") == "1"
     assert "x-tally-attempt" not in (again.headers or {})  # a fresh set of attempts
+
+
+async def test_a_queue_left_by_an_older_version_is_named_with_what_to_do(
+    topology: Topology, amqp_url: str
+) -> None:
+    """RabbitMQ cannot change a queue's arguments: a work queue declared with another delivery
+    limit (an older Tally) stops the start with the queue's name and the way out, not a bare
+    PRECONDITION_FAILED."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(
+            topology.chunks_queue.name,
+            durable=True,
+            arguments={"x-queue-type": "quorum", "x-delivery-limit": 5},
+        )
+        try:
+            with pytest.raises(TopologyMismatchError) as caught:
+                await Bus.connect(amqp_url, topology, publish_timeout_s=10)
+            assert topology.chunks_queue.name in str(caught.value)
+            assert "rabbitmqctl delete_queue" in str(caught.value)
+        finally:
+            cleanup = await connection.channel()
+            await topology.delete(cleanup)

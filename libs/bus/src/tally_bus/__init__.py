@@ -19,7 +19,7 @@ from tally_bus._bus import (
 )
 from tally_bus._dlq import Parked, parked, replay
 from tally_bus.settings import BusFields
-from tally_bus.topology import QueueSpec, Route, Topology
+from tally_bus.topology import QueueSpec, Route, Topology, TopologyMismatchError
 
 __all__ = [
     "ATTEMPT_HEADER",
@@ -38,6 +38,7 @@ __all__ = [
     "QueueState",
     "Route",
     "Topology",
+    "TopologyMismatchError",
     "UnroutableError",
     "decode",
     "encode",

@@ -17,14 +17,26 @@ from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
 import aio_pika
+import aio_pika.exceptions
 from aio_pika.abc import AbstractChannel, ExchangeType
 from google.protobuf.message import Message
 
 from tally_contracts.v1 import Cancel, ChunkResult, DetectChunk, JobEvent, PhotoUploaded
 
 DEFAULT_DELIVERY_LIMIT: Final = 5
+# A detector holds two chunks (its prefetch), so each detector that dies charges both with a
+# delivery, though one at most made it die: five deliveries could not tell a chunk that kills
+# detectors from one that was near a few that died (20 SIGKILLs in a minute once parked two
+# innocent chunks). A chunk that kills every detector it reaches costs ten restarts before it
+# is parked. (RabbitMQ 4.0 made 20 the default limit of quorum queues.)
+CHUNK_DELIVERY_LIMIT: Final = 10
 # Covariant: a route of DetectChunk is a route of Message (routes are read-only).
 M_co = TypeVar("M_co", bound=Message, covariant=True)
+
+
+class TopologyMismatchError(RuntimeError):
+    """A queue exists with arguments other than those declared (an older version made it):
+    RabbitMQ cannot change a queue's arguments, so it must be deleted and declared again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +132,7 @@ class Topology:
         return QueueSpec(
             f"{self.prefix}.detector.chunks",
             self.detect_chunk,
+            delivery_limit=CHUNK_DELIVERY_LIMIT,
             retry_delays_s=self.chunk_retry_delays_s,
         )
 
@@ -178,9 +191,17 @@ class Topology:
                     },
                 )
                 await waiting.bind(retry, spec.wait_queue(attempt))
-            queue = await channel.declare_queue(
-                spec.name, durable=True, arguments=_arguments(spec, self)
-            )
+            try:
+                queue = await channel.declare_queue(
+                    spec.name, durable=True, arguments=_arguments(spec, self)
+                )
+            except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+                raise TopologyMismatchError(
+                    f"queue {spec.name} exists with other arguments than this version of Tally "
+                    f"declares ({_arguments(spec, self)}): let it drain, then delete it "
+                    f"(rabbitmqctl delete_queue {spec.name}) and start again; or use another "
+                    f"TALLY_BUS_PREFIX ({exc})"
+                ) from exc
             await queue.bind(exchanges[spec.route.exchange], spec.route.routing_key)
             parked = await channel.declare_queue(
                 spec.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
