@@ -106,7 +106,7 @@ lint: install ## ruff, mypy --strict, protobuf drift, stale locks, one-way impor
 	$(VENV)/bin/hadolint deploy/images/*/Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs services deploy/triton/cpu tests scripts conftest.py
+	$(VENV)/bin/mypy libs services tools ml deploy/triton/cpu tests scripts conftest.py
 	$(PY) scripts/protogen.py --check
 	$(VENV)/bin/lint-imports
 

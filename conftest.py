@@ -13,7 +13,7 @@ from collections.abc import Generator, Iterator
 import asyncpg
 import pytest
 
-from tally_storage.local_s3 import MotoS3Server
+from tally_stack.local_s3 import MotoS3Server
 
 # A callback that holds the event loop longer than this, while a test body runs, fails the test:
 # blocking work belongs in a worker thread (STYLE.md). Generous, because it measures wall time:

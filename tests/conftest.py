@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tally_inference.local_triton import LocalTriton
+from tally_stack.local_triton import LocalTriton
 
 REPO = Path(__file__).resolve().parents[1]
 

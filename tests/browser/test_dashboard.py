@@ -29,6 +29,7 @@ from playwright.sync_api import (
 )
 
 from tally_client.sdk import TallyClient
+from tally_stack import launcher
 from tally_synth import write_dataset
 from tests.e2e.harness import BIN, Stack, final_state, local_stack
 
@@ -52,27 +53,25 @@ class Gateway:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: launcher.Process | None = None
 
     def start(self) -> None:
         config = self.stack.config
         env = {**self.stack.env, **config.service_env(), "TALLY_PORT": str(config.gateway_port)}
-        self.process = subprocess.Popen([str(BIN / "tally-gateway")], env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{config.gateway_port}/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, "the gateway exited"
-            assert time.monotonic() < deadline, "the gateway is not ready"
-            time.sleep(0.2)
+        self.process = launcher.start(
+            "the gateway",
+            [BIN / "tally-gateway"],
+            env=env,
+            log_path=self.stack.run_dir / "gateway.log",
+            append_log=True,  # one log across the tests' restarts
+        )
+        self.process.wait_until(
+            launcher.http_ok(f"http://127.0.0.1:{config.gateway_port}/readyz"), timeout_s=60
+        )
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(60)
+        if self.process is not None:
+            self.process.stop(grace_s=60)
 
 
 @pytest.fixture(scope="module")

@@ -177,7 +177,7 @@ def test_the_replica_count_follows_the_backlog_up_and_back_to_the_minimum(
 
         detector = stack.start("detector", "ready (Triton at")
         try:
-            assert detector.ready.wait(60)
+            assert detector.wait_ready(60)
             started = time.monotonic()
             seen = previous
             while (now := prometheus.value(query)) is None or now > 0:

@@ -9,11 +9,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ import aio_pika
 
 from tally_bus import Topology
 from tally_client.sdk import TallyClient
-from tally_stack._config import StackConfig, free_port
+from tally_stack import free_port, launcher
+from tally_stack._config import StackConfig
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 AMQP_URL = os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -29,21 +29,31 @@ FINAL = frozenset({"completed", "failed", "cancelled"})
 BIN = Path(sys.executable).parent
 
 
-@dataclass
+@dataclass(frozen=True)
 class Worker:
-    """A service process started by a test, and an event set once it said it is ready."""
+    """A service process started by a test, and the line it writes once it is ready."""
 
-    process: subprocess.Popen[bytes]
-    ready: threading.Event
-    lines: list[str] = field(default_factory=list)
-    watcher: threading.Thread | None = None
+    process: launcher.Process
+    ready_line: str
+
+    @property
+    def lines(self) -> list[str]:
+        """What it has written so far (stdout and stderr)."""
+        return self.process.lines()
+
+    def is_ready(self) -> bool:
+        return self.process.is_ready(launcher.log_line(self.ready_line))
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True once it is ready; False if it exits first or is not ready in time."""
+        try:
+            self.process.wait_until(launcher.log_line(self.ready_line), timeout_s=timeout_s)
+        except launcher.LaunchError:
+            return False
+        return True
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        if self.watcher is not None:
-            self.watcher.join(10)
+        self.process.kill()
 
 
 @dataclass(frozen=True)
@@ -68,26 +78,15 @@ class Stack:
 
     def start(self, service: str, ready_text: str, **env: str) -> Worker:
         """Another process of `service` (e.g. "detector") on this stack's servers, with `env`
-        over the stack's; it keeps its stderr lines."""
-        process = subprocess.Popen(
-            [str(BIN / f"tally-{service}")],
+        over the stack's; its output goes to a log of its own in the stack's directory."""
+        name = f"{service}-{uuid.uuid4().hex[:8]}"
+        process = launcher.start(
+            name,
+            [BIN / f"tally-{service}"],
             env={**self.env, **self.config.service_env(), **env},
-            stderr=subprocess.PIPE,
+            log_path=self.run_dir / "workers" / f"{name}.log",
         )
-        worker = Worker(process, threading.Event())
-
-        def watch() -> None:
-            assert process.stderr is not None
-            with process.stderr:  # closed when the process is gone
-                for raw in process.stderr:
-                    line = raw.decode(errors="replace")
-                    worker.lines.append(line)
-                    if ready_text in line:
-                        worker.ready.set()
-
-        worker.watcher = threading.Thread(target=watch, daemon=True)
-        worker.watcher.start()
-        return worker
+        return Worker(process, ready_text)
 
 
 @contextlib.contextmanager

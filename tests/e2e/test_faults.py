@@ -24,8 +24,8 @@ from tally_bus import Bus, Topology
 from tally_bus.topology import CHUNK_DELIVERY_LIMIT
 from tally_client.sdk import TallyClient
 from tally_contracts.v1 import Cancel
-from tally_inference.local_triton import Endpoints, LocalTriton
 from tally_stack import free_port
+from tally_stack.local_triton import Endpoints, LocalTriton
 from tally_synth import write_dataset
 from tests.e2e.harness import AMQP_URL, FINAL, Stack, Worker, final_state, local_stack
 from tests.faults import FaultProxy
@@ -210,7 +210,7 @@ def test_a_silent_connection_is_detected_and_its_chunk_finished_elsewhere(
             TALLY_BUS_HEARTBEAT_S="5",
         )
         try:
-            assert cut.ready.wait(60)
+            assert cut.wait_ready(60)
             while asyncio.run(_consumers(prefix))[chunks] < 2:
                 time.sleep(0.2)
             proxy.blackhole(after_delivery=True)
@@ -400,10 +400,10 @@ def test_a_detector_takes_no_chunk_until_its_triton_serves_the_model(
         while not any("waiting for Triton" in line for line in detector.lines):
             assert time.monotonic() < deadline, detector.lines
             time.sleep(0.2)
-        assert not detector.ready.is_set()
+        assert not detector.is_ready()
         assert asyncio.run(_consumers(prefix))[chunks] == 1  # the stack's own detector only
         with LocalTriton(runtime_dir=tmp_path / "late-triton", endpoints=endpoints):
-            assert detector.ready.wait(30), detector.lines
+            assert detector.wait_ready(30), detector.lines
             deadline = time.monotonic() + 10
             while asyncio.run(_consumers(prefix))[chunks] != 2:
                 assert time.monotonic() < deadline, "the detector does not consume"

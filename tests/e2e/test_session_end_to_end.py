@@ -236,7 +236,7 @@ def test_detectors_killed_20_times_lose_nothing_and_count_nothing_twice(
                 # Every other kill waits for a detector that is consuming (so most likely holds
                 # a chunk); the others hit whichever comes, starting up or not.
                 n = rng.randrange(len(extra))
-                if kills % 2 == 0 and not extra[n].ready.is_set():
+                if kills % 2 == 0 and not extra[n].is_ready():
                     continue
                 extra[n].kill()
                 extra[n] = detector(n)

@@ -30,9 +30,9 @@ from tally_inference import (
     merge_detections,
     plan_slices,
 )
-from tally_inference.local_triton import LocalTriton
+from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
+from tally_stack.local_triton import LocalTriton
 from tally_storage import ObjectStore, S3Settings
-from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_synth import PhotoSpec, render
 
 pytestmark = pytest.mark.integration

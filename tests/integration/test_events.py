@@ -38,7 +38,7 @@ from tally_gateway.config import Settings
 from tally_gateway.deps import Deps
 from tally_gateway.routes.events import session_event_stream
 from tally_projector.projection import Projection
-from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
+from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 
 pytestmark = pytest.mark.integration
 REDIS_URL = "redis://127.0.0.1:6379/13"

@@ -33,7 +33,6 @@ from tally_detector.deps import Deps as DetectorDeps
 from tally_detector.deps import PhotoCache
 from tally_detector.handlers import give_up_chunk, handle_detect_chunk
 from tally_inference import TritonModel, count_error
-from tally_inference.local_triton import LocalTriton
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
 from tally_orchestrator.dispatch import Dispatcher
@@ -43,8 +42,9 @@ from tally_orchestrator.handlers import (
     handle_chunk_result,
     handle_photo_uploaded,
 )
+from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
+from tally_stack.local_triton import LocalTriton
 from tally_storage import ObjectStore, S3Settings
-from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_synth import PhotoSpec, render
 
 pytestmark = pytest.mark.integration

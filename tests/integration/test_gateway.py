@@ -27,8 +27,8 @@ from tally_gateway.app import create_app
 from tally_gateway.config import Settings
 from tally_projector.projection import Projection
 from tally_stack import free_port
+from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_storage import ObjectStore, S3Settings
-from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 
 pytestmark = pytest.mark.integration
 REDIS_URL = "redis://127.0.0.1:6379/15"

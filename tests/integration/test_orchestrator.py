@@ -40,8 +40,8 @@ from tally_orchestrator.handlers import (
     recover_lost,
 )
 from tally_stack import free_port
+from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_storage import ObjectStore, S3Settings
-from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 
 pytestmark = pytest.mark.integration
 

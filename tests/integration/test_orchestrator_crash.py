@@ -20,9 +20,9 @@ from tests.faults import FaultProxy
 from tally_bus import Bus, Topology
 from tally_contracts.v1 import DetectionParams, JobRef, PhotoUploaded
 from tally_db import FINAL_STATUSES, NewJob, Store
-from tally_inference.local_triton import LocalTriton
+from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
+from tally_stack.local_triton import LocalTriton
 from tally_storage import ObjectStore, S3Settings
-from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_synth import write_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]

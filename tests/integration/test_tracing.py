@@ -27,7 +27,6 @@ from tally_detector.deps import Deps as DetectorDeps
 from tally_detector.deps import PhotoCache
 from tally_detector.handlers import handle_detect_chunk
 from tally_inference import TritonModel
-from tally_inference.local_triton import LocalTriton
 from tally_orchestrator import config as orchestrator_config
 from tally_orchestrator.deps import Deps as OrchestratorDeps
 from tally_orchestrator.dispatch import Dispatcher
@@ -35,8 +34,9 @@ from tally_orchestrator.handlers import handle_chunk_result, handle_photo_upload
 from tally_projector.handlers import Deps as ProjectorDeps
 from tally_projector.handlers import handle_job_event
 from tally_projector.projection import Projection
+from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
+from tally_stack.local_triton import LocalTriton
 from tally_storage import ObjectStore, S3Settings
-from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_synth import PhotoSpec, render
 from tally_telemetry import configure_tracing
 from tally_upload.app import create_app

@@ -24,7 +24,8 @@ from tally_inference import (
     average_precision,
     count_error,
 )
-from tally_inference.local_triton import LocalTriton, free_port, process_running
+from tally_stack.launcher import free_port, pid_running
+from tally_stack.local_triton import LocalTriton
 from tally_synth import PhotoSpec, render
 
 pytestmark = pytest.mark.integration
@@ -126,7 +127,7 @@ async def test_an_unreachable_triton_fails_fast_instead_of_hanging() -> None:
 
 
 def test_triton_cli_starts_in_the_background_and_stops_cleanly(tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "tally_inference.local_triton"]
+    cli = [sys.executable, "-m", "tally_stack.local_triton"]
     state = ["--state-dir", str(tmp_path)]
     subprocess.run([*cli, "up", *state], check=True, timeout=240)
     info = json.loads((tmp_path / "state.json").read_text())
@@ -141,5 +142,5 @@ def test_triton_cli_starts_in_the_background_and_stops_cleanly(tmp_path: Path) -
     finally:
         subprocess.run([*cli, "down", *state], check=True, timeout=60)
     assert not (tmp_path / "state.json").exists()
-    assert not process_running(info["pid"])
+    assert not pid_running(info["pid"])
     assert subprocess.run([*cli, "status", *state], timeout=30).returncode == 1

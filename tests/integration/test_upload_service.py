@@ -19,8 +19,8 @@ from pydantic import SecretStr
 from tally_bus import Topology, decode
 from tally_contracts.v1 import JobEvent, PhotoUploaded
 from tally_db import Store
+from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_storage import ObjectStore, S3Settings
-from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_upload.app import create_app
 from tally_upload.config import Settings
 

@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_storage import ObjectStore, S3Settings
-from tally_storage.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 
 
 @pytest.fixture

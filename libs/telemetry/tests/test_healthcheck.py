@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tally_telemetry import Probes
 from tally_telemetry.healthcheck import probe_urls, ready
+from tally_worker import Probes
 
 
 def test_both_ports_are_probed_and_an_unset_one_is_left_out() -> None:

@@ -1,1 +1,2 @@
-"""Tally's command line and SDK. Today: the operator's `tally admin` commands."""
+"""Tally's command line (`tally`) and Python SDK (`tally_client.sdk`) for users. The operator's
+`tally admin` commands are the tally-admin package's."""

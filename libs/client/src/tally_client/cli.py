@@ -4,81 +4,37 @@
                                                 (the session's event stream, resumed after
                                                 cuts; polling where there is no stream)
     tally status SESSION                        the session's jobs and results
-    tally admin create-tenant NAME [--json]     a tenant and its first API key
-    tally admin create-key TENANT_ID [--json]   another API key for a tenant
-    tally admin dlq list [--queue Q] [--json]   what waits in the dead-letter queues, and why
-    tally admin dlq replay [--queue Q] [--limit N]   send it back for fresh attempts
-    tally admin revoke-key TENANT_ID KEY_ID     a key stops working (within the gateway's
-                                                key cache time, 10 s by default)
+    tally admin ...                             operator commands: tenants, API keys, dead
+                                                letters (the tally-admin package)
 
-`upload` and `status` talk to the HTTP API at TALLY_URL with TALLY_API_KEY. Admin commands talk to
-the record store directly (TALLY_DATABASE_URL): they are for operators, not for tenants. An API
-key is printed once and never stored; only its digest is.
+`upload` and `status` talk to the HTTP API at TALLY_URL with TALLY_API_KEY. `admin` talks to the
+record store and the bus directly, so it is not part of the SDK: the tally-admin package adds it
+through the `tally.commands` entry point group, and `tally` says so when it is missing.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
 import sys
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 
-from tally_bus import Bus, BusUnreachableError, Topology, parked, replay
 from tally_client._watch import results_table, upload, watch
 from tally_client.sdk import TallyClient, TallyError
-from tally_db import ConflictError, NotFoundError, Store
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tally"
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-def _uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id") from None
-
-
-async def _create_tenant(store: Store, args: argparse.Namespace) -> dict[str, str]:
-    tenant = await store.create_tenant(args.name)
-    created = await store.create_api_key(tenant.id)
-    return {
-        "tenant_id": str(tenant.id),
-        "name": tenant.name,
-        "key_id": str(created.api_key.id),
-        "api_key": created.key,
-    }
-
-
-async def _create_key(store: Store, args: argparse.Namespace) -> dict[str, str]:
-    created = await store.create_api_key(args.tenant_id)
-    return {
-        "tenant_id": str(args.tenant_id),
-        "key_id": str(created.api_key.id),
-        "api_key": created.key,
-    }
-
-
-async def _revoke_key(store: Store, args: argparse.Namespace) -> dict[str, str]:
-    if not await store.revoke_api_key(args.tenant_id, args.key_id):
-        raise NotFoundError(f"tenant {args.tenant_id} has no live key {args.key_id}")
-    return {"tenant_id": str(args.tenant_id), "key_id": str(args.key_id), "revoked": "true"}
-
-
-Command = Callable[[Store, argparse.Namespace], Awaitable[dict[str, str]]]
+# Commands other packages add to `tally`: an entry point `name = "module:main"` in this group,
+# where main takes the arguments after the command's name and returns the exit status.
+COMMANDS_GROUP = "tally.commands"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tally", description="Tally's command line.")
     parser.add_argument(
-        "--database-url", default=os.environ.get("TALLY_DATABASE_URL", DEFAULT_DATABASE_URL)
+        "--database-url", help="the record store, for `tally admin` (default: TALLY_DATABASE_URL)"
     )
     groups = parser.add_subparsers(dest="group", required=True)
     upload_cmd = groups.add_parser("upload", help="upload a folder of photos as one session")
@@ -93,72 +49,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     status_cmd = groups.add_parser("status", help="a session's jobs and results")
     status_cmd.add_argument("session_id")
-    admin = groups.add_parser("admin", help="operator commands (record store access)")
-    commands = admin.add_subparsers(dest="command", required=True)
-
-    create_tenant = commands.add_parser("create-tenant", help="a tenant and its first API key")
-    create_tenant.add_argument("name")
-    create_tenant.set_defaults(run=_create_tenant)
-    create_key = commands.add_parser("create-key", help="another API key for a tenant")
-    create_key.add_argument("tenant_id", type=_uuid)
-    create_key.set_defaults(run=_create_key)
-    revoke_key = commands.add_parser("revoke-key", help="revoke an API key")
-    revoke_key.add_argument("tenant_id", type=_uuid)
-    revoke_key.add_argument("key_id", type=_uuid)
-    revoke_key.set_defaults(run=_revoke_key)
-    for sub in (create_tenant, create_key, revoke_key):
-        sub.add_argument("--json", action="store_true", help="one JSON object, for scripts")
-    dlq = commands.add_parser(
-        "dlq", help="dead-letter queues (RabbitMQ at TALLY_AMQP_URL, names under TALLY_BUS_PREFIX)"
+    # Its arguments, --help included, are the admin command's own: they pass through unparsed.
+    groups.add_parser(
+        "admin",
+        add_help=False,
+        help="operator commands: tenants, API keys, dead letters (the tally-admin package)",
     )
-    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
-    dlq_list = dlq_commands.add_parser("list", help="what is parked, and why (left in place)")
-    dlq_replay = dlq_commands.add_parser("replay", help="send parked messages back to work")
-    dlq_replay.add_argument("--limit", type=int, default=1000)
-    for sub in (dlq_list, dlq_replay):
-        sub.add_argument("--queue", help="one work queue (default: all)")
-        sub.add_argument("--json", action="store_true", help="JSON, for scripts")
     return parser
 
 
-async def _dead_letters(args: argparse.Namespace) -> list[dict[str, str]]:
-    url = os.environ.get("TALLY_AMQP_URL", DEFAULT_AMQP_URL)
-    topology = Topology(os.environ.get("TALLY_BUS_PREFIX", "tally"))
-    async with await Bus.connect(url, topology, declare=False) as bus:
-        if args.dlq_command == "replay":
-            return [{"replayed": str(await replay(bus, args.queue, args.limit))}]
-        return [
-            {
-                "queue": p.queue,
-                "job_id": p.job_id,
-                "type": p.message_type,
-                "parked_at": p.parked_at.isoformat() if p.parked_at else "",
-                "reason": p.reason,
-            }
-            for p in await parked(bus, args.queue)
-        ]
+def _added_command(name: str) -> Callable[[list[str]], int] | None:
+    found = entry_points(group=COMMANDS_GROUP, name=name)
+    if not found:
+        return None
+    command: Callable[[list[str]], int] = next(iter(found)).load()
+    return command
 
 
-def _dlq_command(args: argparse.Namespace) -> int:
-    try:
-        rows = asyncio.run(_dead_letters(args))
-    except (ValueError, BusUnreachableError) as exc:
-        print(f"tally: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(rows if args.dlq_command == "list" else rows[0]))
-    elif args.dlq_command == "replay":
-        print(f"replayed {rows[0]['replayed']} messages")
-    else:
-        for row in rows:
-            print(f"{row['parked_at']:32} {row['queue']:34} job {row['job_id']}  {row['reason']}")
-        print(f"{len(rows)} parked")
-    return 0
-
-
-async def _run(database_url: str, command: Command, args: argparse.Namespace) -> dict[str, str]:
-    async with Store.open(database_url, max_size=1) as store:
-        return await command(store, args)
+def _admin_command(database_url: str | None, argv: list[str]) -> int:
+    admin = _added_command("admin")
+    if admin is None:
+        print(
+            "tally: `tally admin` comes with the tally-admin package (it needs direct access to"
+            " PostgreSQL and RabbitMQ, which the SDK leaves out): pip install tally-admin",
+            file=sys.stderr,
+        )
+        return 2
+    return admin(["--database-url", database_url, *argv] if database_url else argv)
 
 
 def _user_command(args: argparse.Namespace) -> int:
@@ -181,24 +98,13 @@ def _user_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.group in ("upload", "status"):
-        return _user_command(args)
-    if args.command == "dlq":
-        return _dlq_command(args)
-    try:
-        result = asyncio.run(_run(args.database_url, args.run, args))
-    except (ConflictError, NotFoundError) as exc:
-        print(f"tally: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:10} {value}")
-        if "api_key" in result:
-            print("keep the API key now: it is shown only once", file=sys.stderr)
-    return 0
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.group == "admin":
+        return _admin_command(args.database_url, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return _user_command(args)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ from tally_inference._image import (
 )
 from tally_inference._metrics import ImageEval, average_precision, count_error
 from tally_inference._slicing import Box, SliceParams, plan_slices
-from tally_inference._triton import InferenceError, TritonModel
+from tally_inference._triton import MODEL_NAME, InferenceError, TritonModel
 
 __all__ = [
     "LABELS",
+    "MODEL_NAME",
     "Box",
     "DetectParams",
     "Detection",

@@ -14,7 +14,7 @@ from tally_detector.deps import Deps, PhotoCache
 from tally_detector.handlers import give_up_chunk, handle_detect_chunk
 from tally_inference import TritonModel
 from tally_storage import ObjectStore
-from tally_telemetry import run_worker, set_readiness
+from tally_worker import run_worker, set_readiness
 
 log = logging.getLogger("tally_detector")
 

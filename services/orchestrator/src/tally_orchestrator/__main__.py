@@ -21,7 +21,7 @@ from tally_orchestrator.handlers import (
     sweep_stalled,
 )
 from tally_storage import ObjectStore
-from tally_telemetry import run_worker, set_readiness
+from tally_worker import run_worker, set_readiness
 
 log = logging.getLogger("tally_orchestrator")
 

@@ -20,7 +20,7 @@ from tally_projector.config import Settings
 from tally_projector.handlers import Deps, handle_job_event
 from tally_projector.projection import Projection
 from tally_projector.rebuild import rebuild
-from tally_telemetry import run_worker, set_readiness
+from tally_worker import run_worker, set_readiness
 
 log = logging.getLogger("tally_projector")
 

@@ -1,0 +1,1 @@
+"""Tally's operator commands (`tally admin …`): tenants, API keys, dead letters."""

@@ -1,0 +1,162 @@
+"""`tally admin`: the operator's commands, straight to the record store and the bus.
+
+    tally admin create-tenant NAME [--json]     a tenant and its first API key
+    tally admin create-key TENANT_ID [--json]   another API key for a tenant
+    tally admin dlq list [--queue Q] [--json]   what waits in the dead-letter queues, and why
+    tally admin dlq replay [--queue Q] [--limit N]   send it back for fresh attempts
+    tally admin revoke-key TENANT_ID KEY_ID     a key stops working (within the gateway's
+                                                key cache time, 10 s by default)
+
+Tenant and key commands talk to PostgreSQL (TALLY_DATABASE_URL, or --database-url), `dlq` to
+RabbitMQ (TALLY_AMQP_URL, names under TALLY_BUS_PREFIX): they are for operators, not for tenants,
+which is why they live apart from the SDK. An API key is printed once and never stored; only its
+digest is. The `tally` command runs these through its `tally.commands` entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+
+from tally_bus import Bus, BusUnreachableError, Topology, parked, replay
+from tally_db import ConflictError, NotFoundError, Store
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tally"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id") from None
+
+
+async def _create_tenant(store: Store, args: argparse.Namespace) -> dict[str, str]:
+    tenant = await store.create_tenant(args.name)
+    created = await store.create_api_key(tenant.id)
+    return {
+        "tenant_id": str(tenant.id),
+        "name": tenant.name,
+        "key_id": str(created.api_key.id),
+        "api_key": created.key,
+    }
+
+
+async def _create_key(store: Store, args: argparse.Namespace) -> dict[str, str]:
+    created = await store.create_api_key(args.tenant_id)
+    return {
+        "tenant_id": str(args.tenant_id),
+        "key_id": str(created.api_key.id),
+        "api_key": created.key,
+    }
+
+
+async def _revoke_key(store: Store, args: argparse.Namespace) -> dict[str, str]:
+    if not await store.revoke_api_key(args.tenant_id, args.key_id):
+        raise NotFoundError(f"tenant {args.tenant_id} has no live key {args.key_id}")
+    return {"tenant_id": str(args.tenant_id), "key_id": str(args.key_id), "revoked": "true"}
+
+
+Command = Callable[[Store, argparse.Namespace], Awaitable[dict[str, str]]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tally admin", description="Operator commands (record store and bus access)."
+    )
+    parser.add_argument(
+        "--database-url", default=os.environ.get("TALLY_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    create_tenant = commands.add_parser("create-tenant", help="a tenant and its first API key")
+    create_tenant.add_argument("name")
+    create_tenant.set_defaults(run=_create_tenant)
+    create_key = commands.add_parser("create-key", help="another API key for a tenant")
+    create_key.add_argument("tenant_id", type=_uuid)
+    create_key.set_defaults(run=_create_key)
+    revoke_key = commands.add_parser("revoke-key", help="revoke an API key")
+    revoke_key.add_argument("tenant_id", type=_uuid)
+    revoke_key.add_argument("key_id", type=_uuid)
+    revoke_key.set_defaults(run=_revoke_key)
+    for sub in (create_tenant, create_key, revoke_key):
+        sub.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    dlq = commands.add_parser(
+        "dlq", help="dead-letter queues (RabbitMQ at TALLY_AMQP_URL, names under TALLY_BUS_PREFIX)"
+    )
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="what is parked, and why (left in place)")
+    dlq_replay = dlq_commands.add_parser("replay", help="send parked messages back to work")
+    dlq_replay.add_argument("--limit", type=int, default=1000)
+    for sub in (dlq_list, dlq_replay):
+        sub.add_argument("--queue", help="one work queue (default: all)")
+        sub.add_argument("--json", action="store_true", help="JSON, for scripts")
+    return parser
+
+
+async def _dead_letters(args: argparse.Namespace) -> list[dict[str, str]]:
+    url = os.environ.get("TALLY_AMQP_URL", DEFAULT_AMQP_URL)
+    topology = Topology(os.environ.get("TALLY_BUS_PREFIX", "tally"))
+    async with await Bus.connect(url, topology, declare=False) as bus:
+        if args.dlq_command == "replay":
+            return [{"replayed": str(await replay(bus, args.queue, args.limit))}]
+        return [
+            {
+                "queue": p.queue,
+                "job_id": p.job_id,
+                "type": p.message_type,
+                "parked_at": p.parked_at.isoformat() if p.parked_at else "",
+                "reason": p.reason,
+            }
+            for p in await parked(bus, args.queue)
+        ]
+
+
+def _dlq_command(args: argparse.Namespace) -> int:
+    try:
+        rows = asyncio.run(_dead_letters(args))
+    except (ValueError, BusUnreachableError) as exc:
+        print(f"tally: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(rows if args.dlq_command == "list" else rows[0]))
+    elif args.dlq_command == "replay":
+        print(f"replayed {rows[0]['replayed']} messages")
+    else:
+        for row in rows:
+            print(f"{row['parked_at']:32} {row['queue']:34} job {row['job_id']}  {row['reason']}")
+        print(f"{len(rows)} parked")
+    return 0
+
+
+async def _run(database_url: str, command: Command, args: argparse.Namespace) -> dict[str, str]:
+    async with Store.open(database_url, max_size=1) as store:
+        return await command(store, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "dlq":
+        return _dlq_command(args)
+    try:
+        result = asyncio.run(_run(args.database_url, args.run, args))
+    except (ConflictError, NotFoundError) as exc:
+        print(f"tally: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:10} {value}")
+        if "api_key" in result:
+            print("keep the API key now: it is shown only once", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

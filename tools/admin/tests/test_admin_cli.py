@@ -1,0 +1,84 @@
+"""`tally admin` (the tally command, with tally-admin installed) against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from importlib.metadata import entry_points
+
+import pytest
+
+import tally_admin.cli
+from tally_client.cli import main
+from tally_db import Store
+from tally_stack import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _run(capsys: pytest.CaptureFixture[str], database: str, *args: str) -> tuple[int, str, str]:
+    code = main(["--database-url", database, "admin", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _tenant_of(database: str, key: str) -> str | None:
+    async def lookup() -> str | None:
+        async with Store.open(database) as store:
+            tenant = await store.tenant_for_api_key(key)
+            return None if tenant is None else str(tenant.id)
+
+    return asyncio.run(lookup())
+
+
+def test_create_tenant_prints_a_working_key_once(
+    capsys: pytest.CaptureFixture[str], database: str
+) -> None:
+    code, out, err = _run(capsys, database, "create-tenant", "greenhouse-a", "--json")
+    assert code == 0
+    created = json.loads(out)
+    assert created["name"] == "greenhouse-a"
+    assert created["api_key"].startswith("tly_")
+    assert _tenant_of(database, created["api_key"]) == created["tenant_id"]
+
+    code, out, err = _run(capsys, database, "create-tenant", "greenhouse-a")
+    assert code == 1
+    assert "exists" in err
+
+
+def test_keys_can_be_added_and_revoked(capsys: pytest.CaptureFixture[str], database: str) -> None:
+    _, out, _ = _run(capsys, database, "create-tenant", "b", "--json")
+    tenant = json.loads(out)["tenant_id"]
+    code, out, err = _run(capsys, database, "create-key", tenant)
+    assert code == 0
+    assert "shown only once" in err
+    fields = dict(line.split(maxsplit=1) for line in out.strip().splitlines())
+    assert _tenant_of(database, fields["api_key"]) == tenant
+
+    assert _run(capsys, database, "revoke-key", tenant, fields["key_id"])[0] == 0
+    assert _tenant_of(database, fields["api_key"]) is None
+    assert _run(capsys, database, "revoke-key", tenant, fields["key_id"])[0] == 1
+
+
+def test_a_key_for_an_unknown_tenant_is_an_error(
+    capsys: pytest.CaptureFixture[str], database: str
+) -> None:
+    code, _, err = _run(capsys, database, "create-key", str(uuid.uuid4()))
+    assert code == 1
+    assert "no tenant" in err
+
+
+def test_dead_letters_with_the_broker_unreachable_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALLY_AMQP_URL", f"amqp://guest:guest@127.0.0.1:{free_port()}/")
+    assert main(["admin", "dlq", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tally: cannot reach RabbitMQ"), err
+    assert "guest" not in err  # no credentials in the message
+
+
+def test_tally_admin_is_what_the_tally_command_runs_as_admin() -> None:
+    (entry,) = entry_points(group="tally.commands", name="admin")
+    assert entry.load() is tally_admin.cli.main

@@ -1,0 +1,173 @@
+"""Where everything of the local stack listens and how each process is started."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tally_stack.launcher import free_port
+from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+RUN_DIR = Path(os.environ.get("TALLY_STACK_DIR", REPO_ROOT / ".run" / "stack"))
+DEFAULT_EDGE_PORT = 8080
+
+
+def _detector_names(count: int) -> list[str]:
+    return ["detector"] if count == 1 else [f"detector-{n}" for n in range(1, count + 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    edge_port: int
+    upload_port: int
+    gateway_port: int
+    moto_port: int
+    triton_http_port: int
+    triton_grpc_port: int
+    triton_metrics_port: int
+    database_url: str
+    amqp_url: str
+    redis_url: str
+    bucket: str = "tally"
+    bus_prefix: str = "tally"
+    detectors: int = 1  # detector processes (0: none; tests bring their own)
+    # Each worker's /healthz, /readyz and /metrics (TALLY_PROBES_PORT), by process name.
+    probes: dict[str, int] = field(default_factory=dict)
+    # Processes the stack leaves to someone else (tests start and stop them), by name; their
+    # ports are still reserved and the edge still routes to them.
+    external: list[str] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls) -> StackConfig:
+        detectors = int(os.environ.get("TALLY_STACK_DETECTORS", "1"))
+        workers = ["orchestrator", "projector", *_detector_names(detectors)]
+        return cls(
+            edge_port=int(os.environ.get("TALLY_EDGE_PORT", DEFAULT_EDGE_PORT)),
+            upload_port=free_port(),
+            gateway_port=free_port(),
+            moto_port=free_port(),
+            triton_http_port=free_port(),
+            triton_grpc_port=free_port(),
+            triton_metrics_port=free_port(),
+            database_url=os.environ.get(
+                "TALLY_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/tally"
+            ),
+            amqp_url=os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+            redis_url=os.environ.get("TALLY_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            bus_prefix=os.environ.get("TALLY_BUS_PREFIX", "tally"),
+            detectors=detectors,
+            probes={name: free_port() for name in workers},
+            external=[n for n in os.environ.get("TALLY_STACK_EXTERNAL", "").split(",") if n],
+        )
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> StackConfig:
+        return cls(**json.loads(path.read_text()))
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.edge_port}"
+
+    def service_env(self) -> dict[str, str]:
+        return {
+            "TALLY_DATABASE_URL": self.database_url,
+            "TALLY_AMQP_URL": self.amqp_url,
+            "TALLY_REDIS_URL": self.redis_url,
+            "TALLY_BUS_PREFIX": self.bus_prefix,
+            "TALLY_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.moto_port}",
+            "TALLY_S3_BUCKET": self.bucket,
+            "TALLY_S3_ACCESS_KEY_ID": MOTO_ACCESS_KEY,
+            "TALLY_S3_SECRET_ACCESS_KEY": MOTO_SECRET_KEY,
+            "TALLY_TRITON_URL": f"127.0.0.1:{self.triton_grpc_port}",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def processes(self, run_dir: Path) -> dict[str, tuple[str, dict[str, str]]]:
+        """name → (command, extra environment), for honcho."""
+        bin_dir = Path(sys.executable).parent
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        env = self.service_env()
+
+        def cmd(*parts: str | Path | int) -> str:
+            return "exec " + " ".join(shlex.quote(str(p)) for p in parts)
+
+        def worker(name: str) -> dict[str, str]:
+            port = self.probes.get(name)
+            return env if port is None else env | {"TALLY_PROBES_PORT": str(port)}
+
+        detectors = {
+            name: (cmd(bin_dir / "tally-detector"), worker(name) | {"TALLY_DETECTOR_ID": name})
+            for name in _detector_names(self.detectors)
+        }
+        every = {
+            "s3": (cmd(bin_dir / "moto_server", "-H", "127.0.0.1", "-p", self.moto_port), {}),
+            "triton": (
+                cmd(
+                    bin_dir / "tally-triton",
+                    "serve",
+                    "--state-dir",
+                    run_dir / "triton",
+                    "--http-port",
+                    self.triton_http_port,
+                    "--grpc-port",
+                    self.triton_grpc_port,
+                    "--metrics-port",
+                    self.triton_metrics_port,
+                ),
+                {},
+            ),
+            "edge": (
+                cmd(nginx, "-p", run_dir / "nginx", "-c", run_dir / "nginx" / "nginx.conf"),
+                {},
+            ),
+            "upload": (cmd(bin_dir / "tally-upload"), env | {"TALLY_PORT": str(self.upload_port)}),
+            "gateway": (
+                cmd(bin_dir / "tally-gateway"),
+                env | {"TALLY_PORT": str(self.gateway_port)},
+            ),
+            "orchestrator": (cmd(bin_dir / "tally-orchestrator"), worker("orchestrator")),
+            "projector": (cmd(bin_dir / "tally-projector"), worker("projector")),
+        } | detectors
+        return {name: spec for name, spec in every.items() if name not in self.external}
+
+    def nginx_conf(self, run_dir: Path) -> str:
+        """The edge's nginx.conf: Tally's routes (deploy/nginx, the same as the edge image's)
+        to this stack's ports."""
+        prefix = run_dir / "nginx"
+        shared = REPO_ROOT / "deploy" / "nginx"
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        return f"""# Generated by tally-stack: the local stack's edge, with the routes of {shared}.
+# (Keep this file out of git: ports change on every `make up`.)
+{user}worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {run_dir}/edge-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    include {shared}/tally-http.conf;
+    access_log {run_dir}/edge-access.log tally;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+
+    upstream upload {{ server 127.0.0.1:{self.upload_port}; keepalive 16; }}
+    upstream gateway {{ server 127.0.0.1:{self.gateway_port}; keepalive 64; }}
+    map $tally_backend $tally_upstream {{ upload upload; gateway gateway; }}
+
+    server {{
+        listen 127.0.0.1:{self.edge_port};
+        include {shared}/tally-server.conf;
+    }}
+}}
+"""
