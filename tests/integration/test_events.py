@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 
 from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
-from tally_db import Job, NewJob, Store
+from tally_db import Job, Store
 from tally_gateway import _tokens
 from tally_gateway._streams import FeedHub
 from tally_gateway.app import create_app
@@ -39,6 +39,7 @@ from tally_gateway.deps import Deps
 from tally_gateway.routes.events import session_event_stream
 from tally_projector.projection import Projection
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
+from tally_upload._records import NewJob, add_jobs
 
 pytestmark = pytest.mark.integration
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -132,7 +133,8 @@ async def stage(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
         key_a = (await store.create_api_key(a.id)).key
         key_b = (await store.create_api_key(b.id)).key
         session = await store.create_session(a.id, "tray")
-        jobs = await store.add_jobs(
+        jobs = await add_jobs(
+            store,
             [
                 NewJob(a.id, session.id, f"{n:02}.jpg", f"{a.id}/{n}/original.jpg", 4000, 3000)
                 for n in range(JOBS)

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology, decode
 from tally_contracts.sequence import FINAL as FINAL_SEQUENCE
+from tally_contracts.statuses import FINAL
 from tally_contracts.v1 import (
     ChunkFailure,
     ChunkResult,
@@ -27,7 +28,7 @@ from tally_contracts.v1 import (
     PhotoUploaded,
     SliceBox,
 )
-from tally_db import FINAL_STATUSES, Job, NewJob, OutboxRelay, Store
+from tally_db import Job, Store
 from tally_detector import config as detector_config
 from tally_detector.deps import Deps as DetectorDeps
 from tally_detector.deps import PhotoCache
@@ -35,7 +36,6 @@ from tally_detector.handlers import give_up_chunk, handle_detect_chunk
 from tally_inference import TritonModel, count_error
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
-from tally_orchestrator.dispatch import Dispatcher
 from tally_orchestrator.handlers import (
     give_up_photo,
     give_up_result,
@@ -46,6 +46,7 @@ from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_stack.local_triton import LocalTriton
 from tally_storage import ObjectStore, S3Settings
 from tally_synth import PhotoSpec, render
+from tally_upload._records import NewJob, add_jobs
 
 pytestmark = pytest.mark.integration
 WIDTH, HEIGHT = 2000, 1500
@@ -100,10 +101,7 @@ async def pipeline(
             chunk_slices=8,
             dispatch_min=8,
         )
-        relay = OutboxRelay(store, bus.publish_encoded, 1.0)
-        orchestrator = Deps(
-            settings, store, bus, relay, objects, Dispatcher(settings, store, bus, relay)
-        )
+        orchestrator = Deps.build(settings, store, bus, objects)  # the test's bus and topology
         detector = DetectorDeps(
             detector_config.Settings(amqp_url=SecretStr(amqp_url), bus_prefix=topology.prefix),
             bus,
@@ -125,8 +123,8 @@ async def _upload(p: Pipeline, data: bytes) -> PhotoUploaded:
     job_id = uuid.uuid4()
     key = f"{tenant.id}/{session.id}/{job_id}/original.jpg"
     await p.orchestrator.objects.put_bytes(key, data, "image/jpeg")
-    await store.add_jobs(
-        [NewJob(tenant.id, session.id, "tray.jpg", key, WIDTH, HEIGHT, id=job_id)], []
+    await add_jobs(
+        store, [NewJob(tenant.id, session.id, "tray.jpg", key, WIDTH, HEIGHT, id=job_id)], []
     )
     return PhotoUploaded(
         job=JobRef(tenant_id=str(tenant.id), session_id=str(session.id), job_id=str(job_id)),
@@ -230,7 +228,7 @@ async def test_poison_is_retried_then_fails_only_its_own_job(
     unplannable.params.slice_size = 500
     undetectable = await _upload(p, photo[0])
     tenant_id = uuid.UUID(undetectable.job.tenant_id)
-    await store.plan_job(tenant_id, uuid.UUID(undetectable.job.job_id), 1, 1, [])
+    await p.orchestrator.records.plan_job(tenant_id, uuid.UUID(undetectable.job.job_id), 1, 1, [])
     poison_chunk = DetectChunk(
         job=undetectable.job,
         chunk_index=0,
@@ -278,7 +276,7 @@ async def test_poison_is_retried_then_fails_only_its_own_job(
                     job = await store.get_job(
                         uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
                     )
-                    if job is not None and job.status in FINAL_STATUSES:
+                    if job is not None and job.status in FINAL:
                         final[uploaded.job.job_id] = job
                 await asyncio.sleep(0.2)
     finally:

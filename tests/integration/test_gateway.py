@@ -18,17 +18,19 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from tally_bus import decode
+from tally_bus import Topology, decode
 from tally_contracts import cancellation
 from tally_contracts.v1 import Cancel, JobEvent, JobRef
-from tally_db import Job, NewJob, Store
+from tally_db import Job, Store
 from tally_gateway._reads import SESSION_SCRIPT
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
+from tally_orchestrator._records import Records
 from tally_projector.projection import Projection
 from tally_stack import free_port
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_storage import ObjectStore, S3Settings
+from tally_upload._records import NewJob, add_jobs
 
 pytestmark = pytest.mark.integration
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -80,7 +82,8 @@ async def world(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
         key_b = (await store.create_api_key(b.id)).key
         session = await store.create_session(a.id, "tray 7")
         prefix = f"{a.id}/{session.id}"
-        done, waiting = await store.add_jobs(
+        done, waiting = await add_jobs(
+            store,
             [
                 NewJob(a.id, session.id, "one.jpg", f"{prefix}/1/original.jpg", 4000, 3000),
                 NewJob(a.id, session.id, "two.jpg", f"{prefix}/2/original.jpg", 4000, 3000),
@@ -100,8 +103,9 @@ async def world(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
         }
         await objects.put_bytes(f"{prefix}/1/result.json", json.dumps(result).encode(), "x")
         await objects.put_bytes(f"{prefix}/1/thumbnail.jpg", b"\xff\xd8thumb", "image/jpeg")
-        await store.plan_job(a.id, done.id, 88, 2, [])
-        await store.complete_job(a.id, done.id, counts, 2, f"{prefix}/1/result.json", [], [])
+        records = Records(store, Topology())
+        await records.plan_job(a.id, done.id, 88, 2, [])
+        await records.complete_job(a.id, done.id, counts, 2, f"{prefix}/1/result.json", [], [])
         projection = Projection(redis)
         await projection.mark_ready()
         for job in (done, waiting):

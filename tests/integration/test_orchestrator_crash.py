@@ -18,12 +18,14 @@ import pytest
 from tests.faults import FaultProxy
 
 from tally_bus import Bus, Topology
+from tally_contracts.statuses import FINAL
 from tally_contracts.v1 import DetectionParams, JobRef, PhotoUploaded
-from tally_db import FINAL_STATUSES, NewJob, Store
+from tally_db import Store
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_stack.local_triton import LocalTriton
 from tally_storage import ObjectStore, S3Settings
 from tally_synth import write_dataset
+from tally_upload._records import NewJob, add_jobs
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 BIN = Path(sys.executable).parent
@@ -118,7 +120,9 @@ async def test_a_job_committed_but_not_published_is_dispatched_by_the_next_orche
         session = await store.create_session(tenant.id)
         key = f"{tenant.id}/{session.id}/photo/original.jpg"
         await objects.put_bytes(key, photo, "image/jpeg")
-        (job,) = await store.add_jobs([NewJob(tenant.id, session.id, "p.jpg", key, 1500, 1000)], [])
+        (job,) = await add_jobs(
+            store, [NewJob(tenant.id, session.id, "p.jpg", key, 1500, 1000)], []
+        )
         uploaded = PhotoUploaded(
             job=JobRef(tenant_id=str(tenant.id), session_id=str(session.id), job_id=str(job.id)),
             filename="p.jpg",
@@ -180,7 +184,7 @@ async def test_a_job_committed_but_not_published_is_dispatched_by_the_next_orche
 
             async def final() -> bool:
                 state = await store.get_job(tenant.id, job.id)
-                return state is not None and state.status in FINAL_STATUSES
+                return state is not None and state.status in FINAL
 
             await _eventually(final, 120)
             state = await store.get_job(tenant.id, job.id)

@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 from tally_bus import Bus, Topology
 from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
-from tally_db import NewJob, Store
+from tally_db import Store
+from tally_orchestrator._records import Records
 from tally_projector.handlers import Deps, handle_job_event
 from tally_projector.projection import (
     FINAL_STATUSES,
@@ -31,6 +32,7 @@ from tally_projector.projection import (
     change_for,
 )
 from tally_projector.rebuild import rebuild
+from tally_upload._records import NewJob, add_jobs
 
 pytestmark = pytest.mark.integration
 REDIS_URL = os.environ.get("TALLY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -301,7 +303,9 @@ async def test_the_projection_is_rebuilt_from_postgresql(
     async with Store.open(database) as store:
         tenant = await store.create_tenant("t")
         session = await store.create_session(tenant.id)
-        done, failed, busy, waiting = await store.add_jobs(
+        records = Records(store, Topology())
+        done, failed, busy, waiting = await add_jobs(
+            store,
             [
                 NewJob(tenant.id, session.id, f"{n}.jpg", f"k/{n}/original.jpg", 4000, 3000)
                 for n in ("done", "failed", "busy", "waiting")
@@ -309,12 +313,12 @@ async def test_the_projection_is_rebuilt_from_postgresql(
             [],
         )
         for job in (done, failed, busy):
-            await store.plan_job(tenant.id, job.id, 88, 2, [])
-        await store.record_chunk(tenant.id, busy.id, 0, 44, b"", lambda _job, _n: [])
-        await store.complete_job(
+            await records.plan_job(tenant.id, job.id, 88, 2, [])
+        await records.record_chunk(tenant.id, busy.id, 0, 44, b"")
+        await records.complete_job(
             tenant.id, done.id, {"seedling": 7}, 7, "k/done/result.json", [], []
         )
-        await store.fail_job(tenant.id, failed.id, "image_unreadable", "chunk 0: truncated", [])
+        await records.fail_job(tenant.id, failed.id, "image_unreadable", "chunk 0: truncated", [])
 
         assert await rebuild(store, projection) == 4
         states = {
@@ -342,15 +346,17 @@ async def test_a_wiped_projection_is_rebuilt_before_the_next_event_is_folded(
     async with Store.open(database) as store:
         tenant = await store.create_tenant("t")
         session = await store.create_session(tenant.id)
-        first, second = await store.add_jobs(
+        records = Records(store, Topology())
+        first, second = await add_jobs(
+            store,
             [
                 NewJob(tenant.id, session.id, f"{n}.jpg", f"k/{n}/original.jpg", 4000, 3000)
                 for n in ("first", "second")
             ],
             [],
         )
-        await store.plan_job(tenant.id, second.id, 88, 2, [])
-        await store.record_chunk(tenant.id, second.id, 0, 44, b"", lambda _job, _n: [])
+        await records.plan_job(tenant.id, second.id, 88, 2, [])
+        await records.record_chunk(tenant.id, second.id, 0, 44, b"")
         ref = JobRef(tenant_id=str(tenant.id), session_id=str(session.id), job_id=str(second.id))
         progress = JobEvent(
             event_id="p2",

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
-from tally_db import OutboxRelay, Store
+from tally_db import Store
 from tally_detector import config as detector_config
 from tally_detector.deps import Deps as DetectorDeps
 from tally_detector.deps import PhotoCache
@@ -29,7 +29,6 @@ from tally_detector.handlers import handle_detect_chunk
 from tally_inference import TritonModel
 from tally_orchestrator import config as orchestrator_config
 from tally_orchestrator.deps import Deps as OrchestratorDeps
-from tally_orchestrator.dispatch import Dispatcher
 from tally_orchestrator.handlers import handle_chunk_result, handle_photo_uploaded
 from tally_projector.handlers import Deps as ProjectorDeps
 from tally_projector.handlers import handle_job_event
@@ -102,12 +101,10 @@ async def world(
         TritonModel(triton.endpoints.grpc_url) as model,
         await Bus.connect(amqp_url, topology) as bus,
     ):
-        relay = OutboxRelay(store, bus.publish_encoded, 0.2)
-        relay_task = asyncio.create_task(relay.run())
-        settings = orchestrator_config.Settings(bus_prefix=topology.prefix)
-        dispatcher = Dispatcher(settings, store, bus, relay)
-        dispatch_task = asyncio.create_task(dispatcher.run())
-        orchestrator = OrchestratorDeps(settings, store, bus, relay, objects, dispatcher)
+        settings = orchestrator_config.Settings(bus_prefix=topology.prefix, relay_interval_s=0.2)
+        orchestrator = OrchestratorDeps.build(settings, store, bus, objects)
+        relay_task = asyncio.create_task(orchestrator.relay.run())
+        dispatch_task = asyncio.create_task(orchestrator.dispatcher.run())
         detector = DetectorDeps(
             detector_config.Settings(bus_prefix=topology.prefix),
             bus,

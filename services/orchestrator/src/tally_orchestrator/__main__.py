@@ -7,11 +7,9 @@ import contextlib
 import functools
 import logging
 
-from tally_db import OutboxRelay, Store
 from tally_orchestrator._backlog import export_backlog
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
-from tally_orchestrator.dispatch import Dispatcher
 from tally_orchestrator.handlers import (
     give_up_photo,
     give_up_result,
@@ -20,32 +18,24 @@ from tally_orchestrator.handlers import (
     handle_photo_uploaded,
     sweep_stalled,
 )
-from tally_storage import ObjectStore
 from tally_worker import run_worker, set_readiness
 
 log = logging.getLogger("tally_orchestrator")
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    s3 = settings.s3
-    async with (
-        Store.open(settings.database_url.get_secret_value()) as store,
-        ObjectStore.open(s3, create_bucket=True) as objects,
-        await settings.connect_bus() as bus,
-    ):
-        relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
+    async with Deps.open(settings) as deps:
+        relay, bus = deps.relay, deps.bus
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         backlog_task = asyncio.create_task(
-            export_backlog(store, settings.backlog_interval_s), name="backlog"
+            export_backlog(deps.records, settings.backlog_interval_s), name="backlog"
         )
 
         async def readiness() -> dict[str, bool]:
-            return {"database": await store.ping(), "bus": bus.is_connected}
+            return {"database": await deps.store.ping(), "bus": bus.is_connected}
 
         set_readiness(readiness)
-        dispatcher = Dispatcher(settings, store, bus, relay)
-        deps = Deps(settings, store, bus, relay, objects, dispatcher)
-        dispatch_task = asyncio.create_task(dispatcher.run(), name="dispatch")
+        dispatch_task = asyncio.create_task(deps.dispatcher.run(), name="dispatch")
         sweep_task = asyncio.create_task(sweep_stalled(deps), name="stalled-jobs")
         consumers = [
             await bus.consume(

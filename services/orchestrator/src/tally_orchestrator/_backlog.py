@@ -15,7 +15,7 @@ from collections import deque
 
 from prometheus_client import Gauge
 
-from tally_db import Store
+from tally_orchestrator._records import Records
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,12 @@ def drain_estimate(
     return rate, (pending / rate if rate > 0 else math.inf)
 
 
-async def export_backlog(store: Store, interval_s: float = 5.0, window_s: float = 60.0) -> None:
+async def export_backlog(records: Records, interval_s: float = 5.0, window_s: float = 60.0) -> None:
     """Sample and export until cancelled."""
     samples: deque[tuple[float, int]] = deque()
     while True:
         try:
-            backlog = await store.backlog()
+            backlog = await records.backlog()
         except Exception as exc:  # the database is away: keep the last figures
             log.warning("backlog not sampled: %s", exc)
         else:

@@ -17,7 +17,9 @@ import logging
 from prometheus_client import Counter, Gauge
 
 from tally_bus import Bus
-from tally_db import DispatchLimits, OutboxRelay, Store
+from tally_db import OutboxRelay
+from tally_orchestrator._records import Records
+from tally_orchestrator._turns import DispatchLimits
 from tally_orchestrator.config import Settings
 
 log = logging.getLogger(__name__)
@@ -27,9 +29,9 @@ DISPATCHED = Counter("tally_chunks_dispatched", "Chunks sent to the detectors")
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, store: Store, bus: Bus, relay: OutboxRelay) -> None:
+    def __init__(self, settings: Settings, records: Records, bus: Bus, relay: OutboxRelay) -> None:
         self._settings = settings
-        self._store = store
+        self._records = records
         self._bus = bus
         self._relay = relay
         self._wake = asyncio.Event()
@@ -48,7 +50,7 @@ class Dispatcher:
 
     async def dispatch(self) -> int:
         """One round: send what the limits allow now; return how many chunks went."""
-        sent = await self._store.dispatch(await self.limits())
+        sent = await self._records.dispatch(await self.limits())
         if sent:
             DISPATCHED.inc(len(sent))
             self._relay.notify()

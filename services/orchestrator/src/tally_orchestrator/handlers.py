@@ -6,19 +6,15 @@ import asyncio
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
-from typing import Any
 
-import numpy as np
-from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 
-from tally_bus import Route, trace_headers
+from tally_bus import trace_headers
 from tally_contracts import sequence
+from tally_contracts.events import job_event
+from tally_contracts.statuses import FINAL
 from tally_contracts.v1 import (
     Cancel,
-    ChunkDetections,
     ChunkResult,
     DetectChunk,
     JobEvent,
@@ -26,37 +22,16 @@ from tally_contracts.v1 import (
     PhotoUploaded,
     SliceBox,
 )
-from tally_db import FINAL_STATUSES, Job, OutboxEntry, PlannedChunk
-from tally_inference import LABELS, DetectParams, SliceParams, SliceResult, merge_detections
+from tally_db import Job, OutboxEntry
+from tally_inference import SliceParams
 from tally_orchestrator._planning import plan_chunks
+from tally_orchestrator._records import SOURCE, PlannedChunk, job_ref
+from tally_orchestrator._results import job_result, merge_chunks
 from tally_orchestrator.deps import Deps
 
 log = logging.getLogger(__name__)
 # Jobs failed for good, by the failure's code (stalled, chunk_lost, planning_failed, ...).
 FAILED = Counter("tally_jobs_failed", "Jobs failed, by code", ["code"])
-
-
-def _event(job: JobRef, sequence: int, **kind: Any) -> JobEvent:
-    now = Timestamp()
-    now.FromDatetime(datetime.now(UTC))
-    return JobEvent(
-        event_id=uuid.uuid4().hex,
-        job=job,
-        sequence=sequence,
-        emitted_at=now,
-        source="orchestrator",
-        **kind,
-    )
-
-
-def _entry(route: Route[Message], message: Message) -> OutboxEntry:
-    return OutboxEntry(
-        route.exchange,
-        route.routing_key,
-        message.DESCRIPTOR.full_name,
-        message.SerializeToString(),
-        trace_headers(),
-    )
 
 
 async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
@@ -74,12 +49,12 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
         message.width, message.height, params, settings.chunk_slices, settings.chunk_batch
     )
     total = sum(len(c) for c in chunks)
-    routes = deps.bus.topology
+    routes, headers = deps.bus.topology, trace_headers()
     held = [
         PlannedChunk(
             index,
             len(chunk),
-            _entry(
+            OutboxEntry.of(
                 routes.detect_chunk,
                 DetectChunk(
                     job=job,
@@ -94,17 +69,19 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
                     confidence=message.params.confidence,
                     total_slices=total,
                 ),
+                headers,
             ),
         )
         for index, chunk in enumerate(chunks)
     ]
-    planned = _event(
+    planned = job_event(
         job,
         sequence.PLANNED,
+        SOURCE,
         planned=JobEvent.Planned(total_slices=total, chunk_count=len(chunks)),
     )
-    entries = [_entry(routes.job_event, planned)]
-    if await deps.store.plan_job(tenant_id, job_id, total, len(chunks), entries, held):
+    entries = [OutboxEntry.of(routes.job_event, planned, headers)]
+    if await deps.records.plan_job(tenant_id, job_id, total, len(chunks), entries, held):
         deps.relay.notify()
         deps.dispatcher.notify()
         log.info("job %s: %d slices in %d chunks", job_id, total, len(chunks))
@@ -112,31 +89,12 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
         log.info("job %s is planned already, cancelled or unknown: nothing to do", job_id)
 
 
-def _slice_results(payloads: list[bytes]) -> list[SliceResult]:
-    parts = []
-    for payload in payloads:
-        for found in ChunkDetections.FromString(payload).slices:
-            box = (found.slice.x1, found.slice.y1, found.slice.x2, found.slice.y2)
-            detections = list(found.detections)
-            parts.append(
-                SliceResult(
-                    box,
-                    np.array([[d.x1, d.y1, d.x2, d.y2] for d in detections], np.float32).reshape(
-                        -1, 4
-                    ),
-                    np.array([d.score for d in detections], np.float32),
-                    np.array([LABELS.index(d.label) for d in detections], np.int64),
-                )
-            )
-    return parts
-
-
 async def handle_chunk_result(message: ChunkResult, deps: Deps) -> None:
-    """Fan-in: record the chunk once, announce progress, and when the job's last chunk is in,
-    merge across slices, store the result and complete the job. A failed chunk fails the job."""
+    """Fan-in: record the chunk once (its progress announced with it), and when the job's last
+    chunk is in, merge across slices, store the result and complete the job. A failed chunk
+    fails the job."""
     job = message.job
     tenant_id, job_id = uuid.UUID(job.tenant_id), uuid.UUID(job.job_id)
-    events = deps.bus.topology.job_event
 
     if message.WhichOneof("outcome") != "detections":
         failure = message.failure
@@ -144,69 +102,52 @@ async def handle_chunk_result(message: ChunkResult, deps: Deps) -> None:
         await _fail(job, failure.code or "chunk_failed", reason, deps)
         return
 
-    def progress(state: Job, chunks_done: int) -> list[OutboxEntry]:
-        event = _event(
-            job,
-            sequence.progress(chunks_done),
-            progress=JobEvent.Progress(slices_done=state.processed, total_slices=state.total),
-        )
-        return [_entry(events, event)]
-
-    state = await deps.store.record_chunk(
+    state = await deps.records.record_chunk(
         tenant_id,
         job_id,
         message.chunk_index,
         len(message.detections.slices),
         message.detections.SerializeToString(),
-        progress,
     )
-    if state is None or state.status in FINAL_STATUSES:
+    if state is None or state.status in FINAL:
         return
     deps.relay.notify()
     deps.dispatcher.notify()  # its slot is free
-    if await deps.store.chunks_recorded(job_id) < state.chunk_count:
+    if await deps.records.chunks_recorded(job_id) < state.chunk_count:
         return
     await _complete(message, state, deps)
 
 
 async def _complete(message: ChunkResult, state: Job, deps: Deps) -> None:
-    payloads = await deps.store.chunk_payloads(state.tenant_id, state.id)
-    parts = _slice_results(payloads)
-    merged = await asyncio.to_thread(
-        merge_detections, parts, state.width, state.height, DetectParams()
+    payloads = await deps.records.chunk_payloads(state.tenant_id, state.id)
+    merged = await asyncio.to_thread(merge_chunks, payloads, state.width, state.height)
+    result = job_result(state, merged)
+    await deps.objects.put_bytes(
+        result.key, json.dumps(result.document).encode(), "application/json"
     )
-    result_key = state.object_key.rsplit("/", 1)[0] + "/result.json"
-    body = {
-        "job_id": str(state.id),
-        "width": state.width,
-        "height": state.height,
-        "counts": merged.counts,
-        "detections": [d.to_json() for d in merged.detections],
-    }
-    await deps.objects.put_bytes(result_key, json.dumps(body).encode(), "application/json")
-    warnings = [] if merged.detections else ["no_detections"]
-    completed = _event(
+    completed = job_event(
         message.job,
         sequence.FINAL,
+        SOURCE,
         completed=JobEvent.Completed(
-            counts=merged.counts,
-            detections=len(merged.detections),
-            result_key=result_key,
-            warnings=warnings,
+            counts=result.counts,
+            detections=result.detections,
+            result_key=result.key,
+            warnings=result.warnings,
         ),
     )
-    done = await deps.store.complete_job(
+    done = await deps.records.complete_job(
         state.tenant_id,
         state.id,
-        merged.counts,
-        len(merged.detections),
-        result_key,
-        warnings,
-        [_entry(deps.bus.topology.job_event, completed)],
+        result.counts,
+        result.detections,
+        result.key,
+        result.warnings,
+        [OutboxEntry.of(deps.bus.topology.job_event, completed, trace_headers())],
     )
     if done:
         deps.relay.notify()
-        log.info("job %s completed: %s", state.id, merged.counts)
+        log.info("job %s completed: %s", state.id, result.counts)
 
 
 async def handle_cancel(message: Cancel, deps: Deps) -> None:
@@ -218,14 +159,7 @@ async def handle_cancel(message: Cancel, deps: Deps) -> None:
     tenant_id, session_id = uuid.UUID(job.tenant_id), uuid.UUID(job.session_id)
     job_id = uuid.UUID(job.job_id) if job.job_id else None
     reason = message.reason or "cancelled on request"
-    events = deps.bus.topology.job_event
-
-    def cancelled(state: Job) -> list[OutboxEntry]:
-        ref = JobRef(tenant_id=job.tenant_id, session_id=job.session_id, job_id=str(state.id))
-        event = _event(ref, sequence.FINAL, cancelled=JobEvent.Cancelled(reason=reason))
-        return [_entry(events, event)]
-
-    jobs = await deps.store.cancel_jobs(tenant_id, session_id, job_id, reason, cancelled)
+    jobs = await deps.records.cancel_jobs(tenant_id, session_id, job_id, reason)
     if jobs:
         deps.relay.notify()
         deps.dispatcher.notify()
@@ -234,9 +168,11 @@ async def handle_cancel(message: Cancel, deps: Deps) -> None:
 
 async def _fail(job: JobRef, code: str, reason: str, deps: Deps) -> None:
     """Fail the job for good (once; a final job stays as it is), with its `failed` event."""
-    failed = _event(job, sequence.FINAL, failed=JobEvent.Failed(code=code, message=reason))
-    entries = [_entry(deps.bus.topology.job_event, failed)]
-    if await deps.store.fail_job(
+    failed = job_event(
+        job, sequence.FINAL, SOURCE, failed=JobEvent.Failed(code=code, message=reason)
+    )
+    entries = [OutboxEntry.of(deps.bus.topology.job_event, failed, trace_headers())]
+    if await deps.records.fail_job(
         uuid.UUID(job.tenant_id), uuid.UUID(job.job_id), code, reason, entries
     ):
         FAILED.labels(code).inc()
@@ -260,13 +196,10 @@ async def fail_stalled(deps: Deps) -> int:
     left `processing` forever (its chunks were lost, its detectors vanished and the broker gave
     them up). Safe on every replica at once: a job fails once. Returns how many it failed."""
     quiet = deps.settings.stalled_after_s
-    jobs = await deps.store.stalled_jobs(quiet)
+    jobs = await deps.records.stalled_jobs(quiet)
     for job in jobs:
-        ref = JobRef(
-            tenant_id=str(job.tenant_id), session_id=str(job.session_id), job_id=str(job.id)
-        )
         reason = f"no progress for {quiet:.0f} s: its remaining chunks were lost"
-        await _fail(ref, "stalled", reason, deps)
+        await _fail(job_ref(job), "stalled", reason, deps)
         log.warning("job %s failed: %s", job.id, reason)
     return len(jobs)
 
@@ -281,20 +214,17 @@ async def recover_lost(deps: Deps) -> int:
     state = await deps.bus.queue_state(deps.bus.topology.chunks_queue)
     if state.ready or not state.consumers:
         return 0
-    lost = await deps.store.lost_chunks(s.chunk_lost_after_s, s.chunk_max_dispatches)
+    lost = await deps.records.lost_chunks(s.chunk_lost_after_s, s.chunk_max_dispatches)
     for job_id, index in lost.redispatched:
         log.warning("job %s: chunk %d lost with the detectors: sending it again", job_id, index)
     if lost.redispatched:
         deps.dispatcher.notify()
     for job in lost.exhausted:
-        ref = JobRef(
-            tenant_id=str(job.tenant_id), session_id=str(job.session_id), job_id=str(job.id)
-        )
         reason = (
             f"a chunk was sent to the detectors {s.chunk_max_dispatches} times "
             f"and never came back ({s.chunk_lost_after_s:.0f} s each)"
         )
-        await _fail(ref, "chunk_lost", reason, deps)
+        await _fail(job_ref(job), "chunk_lost", reason, deps)
         log.warning("job %s failed: %s", job.id, reason)
     return len(lost.redispatched)
 

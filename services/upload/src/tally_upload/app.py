@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from tally_db import OutboxRelay, Store
-from tally_storage import ObjectStore
 from tally_upload.config import Settings
 from tally_upload.deps import Deps
 from tally_upload.routes import photos, sessions
@@ -21,20 +19,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:
-            store = await stack.enter_async_context(
-                Store.open(settings.database_url.get_secret_value())
-            )
-            s3 = settings.s3
-            objects = await stack.enter_async_context(ObjectStore.open(s3, create_bucket=True))
-            bus = await stack.enter_async_context(await settings.connect_bus())
-
-            relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
-            relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-            app.state.deps = Deps(settings, store, objects, bus, relay)
+        async with Deps.open(settings) as deps:
+            relay_task = asyncio.create_task(deps.relay.run(), name="outbox-relay")
+            app.state.deps = deps
 
             async def readiness() -> dict[str, bool]:
-                return {"database": await store.ping(), "bus": bus.is_connected}
+                return {"database": await deps.store.ping(), "bus": deps.bus.is_connected}
 
             app.state.readiness = readiness
             try:

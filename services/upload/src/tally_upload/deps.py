@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -20,6 +22,19 @@ class Deps:
     objects: ObjectStore
     bus: Bus
     relay: OutboxRelay
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[Deps]:
+        """The service's connections as `settings` say (closed when the block ends), and the
+        outbox relay over them (the caller runs it)."""
+        async with (
+            Store.open(settings.database_url.get_secret_value()) as store,
+            ObjectStore.open(settings.s3, create_bucket=True) as objects,
+            await settings.connect_bus() as bus,
+        ):
+            relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
+            yield cls(settings, store, objects, bus, relay)
 
 
 def get_deps(request: Request) -> Deps:

@@ -14,10 +14,12 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis.asyncio import Redis
 
-from tally_bus import Bus
+from tally_bus import Bus, Topology
 from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
-from tally_db import NewJob, Store
+from tally_db import Store
+from tally_orchestrator._records import Records
+from tally_upload._records import NewJob, add_jobs
 
 SLICES_PER_CHUNK = 16
 
@@ -42,7 +44,8 @@ async def _session(
     store: Store, tenant_id: uuid.UUID, name: str, jobs: int, planned_slices: int | None
 ) -> SeededSession:
     session = await store.create_session(tenant_id, name)
-    created = await store.add_jobs(
+    created = await add_jobs(
+        store,
         [
             NewJob(tenant_id, session.id, f"tray-{i:03d}.jpg", f"originals/{i}", 4000, 3000)
             for i in range(jobs)
@@ -50,9 +53,10 @@ async def _session(
         [],
     )
     if planned_slices:
+        records = Records(store, Topology())  # plans without messages: no route is used
         for job in created:
             chunks = -(-planned_slices // SLICES_PER_CHUNK)
-            await store.plan_job(tenant_id, job.id, planned_slices, chunks, [])
+            await records.plan_job(tenant_id, job.id, planned_slices, chunks, [])
     refs = [
         JobRef(tenant_id=str(tenant_id), session_id=str(session.id), job_id=str(j.id))
         for j in created

@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import propagate, trace
 from prometheus_client import Counter
 from starlette.datastructures import UploadFile
 
-from tally_bus import Topology, trace_headers
-from tally_contracts import sequence
-from tally_contracts.v1 import DetectionParams, JobEvent, JobRef, PhotoUploaded
-from tally_db import NewJob, OutboxEntry, Session, Tenant
+from tally_bus import trace_headers
+from tally_db import OutboxEntry, Session, Tenant
 from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
+from tally_upload._records import NewJob, add_jobs, new_job_messages
 from tally_upload.deps import Deps, DepsDep
 from tally_web import ApiError, CurrentTenant, envelope
 
@@ -57,60 +54,6 @@ async def _intake(upload: UploadFile, deps: Deps) -> AcceptedPhoto | RejectedPho
     return await asyncio.to_thread(
         check_photo, filename, data, settings.max_pixels, settings.thumbnail_size
     )
-
-
-def _messages(
-    session: Session, job: NewJob, photo: AcceptedPhoto, routes: Topology
-) -> list[OutboxEntry]:
-    """PhotoUploaded for the orchestrator and the job's first event (sequence 1): queued."""
-    now = Timestamp()
-    now.FromDatetime(datetime.now(UTC))
-    ref = JobRef(tenant_id=str(job.tenant_id), session_id=str(job.session_id), job_id=str(job.id))
-    params = session.params
-    uploaded = PhotoUploaded(
-        job=ref,
-        image_id=str(job.image_id),
-        filename=job.filename,
-        object_key=job.object_key,
-        width=job.width,
-        height=job.height,
-        params=DetectionParams(
-            slice_size=params["slice_size"],
-            overlap=params["overlap"],
-            confidence=params["confidence"],
-        ),
-        uploaded_at=now,
-    )
-    queued = JobEvent(
-        event_id=uuid.uuid4().hex,
-        job=ref,
-        sequence=sequence.QUEUED,
-        emitted_at=now,
-        source="upload",
-        queued=JobEvent.Queued(
-            image_id=str(job.image_id),
-            filename=job.filename,
-            width=photo.width,
-            height=photo.height,
-        ),
-    )
-    headers = trace_headers()  # the upload request's trace continues in the consumers
-    return [
-        OutboxEntry(
-            routes.photo_uploaded.exchange,
-            routes.photo_uploaded.routing_key,
-            PhotoUploaded.DESCRIPTOR.full_name,
-            uploaded.SerializeToString(),
-            headers,
-        ),
-        OutboxEntry(
-            routes.job_event.exchange,
-            routes.job_event.routing_key,
-            JobEvent.DESCRIPTOR.full_name,
-            queued.SerializeToString(),
-            headers,
-        ),
-    ]
 
 
 @router.post("/{session_id}/photos", status_code=202)
@@ -203,9 +146,10 @@ async def _store(session: Session, photos: list[AcceptedPhoto], deps: Deps) -> l
                 photo.height,
                 id=job_id,
             )
-            messages += _messages(session, job, photo, deps.bus.topology)
+            # The upload request's trace continues in the consumers.
+            messages += new_job_messages(job, session.params, deps.bus.topology, trace_headers())
             jobs.append(job)
-        await deps.store.add_jobs(jobs, messages)
+        await add_jobs(deps.store, jobs, messages)
     except BaseException:
         # Nothing was committed: do not leave objects that no job points to.
         for key in written:
