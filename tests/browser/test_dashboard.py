@@ -31,7 +31,6 @@ from playwright.sync_api import (
 from tally_client.sdk import TallyClient
 from tally_synth import write_dataset
 from tests.e2e.harness import BIN, Stack, final_state, local_stack
-from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
@@ -58,13 +57,17 @@ class Gateway:
     def start(self) -> None:
         config = self.stack.config
         env = {**self.stack.env, **config.service_env(), "TALLY_PORT": str(config.gateway_port)}
-        process = self.process = subprocess.Popen([str(BIN / "tally-gateway")], env=env)
-
-        def ready() -> bool:
-            assert process.poll() is None, "the gateway exited"
-            return httpx.get(f"http://127.0.0.1:{config.gateway_port}/readyz").status_code == 200
-
-        eventually(ready, 60, every_s=0.2, ignoring=(httpx.TransportError,), what="gateway ready")
+        self.process = subprocess.Popen([str(BIN / "tally-gateway")], env=env)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{config.gateway_port}/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.process.poll() is None, "the gateway exited"
+            assert time.monotonic() < deadline, "the gateway is not ready"
+            time.sleep(0.2)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
