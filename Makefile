@@ -123,16 +123,16 @@ lint: install js-deps ## ruff, mypy --strict, TypeScript on the dashboard's JS, 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy libs services deploy/triton/cpu tests scripts conftest.py
-	node_modules/.bin/tsc -p tsconfig.json
 	$(PY) scripts/protogen.py --check
 	$(VENV)/bin/lint-imports
+	node_modules/.bin/tsc -p tsconfig.json
 
 .PHONY: servers
 servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1; nginx, Chromium and Prometheus are installed
 	bash scripts/ensure-servers.sh rabbitmq postgres redis nginx chromium prometheus
 
 .PHONY: unit
-unit: install js-test ## the unit tests alone, no server started (about a minute): pytest less the marked ones, and the dashboard's JS
+unit: install js-test ## the unit tests alone, no server started (under a minute): pytest less the marked ones, and the dashboard's JS
 	$(VENV)/bin/pytest -q -m "$(UNIT_MARKERS)" $(UNIT_PATHS)
 
 .PHONY: js-test
