@@ -8,6 +8,12 @@ PY := $(VENV)/bin/python
 TRITON_ENV := deploy/triton/env/.venv
 ONNX := deploy/triton/gpu/tally_detector/1/model.onnx
 TORCH_VERSION := 2.13.0
+NPM_DONE := node_modules/.package-lock.json
+# The unit tests: every package's tests (libs, services, tools, ml) and the harness's own, less
+# those that need a server of any kind (marked: integration, e2e, reliability, containers) or
+# PyTorch (training).
+UNIT_PATHS := $(wildcard libs/*/tests services/*/tests tools/*/tests ml/*/tests) tests/test_*.py
+UNIT_MARKERS := not integration and not e2e and not reliability and not containers and not training
 
 .PHONY: help
 help: ## list the targets
@@ -20,6 +26,16 @@ $(UV):
 install: $(UV) ## create .venv (services, libs, dev tools) and the Triton environment
 	$(UV) sync --inexact --frozen
 	$(UV) sync --project deploy/triton/env --frozen
+
+# The dashboard's JavaScript tooling (TypeScript, its checker) from package-lock.json, on
+# Debian's node and npm.
+$(NPM_DONE): package.json package-lock.json
+	bash scripts/ensure-servers.sh node
+	npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: js-deps
+js-deps: $(NPM_DONE) ## install the dashboard's JavaScript checker (Debian's node and npm, then npm ci)
 
 .PHONY: triton-env
 triton-env: $(UV) ## the environment local Triton runs in (tritonserver + ONNX Runtime)
@@ -99,7 +115,7 @@ proto: install ## regenerate the committed Python code of proto/tally/v1 (libs/c
 	$(PY) scripts/protogen.py
 
 .PHONY: lint
-lint: install ## ruff, mypy --strict, protobuf drift, stale locks, one-way imports, hadolint on the Dockerfiles
+lint: install js-deps ## ruff, mypy --strict, TypeScript on the dashboard's JS, protobuf drift, stale locks, one-way imports, hadolint
 	$(UV) lock --check
 	$(UV) lock --check --project deploy/triton/env
 	$(UV) lock --check --project deploy/images/s3/env
@@ -109,13 +125,22 @@ lint: install ## ruff, mypy --strict, protobuf drift, stale locks, one-way impor
 	$(VENV)/bin/mypy libs services tools ml deploy/triton/cpu tests scripts conftest.py
 	$(PY) scripts/protogen.py --check
 	$(VENV)/bin/lint-imports
+	node_modules/.bin/tsc -p tsconfig.json
 
 .PHONY: servers
 servers: ## make sure RabbitMQ, PostgreSQL and Redis run on 127.0.0.1; nginx, Chromium and Prometheus are installed
 	bash scripts/ensure-servers.sh rabbitmq postgres redis nginx chromium prometheus
 
+.PHONY: unit
+unit: install js-test ## the unit tests alone, no server started (under a minute): pytest less the marked ones, and the dashboard's JS
+	$(VENV)/bin/pytest -q -m "$(UNIT_MARKERS)" $(UNIT_PATHS)
+
+.PHONY: js-test
+js-test: js-deps ## the dashboard's pure JavaScript (rows, back-off, filters, formats) under node --test
+	node --test services/gateway/tests/dashboard/
+
 .PHONY: test
-test: torch triton-env servers lint images ## everything CI runs: lint, types, unit, integration, e2e, browser and container tests
+test: torch triton-env servers lint images js-test ## everything CI runs: lint (types, JS too), every pytest test (unit, integration, e2e, reliability, browser, containers, deploy, training) and the JS tests
 	$(VENV)/bin/pytest
 
 .PHONY: k8s-check

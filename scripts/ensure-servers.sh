@@ -67,6 +67,11 @@ ensure_prometheus() {  # the autoscaler's signal is tested on a real Prometheus 
   pkill -x prometheus-node-exporter 2>/dev/null || true
 }
 
+ensure_node() {  # the dashboard's JavaScript checker (TypeScript, from npm) and its unit tests
+  command -v node >/dev/null && command -v npm >/dev/null && return 0
+  apt_install nodejs npm
+}
+
 for server in "${@:-rabbitmq}"; do
   "ensure_${server}"
 done

@@ -18,6 +18,7 @@ import pytest
 from docker.models.containers import Container
 
 from tally_stack import free_port
+from tests.eventually import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = os.environ.get("TALLY_VERSION", "dev")
@@ -91,9 +92,8 @@ class ComposeStack:
 
     def wait_healthy(self, timeout_s: float = 240) -> None:
         """Every long-running container running and healthy (each has a healthcheck)."""
-        deadline = time.monotonic() + timeout_s
-        state: dict[str, str] = {}
-        while time.monotonic() < deadline:
+
+        def states() -> dict[str, str]:
             state = {}
             for container in self.containers(every=True):
                 service = container.labels["com.docker.compose.service"]
@@ -102,10 +102,18 @@ class ComposeStack:
                 container.reload()
                 health = container.attrs["State"].get("Health", {}).get("Status", "none")
                 state[str(container.name)] = f"{container.status}/{health}"
-            if state and all(s == "running/healthy" for s in state.values()):
-                return
-            time.sleep(1)
-        raise AssertionError(f"not healthy after {timeout_s} s: {state}\n{self.logs()}")
+            return state
+
+        try:
+            eventually(
+                states,
+                timeout_s,
+                every_s=1,
+                until=lambda state: state and all(s == "running/healthy" for s in state.values()),
+                what="every container healthy",
+            )
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n{self.logs()}") from None
 
     def admin(self, *args: str) -> str:
         """`tally admin …` in the stack's admin container, as an operator runs it."""

@@ -22,6 +22,7 @@ from tally_inference import count_error
 from tally_synth import write_dataset
 from tests.containers.harness import IMAGES, LONG_RUNNING, ComposeStack
 from tests.e2e.harness import final_state
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.containers
 
@@ -61,14 +62,14 @@ def _assert_counts(client: TallyClient, state: dict[str, Any], truth: dict[str, 
 
 
 def _wait_for_progress(client: TallyClient, session: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        jobs = client.jobs(session)["jobs"]
-        if any(j["processed"] for j in jobs):
-            assert not all(j["status"] == "completed" for j in jobs), "finished before the fault"
-            return
-        time.sleep(0.2)
-    raise AssertionError("no slice was processed")
+    jobs = eventually(
+        lambda: client.jobs(session)["jobs"],
+        timeout_s,
+        every_s=0.2,
+        until=lambda jobs: any(j["processed"] for j in jobs),
+        what="a slice processed",
+    )
+    assert not all(j["status"] == "completed" for j in jobs), "finished before the fault"
 
 
 def _finished_after(state: dict[str, Any], moment: float) -> list[str]:
@@ -263,10 +264,13 @@ def test_a_gateway_gone_is_a_json_503_at_the_edge_and_found_again_at_its_new_add
         stack.wait_healthy()
         gateway.reload()
         assert gateway.attrs["NetworkSettings"]["Networks"][network]["IPAddress"] != before
-        deadline = time.monotonic() + 30
-        while (status := httpx.get(f"{stack.url}/v1/jobs", headers=headers).status_code) != 200:
-            assert time.monotonic() < deadline, f"the edge still answers {status}"
-            time.sleep(0.5)
+        eventually(
+            lambda: httpx.get(f"{stack.url}/v1/jobs", headers=headers).status_code,
+            30,
+            every_s=0.5,
+            until=lambda status: status == 200,
+            what="the edge answers 200",
+        )
     finally:
         for squatter in squatters:
             squatter.remove(force=True)

@@ -5,7 +5,6 @@ and the Triton image alone serves the model this repository ships."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 import tritonclient.grpc.aio as grpcclient
@@ -16,6 +15,7 @@ from tally_inference import SlicedDetector, TritonModel, count_error
 from tally_stack import free_port
 from tally_synth import PhotoSpec, render
 from tests.containers.harness import IMAGES, VERSION, engine
+from tests.eventually import eventually_async
 
 pytestmark = pytest.mark.containers
 # Ryuk, testcontainers' reaper, is an image from a registry; every container here is stopped by
@@ -68,11 +68,10 @@ def test_the_triton_image_alone_serves_the_shipped_model() -> None:
 async def _detect_once_ready(
     url: str, photo: bytes, timeout_s: float
 ) -> tuple[int, dict[str, int]]:
-    deadline = time.monotonic() + timeout_s
     async with grpcclient.InferenceServerClient(url) as probe:
-        while not await _model_ready(probe):
-            assert time.monotonic() < deadline, f"Triton not ready after {timeout_s} s"
-            await asyncio.sleep(0.5)
+        await eventually_async(
+            lambda: _model_ready(probe), timeout_s, every_s=0.5, what="Triton serves the model"
+        )
     async with TritonModel(url) as model:
         result = await SlicedDetector(model).detect_bytes(photo)
     return result.slices, dict(result.counts)

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from tests.deploy.k8s import desired_replicas, prometheus_rules, render
 from tests.e2e.harness import Stack, final_state, local_stack
+from tests.eventually import eventually
 
 from tally_client.sdk import TallyClient
 from tally_stack import free_port
@@ -53,25 +54,25 @@ class Prometheus:
 
     def wait_ready(self, process: subprocess.Popen[bytes], timeout_s: float) -> None:
         """Until its /-/ready answers 200 (it is starting, or replaying its log, before)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             assert process.poll() is None, "Prometheus exited; see prometheus.log"
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass  # not listening yet
-            time.sleep(0.2)
-        raise AssertionError(f"Prometheus not ready after {timeout_s} s")
+            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+
+        eventually(  # a transport error: not listening yet
+            ready, timeout_s, every_s=0.2, ignoring=(httpx.TransportError,), what="Prometheus ready"
+        )
 
     def wait(self, query: str, done: Any, timeout_s: float = 120) -> float:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            value = self.value(query)
-            if value is not None and done(value):
-                return value
-            time.sleep(0.5)
-        raise AssertionError(f"{query} never met the condition (last: {self.value(query)})")
+        value = eventually(
+            lambda: self.value(query),
+            timeout_s,
+            every_s=0.5,
+            until=lambda value: value is not None and done(value),
+            what=f"{query} met the condition",
+        )
+        assert value is not None
+        return value
 
 
 @pytest.fixture
@@ -180,13 +181,23 @@ def test_the_replica_count_follows_the_backlog_up_and_back_to_the_minimum(
             assert detector.wait_ready(60)
             started = time.monotonic()
             seen = previous
-            while (now := prometheus.value(query)) is None or now > 0:
-                assert time.monotonic() - started < 300, f"not drained: {now}"
+
+            def sample() -> float | None:  # each half-threshold step down goes in the table
+                nonlocal seen
+                now = prometheus.value(query)
                 if now is not None and now <= seen - threshold / 2:
                     table.append((f"draining, {time.monotonic() - started:.0f} s", now,
                                   replicas(now)))  # fmt: skip
                     seen = now
-                time.sleep(0.5)
+                return now
+
+            eventually(
+                sample,
+                300,
+                every_s=0.5,
+                until=lambda now: now is not None and now <= 0,
+                what="drained",
+            )
             table.append((f"drained, {time.monotonic() - started:.0f} s", 0.0, replicas(0)))
             final = final_state(client, session, 60)
         finally:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from tally_bus import Topology
 from tally_client.sdk import TallyClient
 from tally_stack import free_port, launcher
 from tally_stack._config import StackConfig
+from tests.eventually import eventually
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 AMQP_URL = os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -129,10 +129,10 @@ async def delete_topology(prefix: str) -> None:
 
 
 def final_state(client: TallyClient, session: str, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state = client.jobs(session)
-        if state["jobs"] and all(j["status"] in FINAL for j in state["jobs"]):
-            return state
-        time.sleep(0.3)
-    raise AssertionError(f"session {session} did not finish in {timeout_s} s")
+    return eventually(
+        lambda: client.jobs(session),
+        timeout_s,
+        every_s=0.3,
+        until=lambda state: state["jobs"] and all(j["status"] in FINAL for j in state["jobs"]),
+        what=f"session {session} finished",
+    )

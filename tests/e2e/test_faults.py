@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -28,6 +29,7 @@ from tally_stack import free_port
 from tally_stack.local_triton import Endpoints, LocalTriton
 from tally_synth import write_dataset
 from tests.e2e.harness import AMQP_URL, FINAL, Stack, Worker, final_state, local_stack
+from tests.eventually import eventually
 from tests.faults import FaultProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
@@ -66,16 +68,16 @@ def test_a_small_tenant_starts_while_a_large_backlog_waits(stack: Stack, tmp_pat
         files = sorted(big.glob("*.jpg"))
         for start in range(0, len(files), 100):
             assert len(a.upload(a_session, files[start : start + 100])["jobs"]) == 100
-        deadline = time.monotonic() + 120
-        while True:  # every photo of A planned (its chunks wait), and the first ones done
-            jobs = a.jobs(a_session)["jobs"]
-            if (
+        eventually(  # every photo of A planned (its chunks wait), and the first ones done
+            lambda: a.jobs(a_session)["jobs"],
+            120,
+            every_s=0.2,
+            until=lambda jobs: (
                 all(j["phase"] != "queued" for j in jobs)
                 and sum(j["status"] == "completed" for j in jobs) >= 3
-            ):
-                break
-            assert time.monotonic() < deadline, "tenant A's photos are not planned"
-            time.sleep(0.2)
+            ),
+            what="tenant A's photos planned",
+        )
 
         uploaded_at = time.time()
         b_session = b.create_session("three")
@@ -158,10 +160,13 @@ def test_services_come_back_by_themselves_after_rabbitmq_restarts(
     with TallyClient(stack.url, stack.admin_key("tenant-q")) as client:
         session = client.create_session("through a broker restart")
         assert len(client.upload(session, files[:8])["jobs"]) == 8
-        deadline = time.monotonic() + 120
-        while client.jobs(session)["summary"]["completed"] < 2:
-            assert time.monotonic() < deadline, "nothing completes"
-            time.sleep(0.2)
+        eventually(
+            lambda: client.jobs(session)["summary"],
+            120,
+            every_s=0.2,
+            until=lambda summary: summary["completed"] >= 2,
+            what="2 jobs completed",
+        )
         try:
             outcome, publish_s = asyncio.run(_publish_during_outage(prefix))
             started = time.monotonic()
@@ -171,9 +176,13 @@ def test_services_come_back_by_themselves_after_rabbitmq_restarts(
             _rabbitmqctl("start_app")
         restarted = time.monotonic()
         _rabbitmqctl("await_startup")
-        while min((counts := asyncio.run(_consumers(prefix))).values()) == 0:
-            assert time.monotonic() - restarted < 30, f"consumers not back after 30 s: {counts}"
-            time.sleep(0.5)
+        eventually(
+            lambda: asyncio.run(_consumers(prefix)),
+            30,
+            every_s=0.5,
+            until=lambda counts: min(counts.values()) > 0,
+            what="every consumer back",
+        )
         back_s = time.monotonic() - restarted
         final = final_state(client, session, 300)
 
@@ -211,8 +220,13 @@ def test_a_silent_connection_is_detected_and_its_chunk_finished_elsewhere(
         )
         try:
             assert cut.wait_ready(60)
-            while asyncio.run(_consumers(prefix))[chunks] < 2:
-                time.sleep(0.2)
+            eventually(
+                lambda: asyncio.run(_consumers(prefix))[chunks],
+                60,
+                every_s=0.2,
+                until=lambda consumers: consumers >= 2,
+                what="two consumers of the chunks",
+            )
             proxy.blackhole(after_delivery=True)
             with TallyClient(stack.url, stack.admin_key("tenant-s")) as client:
                 session = client.create_session("through a silent network")
@@ -220,10 +234,13 @@ def test_a_silent_connection_is_detected_and_its_chunk_finished_elsewhere(
                 final = final_state(client, session, 180)
                 assert proxy.holed, "no chunk went to the detector behind the proxy"
                 proxy.restore()
-                restored = time.monotonic()
-                while asyncio.run(_consumers(prefix))[chunks] < 2:
-                    assert time.monotonic() - restored < 60, "the cut detector did not come back"
-                    time.sleep(0.5)
+                eventually(
+                    lambda: asyncio.run(_consumers(prefix))[chunks],
+                    60,
+                    every_s=0.5,
+                    until=lambda consumers: consumers >= 2,
+                    what="the cut detector consumes again",
+                )
         finally:
             cut.kill()
 
@@ -270,19 +287,24 @@ def test_a_photo_that_kills_the_detector_fails_alone(
         with TallyClient(stack.url, stack.admin_key("tenant-p")) as client:
             session = client.create_session("with a deadly photo")
             assert len(client.upload(session, files)["jobs"]) == 5
-            deadline = time.monotonic() + 240
-            while True:
+
+            def poll() -> dict[str, Any]:  # a detector the photo killed is started again
+                nonlocal deaths
                 for n, worker in enumerate(detectors):
                     if worker.process.poll() is not None:
                         assert worker.process.returncode == -signal.SIGKILL
                         worker.kill()
                         detectors[n] = detector(n)
                         deaths += 1
-                state = client.jobs(session)
-                if all(j["status"] in FINAL for j in state["jobs"]):
-                    break
-                assert time.monotonic() < deadline, f"not finished: {state['summary']}"
-                time.sleep(0.3)
+                return client.jobs(session)
+
+            state = eventually(
+                poll,
+                240,
+                every_s=0.3,
+                until=lambda state: all(j["status"] in FINAL for j in state["jobs"]),
+                what="every job finished",
+            )
     finally:
         for worker in detectors:
             worker.kill()
@@ -355,10 +377,13 @@ def _restart_redis(down_s: float) -> None:
         check=True,
         capture_output=True,
     )
-    deadline = time.monotonic() + 30
-    while subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).returncode:
-        assert time.monotonic() < deadline, "Redis did not come back"
-        time.sleep(0.2)
+    eventually(
+        lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True),
+        30,
+        every_s=0.2,
+        until=lambda ping: ping.returncode == 0,
+        what="Redis back",
+    )
 
 
 def test_redis_restarted_empty_mid_run_is_rebuilt_and_nothing_is_lost(
@@ -372,10 +397,13 @@ def test_redis_restarted_empty_mid_run_is_rebuilt_and_nothing_is_lost(
     with TallyClient(stack.url, stack.admin_key("tenant-r2")) as client:
         session = client.create_session("through a Redis restart")
         assert len(client.upload(session, sorted(photos.glob("*.jpg")))["jobs"]) == 8
-        deadline = time.monotonic() + 120
-        while client.jobs(session)["summary"]["completed"] < 2:
-            assert time.monotonic() < deadline, "nothing completes"
-            time.sleep(0.2)
+        eventually(
+            lambda: client.jobs(session)["summary"],
+            120,
+            every_s=0.2,
+            until=lambda summary: summary["completed"] >= 2,
+            what="2 jobs completed",
+        )
         _restart_redis(down_s=2.0)
         final = final_state(client, session, 180)
         summary = client.jobs(session)["summary"]
@@ -396,17 +424,23 @@ def test_a_detector_takes_no_chunk_until_its_triton_serves_the_model(
     endpoints = Endpoints(free_port(), free_port(), free_port())
     detector = stack.start("detector", "ready (Triton at", TALLY_TRITON_URL=endpoints.grpc_url)
     try:
-        deadline = time.monotonic() + 30
-        while not any("waiting for Triton" in line for line in detector.lines):
-            assert time.monotonic() < deadline, detector.lines
-            time.sleep(0.2)
+        eventually(
+            lambda: detector.lines,
+            30,
+            every_s=0.2,
+            until=lambda lines: any("waiting for Triton" in line for line in lines),
+            what="the detector waits for Triton",
+        )
         assert not detector.is_ready()
         assert asyncio.run(_consumers(prefix))[chunks] == 1  # the stack's own detector only
         with LocalTriton(runtime_dir=tmp_path / "late-triton", endpoints=endpoints):
             assert detector.wait_ready(30), detector.lines
-            deadline = time.monotonic() + 10
-            while asyncio.run(_consumers(prefix))[chunks] != 2:
-                assert time.monotonic() < deadline, "the detector does not consume"
-                time.sleep(0.2)
+            eventually(
+                lambda: asyncio.run(_consumers(prefix))[chunks],
+                10,
+                every_s=0.2,
+                until=lambda consumers: consumers == 2,
+                what="the detector consumes",
+            )
     finally:
         detector.kill()

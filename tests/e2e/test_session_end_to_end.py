@@ -23,6 +23,7 @@ from tally_client.sdk import TallyClient, TallyError
 from tally_inference import count_error
 from tally_synth import write_dataset
 from tests.e2e.harness import FINAL, REDIS_URL, Stack, Worker, final_state, local_stack
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 STATUS_ORDER = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
@@ -73,21 +74,33 @@ def test_a_session_goes_through_every_service_and_stays_private(
         seen: dict[str, list[tuple[str, int]]] = {j["job_id"]: [] for j in answer["jobs"]}
         errors: list[TallyError] = []
         wiped_at: int | None = None
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
+
+        def poll() -> dict[str, Any] | None:
+            """The session now (each poll's view is kept); Redis is wiped once, mid-run."""
+            nonlocal wiped_at
             try:
                 state = a.jobs(session)
             except TallyError as error:
                 errors.append(error)
-                continue
+                return None
             for job in state["jobs"]:
                 seen[job["job_id"]].append((job["status"], job["processed"]))
-            if all(j["status"] == "completed" for j in state["jobs"]):
-                break
-            if wiped_at is None and any(j["processed"] for j in state["jobs"]):
+            done = all(j["status"] == "completed" for j in state["jobs"])
+            if not done and wiped_at is None and any(j["processed"] for j in state["jobs"]):
                 redis.Redis.from_url(REDIS_URL).flushdb()  # Redis loses everything mid-run
                 wiped_at = len(seen[state["jobs"][0]["job_id"]])
-            time.sleep(0.3)
+            return state
+
+        state = eventually(
+            poll,
+            300,
+            every_s=0.3,
+            until=lambda state: (
+                state is not None and all(j["status"] == "completed" for j in state["jobs"])
+            ),
+            what="every job completed",
+        )
+        assert state is not None
         follower.join(timeout=60)
         assert errors == []
         assert wiped_at is not None
@@ -160,20 +173,25 @@ def test_cancelling_a_running_session_stops_its_work_within_seconds(
         session = client.create_session("to cancel")
         answer = client.upload(session, sorted(directory.glob("*.jpg")))
         assert len(answer["jobs"]) == 20
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            state = client.jobs(session)
-            if state["summary"]["completed"]:
-                break
-            time.sleep(0.2)
+        eventually(
+            lambda: client.jobs(session)["summary"],
+            120,
+            every_s=0.2,
+            until=lambda summary: summary["completed"],
+            what="a job completed",
+        )
         requested = time.time()
         accepted = client.cancel_session(session)
         assert accepted["status"] == "cancelling"
-        while time.time() < requested + 5:
-            state = client.jobs(session)
-            if all(j["status"] in ("completed", "cancelled") for j in state["jobs"]):
-                break
-            time.sleep(0.1)
+        state = eventually(
+            lambda: client.jobs(session),
+            5,
+            every_s=0.1,
+            until=lambda state: all(
+                j["status"] in ("completed", "cancelled") for j in state["jobs"]
+            ),
+            what="every job completed or cancelled",
+        )
         took = time.time() - requested
         statuses = [j["status"] for j in state["jobs"]]
         assert set(statuses) == {"completed", "cancelled"}, statuses

@@ -27,6 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from tests.eventually import eventually_async
 
 from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
@@ -148,8 +149,7 @@ async def stage(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         )
         serving = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-            await asyncio.sleep(0.02)
+        await eventually_async(lambda: server.started, every_s=0.02)  # uvicorn has no event
         staged = Stage(
             f"http://127.0.0.1:{port}",
             redis,
@@ -303,9 +303,9 @@ async def test_an_idle_stream_sends_heartbeats(stage: Stage) -> None:
         assert (await stream.next()) is not None  # the snapshot
         assert REGISTRY.get_sample_value("tally_sse_connections") == open_before + 1
         reader = asyncio.create_task(stream.next())
-        await asyncio.sleep(1.0)  # heartbeat every 0.3 s here (15 s by default)
+        # A heartbeat every 0.3 s here (15 s by default), and no event meanwhile.
+        await eventually_async(lambda: len(stream.comments) >= 2, 5)
         assert not reader.done()
-        assert len(stream.comments) >= 2
         assert all(c.startswith(": heartbeat") for c in stream.comments)
         await stage.emit(
             stage.jobs[0], planned=JobEvent.Planned(total_slices=SLICES, chunk_count=2)
@@ -386,11 +386,7 @@ async def test_subscribers_of_a_session_share_one_reader(stage: Stage) -> None:
         assert len(readers) == 1  # one reader for the five
     # The clients have gone: so has the reader, at once.
     feeds = stage.app.state.deps.feeds
-    for _ in range(100):
-        if not feeds.feeds:
-            break
-        await asyncio.sleep(0.02)
-    assert feeds.feeds == {}
+    await eventually_async(lambda: feeds.feeds == {}, 2, every_s=0.02)
 
 
 async def test_a_slow_client_skips_to_a_snapshot_and_holds_nobody_up(stage: Stage) -> None:

@@ -14,6 +14,7 @@ import aio_pika
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from tests.eventually import eventually_async
 
 from tally_bus import Bus, Topology, decode
 from tally_contracts.sequence import FINAL as FINAL_SEQUENCE
@@ -270,15 +271,17 @@ async def test_poison_is_retried_then_fails_only_its_own_job(
         for uploaded in (unplannable, good):
             await bus.publish(topology.photo_uploaded, uploaded)
         await bus.publish(topology.detect_chunk, poison_chunk)
-        async with asyncio.timeout(60):
-            while len(final) < len(jobs):
-                for uploaded in jobs:
-                    job = await store.get_job(
-                        uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
-                    )
-                    if job is not None and job.status in FINAL:
-                        final[uploaded.job.job_id] = job
-                await asyncio.sleep(0.2)
+
+        async def all_final() -> bool:
+            for uploaded in jobs:
+                job = await store.get_job(
+                    uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+                )
+                if job is not None and job.status in FINAL:
+                    final[uploaded.job.job_id] = job
+            return len(final) == len(jobs)
+
+        await eventually_async(all_final, 60, every_s=0.2)
     finally:
         for consumer in consumers:
             await consumer.stop()

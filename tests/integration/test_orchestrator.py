@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
+from tests.eventually import eventually_async
 
 from tally_bus import Bus, Topology, decode
 from tally_contracts import sequence
@@ -354,13 +355,14 @@ async def test_the_service_dispatches_then_stops_cleanly_on_sigterm(
                 )
                 assert job is not None
                 pending = f"tally_pending_slices {float(job.total)}"
-                metrics = ""
-                for _ in range(50):
-                    metrics = (await http.get("/metrics")).text
-                    if pending in metrics:
-                        break
-                    await asyncio.sleep(0.1)
-                assert pending in metrics
+
+                async def metrics_show_the_backlog() -> str:
+                    text = (await http.get("/metrics")).text
+                    return text if pending in text else ""
+
+                metrics = await eventually_async(
+                    metrics_show_the_backlog, 10, what=f"{pending!r} in /metrics"
+                )
                 assert "tally_expected_drain_seconds +Inf" in metrics
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 30) == 0

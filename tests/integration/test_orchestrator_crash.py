@@ -8,13 +8,14 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
 import pytest
+from tests.eventually import eventually_async
 from tests.faults import FaultProxy
 
 from tally_bus import Bus, Topology
@@ -50,14 +51,6 @@ async def _start(service: str, ready: str, env: dict[str, str]) -> asyncio.subpr
 
 
 _DRAINS: set[asyncio.Task[bytes]] = set()
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.1)
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:
@@ -156,7 +149,7 @@ async def test_a_job_committed_but_not_published_is_dispatched_by_the_next_orche
                     )
                     return bool(phase == "planned")
 
-                await _eventually(planned, 30)
+                await eventually_async(planned, 30)
                 await asyncio.sleep(1.0)  # its relay and dispatcher try, and wait for the broker
                 assert proxy.holed
                 await _kill(first)
@@ -186,7 +179,7 @@ async def test_a_job_committed_but_not_published_is_dispatched_by_the_next_orche
                 state = await store.get_job(tenant.id, job.id)
                 return state is not None and state.status in FINAL
 
-            await _eventually(final, 120)
+            await eventually_async(final, 120)
             state = await store.get_job(tenant.id, job.id)
             assert state is not None
             assert (state.status, state.processed) == ("completed", state.total)
@@ -197,7 +190,7 @@ async def test_a_job_committed_but_not_published_is_dispatched_by_the_next_orche
                     "SELECT count(*) FROM outbox WHERE published_at IS NULL"
                 )
 
-            await _eventually(all_published, 10)
+            await eventually_async(all_published, 10)
             assert await connection.fetchval("SELECT count(*) FROM chunk_dispatch") == 0
         finally:
             for process in processes:

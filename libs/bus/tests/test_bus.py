@@ -12,6 +12,7 @@ import aio_pika
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from tests.eventually import eventually_async
 
 from tally_bus import (
     ERROR_HEADER,
@@ -293,11 +294,10 @@ async def test_parked_messages_are_listed_with_their_reason_and_replayed(
     await bus.publish(topology.detect_chunk, _chunk(5))
     try:
         await asyncio.wait_for(gave_up.wait(), 20)
-        await asyncio.sleep(0.5)  # parked right after give_up returns
+        (found,) = await eventually_async(lambda: parked(bus))  # parked once give_up returns
     finally:
         await consumer.stop()
 
-    (found,) = await parked(bus)
     assert (found.queue, found.job_id, found.message_type) == (
         topology.chunks_queue.name,
         "j1",

@@ -132,18 +132,6 @@ async function errorOf(response) {
   return new ApiError(response.status, error.code, error.message, body);
 }
 
-/** A server-provided poll interval, clamped to what a dashboard should use. */
-export function pollInterval(ms) {
-  if (typeof ms !== "number" || !Number.isFinite(ms)) return 5000;
-  return Math.min(60000, Math.max(2000, ms));
-}
-
-/** Back-off after `failures` consecutive failures: 10 s three times, then 20, 40, 80, 120 s. */
-export function backoff(failures) {
-  if (failures <= 3) return 10000;
-  return Math.min(120000, 10000 * 2 ** (failures - 3));
-}
-
 /** An image the API serves behind the auth header, as an object URL the caller revokes. */
 export async function imageURL(path) {
   const { data } = await request(path, { as: "blob", cache: "default" });

@@ -14,9 +14,10 @@ const ROUTES = [
   { name: "job", pattern: /^\/jobs\/([^/?]+)$/, view: jobView, title: "Job" },
 ];
 
-const main = document.getElementById("main");
-const nav = document.getElementById("nav");
-const signOutButton = document.getElementById("sign-out");
+// index.html has them all.
+const main = /** @type {HTMLElement} */ (document.getElementById("main"));
+const nav = /** @type {HTMLElement} */ (document.getElementById("nav"));
+const signOutButton = /** @type {HTMLElement} */ (document.getElementById("sign-out"));
 let current = null; // {route, instance}
 let returnTo = null;
 let notice = null;

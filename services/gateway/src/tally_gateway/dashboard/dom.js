@@ -1,6 +1,6 @@
 // Small DOM and formatting helpers shared by the views.
 
-export const FINAL = new Set(["completed", "failed", "cancelled"]);
+import { FINAL } from "./statuses.js";
 
 /** An element: h("a", {href: "#/jobs", class: "link"}, "Jobs"). */
 export function h(tag, attrs, ...children) {

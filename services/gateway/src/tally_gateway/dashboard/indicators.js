@@ -46,7 +46,7 @@ function renderConnection(fresh) {
   const text =
     left > 0 ? `Connection lost — retrying in ${left} s` : "Connection lost — retrying now";
   if (node.textContent !== text) node.textContent = text;
-  if (left > 0 && document.visibilityState !== "hidden") {
+  if (next != null && left > 0 && document.visibilityState !== "hidden") {
     const wait = next - Date.now() - (left - 1) * 1000;
     countdown = setTimeout(() => renderConnection(false), Math.max(50, wait));
   }

@@ -1,7 +1,8 @@
 // Polling with the server's interval, back-off on failure, and a pause while the page is hidden.
 
-import { AuthError, backoff, isTransient, pollInterval } from "./api.js";
+import { AuthError, isTransient } from "./api.js";
 import { pauseCountdown, reportOffline, reportOnline, resumeCountdown } from "./indicators.js";
+import { backoff, pollInterval } from "./schedule.js";
 
 /**
  * Calls `load()` now and then again and again. `load` resolves the server's
@@ -11,6 +12,11 @@ import { pauseCountdown, reportOffline, reportOnline, resumeCountdown } from "./
  *
  * A request in flight is never aborted (an aborted request is a failed one): a newer run, or
  * stop(), only makes its answer ignored.
+ *
+ * @param {{
+ *   load: () => Promise<number | undefined>,
+ *   onError?: (error: unknown) => boolean,
+ * }} options
  */
 export function createPoller({ load, onError = () => false }) {
   const owner = {};

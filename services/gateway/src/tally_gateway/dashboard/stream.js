@@ -1,20 +1,18 @@
 // Following one upload session over Server-Sent Events, resuming from the last event id.
 
-import { ApiError, AuthError, NetworkError, backoff, pollInterval, request } from "./api.js";
+import { ApiError, AuthError, NetworkError, request } from "./api.js";
 import { pauseCountdown, reportOffline, reportOnline, resumeCountdown } from "./indicators.js";
+import { backoff, pollInterval } from "./schedule.js";
+import { sessionFinished } from "./session.js";
 
-const KINDS = ["snapshot", "job", "summary", "done"];
+const KINDS = ["snapshot", "job", "summary", "deleted", "done"];
 const RECHECK_MS = 2000; // while uploads the stream has not shown yet are on their way
 const RECHECKS = 30; // then a job that never shows (deleted meanwhile) stops being waited for
 const SETTLE_MS = 1000; // a resumed batch's stream waits until the page is surely staying
 
-export function sessionFinished(summary) {
-  return Boolean(summary?.total) && summary.queued === 0 && summary.processing === 0;
-}
-
 /**
- * Streams the session's events to `handlers` (snapshot, job, summary, done: each gets the
- * event's data; poll gets a GET /v1/sessions/{sid}/jobs body; gone: the session no longer
+ * Streams the session's events to `handlers` (snapshot, job, summary, deleted, done: each gets
+ * the event's data; poll gets a GET /v1/sessions/{sid}/jobs body; gone: the session no longer
  * exists). `handlers.expecting()` says the view waits for jobs the stream has not shown, so a
  * finished session is watched a little longer. EventSource cannot send headers and its tokens
  * expire, so every (re)connection asks for a new token and reconnects by hand.

@@ -55,6 +55,12 @@ export function forget(sessionId) {
   }
 }
 
+/** A job of the session was deleted: its upload, answered long ago, goes from the batch. */
+export function discard(sessionId, jobId) {
+  const at = items.findIndex((i) => i.sessionId === sessionId && i.job?.job_id === jobId);
+  if (at >= 0) items.splice(at, 1);
+}
+
 /** Sign-out: stop everything. */
 export function clearAll() {
   for (const item of items) item.xhr?.abort();

@@ -3,7 +3,6 @@
 
 import { ApiError, imageURL, isTransient, request } from "../api.js";
 import {
-  FINAL,
   badge,
   etaText,
   focusHeading,
@@ -19,6 +18,8 @@ import {
   shortId,
 } from "../dom.js";
 import { createPoller } from "../poller.js";
+import { syncRows } from "../rows.js";
+import { FINAL } from "../statuses.js";
 
 // Distinct on photos and from each other; one per label, in label order.
 const PALETTE = ["#ff3b30", "#ffcc00", "#34c759", "#0a84ff", "#ff9500", "#bf5af2", "#00c7be", "#ff2d55"];
@@ -34,8 +35,6 @@ function swatch(colour) {
 export function mount(root, route) {
   const jobId = route.arg;
   const path = `/v1/jobs/${encodeURIComponent(jobId)}`;
-  let etag = null;
-  let job = null;
   let etaDeadline = null;
   let ticker = null;
   let photoURL = null;
@@ -113,12 +112,9 @@ export function mount(root, route) {
   focusHeading(root);
 
   async function load() {
-    const { status, data, etag: tag } = await request(path, { etag });
-    if (status !== 304) {
-      etag = tag;
-      show(data);
-    }
-    return data?.poll_interval_ms ?? job?.poll_interval_ms;
+    const { data } = await request(path);
+    show(data);
+    return data.poll_interval_ms;
   }
 
   function onError(error) {
@@ -145,7 +141,6 @@ export function mount(root, route) {
   }
 
   function show(data) {
-    job = data;
     const name = data.filename || `Job ${shortId(data.job_id)}`;
     setText(title, name);
     document.title = `${name} — Tally`;
@@ -217,31 +212,19 @@ export function mount(root, route) {
 
   function renderLog(entries) {
     logEmpty.hidden = entries.length > 0;
-    const keys = new Set();
-    entries.forEach((entry, index) => {
-      const key = `${entry.sequence}|${entry.event}|${entry.at}`;
-      keys.add(key);
-      let item = logItems.get(key);
-      if (!item) {
-        item = h(
+    syncRows(logList, logItems, entries, {
+      key: (entry) => `${entry.sequence}|${entry.event}|${entry.at}`,
+      create: (entry) =>
+        h(
           "li",
           null,
           h("time", { datetime: entry.at, title: formatTime(entry.at, "seconds") }, formatTime(entry.at, "clock")),
           h("span", { class: "log-event" }, entry.event.replaceAll("_", " ")),
           h("span", { class: "log-message" }, entry.message ?? ""),
           h("span", { class: "log-source muted" }, entry.source),
-        );
-        logItems.set(key, item);
-      }
-      const at = logList.children[index];
-      if (at !== item) logList.insertBefore(item, at ?? null);
+        ),
+      node: (item) => item,
     });
-    for (const [key, item] of logItems) {
-      if (!keys.has(key)) {
-        item.remove();
-        logItems.delete(key);
-      }
-    }
   }
 
   async function loadResult() {

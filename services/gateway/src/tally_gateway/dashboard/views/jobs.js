@@ -15,43 +15,20 @@ import {
   setText,
   shortId,
 } from "../dom.js";
+import { FIRST_PAGE, hashOf, readParams } from "../filters.js";
 import { createPoller } from "../poller.js";
+import { syncRows } from "../rows.js";
+import { STATUSES } from "../statuses.js";
 import { thumbnails } from "../thumbs.js";
 
-const STATUSES = ["queued", "processing", "completed", "failed", "cancelled"];
 const PAGE_SIZE = 25;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const FIRST_PAGE = "*"; // a previous-page entry meaning "no cursor"
 const SESSION_HINT = "Paste a session id, or pick one";
-
-function readParams(query) {
-  const status = query.get("status") ?? "";
-  return {
-    status: STATUSES.includes(status) ? status : "",
-    session: (query.get("session") ?? "").trim(),
-    sort: query.get("sort") === "created_at" ? "created_at" : "-created_at",
-    cursor: query.get("cursor") ?? "",
-    prev: (query.get("prev") ?? "").split(",").filter(Boolean),
-  };
-}
-
-function hashOf(params) {
-  const query = new URLSearchParams();
-  if (params.status) query.set("status", params.status);
-  if (params.session) query.set("session", params.session);
-  if (params.sort !== "-created_at") query.set("sort", params.sort);
-  if (params.cursor) query.set("cursor", params.cursor);
-  if (params.prev.length) query.set("prev", params.prev.join(","));
-  const text = query.toString();
-  return text ? `#/jobs?${text}` : "#/jobs";
-}
 
 export function mount(root, route) {
   let params = readParams(route.params);
   let poller = null;
-  let etag = null;
   let nextCursor = null;
-  let interval;
   let shown = []; // the page's jobs as last received
   let scrollToTop = false;
   const rows = new Map(); // job_id -> row parts
@@ -200,16 +177,12 @@ export function mount(root, route) {
     if (params.status) query.set("status", params.status);
     if (params.session) query.set("session_id", params.session);
     if (params.cursor) query.set("cursor", params.cursor);
-    const { status, data, etag: tag } = await request(`/v1/jobs?${query}`, { etag });
-    if (status !== 304) {
-      etag = tag;
-      interval = data.poll_interval_ms;
-      shown = data.jobs ?? [];
-      nextCursor = data.next_cursor ?? null;
-    }
+    const { data } = await request(`/v1/jobs?${query}`);
+    shown = data.jobs ?? [];
+    nextCursor = data.next_cursor ?? null;
     problem.replaceChildren();
     render();
-    return interval;
+    return data.poll_interval_ms;
   }
 
   function onError(error) {
@@ -228,24 +201,13 @@ export function mount(root, route) {
   }
 
   function render() {
-    shown.forEach((job, index) => {
-      let row = rows.get(job.job_id);
-      if (!row) {
-        row = createRow(job);
-        rows.set(job.job_id, row);
-      }
-      updateRow(row, job);
-      const at = tbody.children[index];
-      if (at !== row.tr) tbody.insertBefore(row.tr, at ?? null);
+    syncRows(tbody, rows, shown, {
+      key: (job) => job.job_id,
+      create: createRow,
+      update: updateRow,
+      node: (row) => row.tr,
+      drop: (id) => thumbs.drop(id),
     });
-    const ids = new Set(shown.map((j) => j.job_id));
-    for (const [id, row] of rows) {
-      if (!ids.has(id)) {
-        row.tr.remove();
-        rows.delete(id);
-        thumbs.drop(id);
-      }
-    }
     empty.hidden = shown.length > 0;
     prevButton.disabled = !params.cursor;
     nextButton.disabled = !nextCursor;
@@ -321,7 +283,6 @@ export function mount(root, route) {
 
   function start() {
     poller?.stop();
-    etag = null;
     poller = createPoller({ load, onError });
     poller.refresh();
   }

@@ -10,7 +10,7 @@ import { focusHeading, h } from "../dom.js";
  */
 function finished(path) {
   const url = new URL(path, location.href).href;
-  return new Promise((resolve) => {
+  return /** @type {Promise<void>} */ (new Promise((resolve) => {
     const done = () => {
       observer.disconnect();
       clearTimeout(fallback);
@@ -22,7 +22,7 @@ function finished(path) {
     const fallback = setTimeout(done, 1000);
     observer.observe({ type: "resource" });
     if (performance.getEntriesByName(url).length) done();
-  });
+  }));
 }
 
 export function mount(root, _route, { notice, onSignedIn }) {

@@ -3,7 +3,6 @@
 
 import { ApiError, AuthError, activeSession, request } from "../api.js";
 import {
-  FINAL,
   etaText,
   focusHeading,
   h,
@@ -17,9 +16,14 @@ import {
   shortId,
   slicesText,
 } from "../dom.js";
+import { syncRows } from "../rows.js";
+import { supersedes } from "../session.js";
+import { FINAL } from "../statuses.js";
 import { followSession } from "../stream.js";
 import { thumbnails } from "../thumbs.js";
-import { enqueue, forget, itemsOf, pendingOf, retry, subscribe } from "../uploads.js";
+import { discard, enqueue, forget, itemsOf, pendingOf, retry, subscribe } from "../uploads.js";
+
+/** @typedef {{key: string, name: string, item?: any, job: any}} RowModel */
 
 const ITEM_BADGE = { waiting: "waiting", uploading: "uploading", rejected: "rejected", error: "upload failed" };
 
@@ -172,6 +176,10 @@ export function mount(root) {
         render();
       },
       summary: (data) => setSummary(data.summary),
+      deleted: (data) => {
+        remove(data.job_id);
+        render();
+      },
       done: (data) => setSummary(data.summary),
       expecting: () =>
         itemsOf(sid).some((item) => item.state === "accepted" && !jobs.has(item.job.job_id)),
@@ -214,15 +222,21 @@ export function mount(root) {
   }
 
   function upsert(job) {
-    const old = jobs.get(job.job_id);
-    if (old && FINAL.has(old.status) && !FINAL.has(job.status)) return; // final stays final
-    if (old && Date.parse(job.updated_at) < Date.parse(old.updated_at)) return; // older news
+    if (!supersedes(jobs.get(job.job_id), job)) return;
     jobs.set(job.job_id, job);
     if (job.status === "processing" && job.eta_seconds != null) {
       deadlines.set(job.job_id, Date.now() + job.eta_seconds * 1000);
     } else {
       deadlines.delete(job.job_id);
     }
+  }
+
+  /** A deleted job leaves the batch: its row, upload and thumbnail (the next summary recounts). */
+  function remove(jobId) {
+    jobs.delete(jobId);
+    deadlines.delete(jobId);
+    discard(sid, jobId);
+    thumbs.drop(jobId);
   }
 
   function setSummary(next) {
@@ -234,7 +248,10 @@ export function mount(root) {
 
   // --- rendering -----------------------------------------------------------------------------
 
-  /** What the rows show: jobs this tab did not upload (a reload), then this tab's uploads. */
+  /**
+   * What the rows show: jobs this tab did not upload (a reload), then this tab's uploads.
+   * @returns {RowModel[]}
+   */
   function models() {
     const items = itemsOf(sid);
     const mine = new Set(items.filter((i) => i.job).map((i) => i.job.job_id));
@@ -256,23 +273,12 @@ export function mount(root) {
   function render() {
     batch.hidden = !sid;
     const all = models();
-    all.forEach((model, index) => {
-      let row = rows.get(model.key);
-      if (!row) {
-        row = createRow(model.key);
-        rows.set(model.key, row);
-      }
-      updateRow(row, model);
-      const at = list.children[index];
-      if (at !== row.li) list.insertBefore(row.li, at ?? null);
+    syncRows(list, rows, all, {
+      key: (model) => model.key,
+      create: (model) => createRow(model.key),
+      update: updateRow,
+      node: (row) => row.li,
     });
-    const keys = new Set(all.map((m) => m.key));
-    for (const [key, row] of rows) {
-      if (!keys.has(key)) {
-        row.li.remove();
-        rows.delete(key);
-      }
-    }
     renderOverall(all);
     renderEtas();
   }
@@ -368,7 +374,12 @@ export function mount(root) {
     return row;
   }
 
-  function updateRow(row, { name, item, job }) {
+  /**
+   * @param {any} row
+   * @param {Omit<RowModel, "key">} model
+   */
+  function updateRow(row, model) {
+    const { name, item, job } = model;
     row.itemId = item?.id ?? null;
     const label = name || (job ? shortId(job.job_id) : "photo");
     setText(row.name, label);
