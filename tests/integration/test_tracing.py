@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
+from tally_contracts import projection as redis_keys
 from tally_db import OutboxRelay, Store
 from tally_detector import config as detector_config
 from tally_detector.deps import Deps as DetectorDeps
@@ -167,7 +168,7 @@ async def test_one_trace_spans_upload_orchestrator_triton_and_projector(
     assert response.status_code == 202
 
     async def completed() -> None:
-        stream, last = f"session:{session}:events", b"0"
+        stream, last = redis_keys.session_events_key(session), b"0"
         while True:
             reply = cast(StreamReply, await world.redis.xread({stream: last}, block=5000))
             for _, entries in reply:

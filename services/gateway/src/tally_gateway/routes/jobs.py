@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from redis.exceptions import RedisError
 
+from tally_contracts import projection as redis_keys
 from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import FINAL_STATUSES, ConflictError, Job, OutboxEntry
@@ -164,7 +165,7 @@ async def delete_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
         raise ApiError(404, "not_found", f"no job {job_id}")
     deps.relay.notify()
     try:  # reads see it gone at once, before the projector has folded its `deleted` event
-        await deps.redis.set(_reads.deleted_key(job_id), "1", ex=DELETED_TTL_S)
+        await deps.redis.set(redis_keys.tombstone_key(job_id), "1", ex=DELETED_TTL_S)
     except RedisError as exc:
         log.warning("job %s deleted; its tombstone not set (%s)", job_id, exc)
     folder = record.object_key.rsplit("/", 1)[0]
