@@ -225,7 +225,8 @@ def test_duplicates_reordering_and_drops_end_where_the_reference_fold_does(
                 await projection.fold(event)
             return await projection.job(job.job_id), await projection.session(job.session_id)
         finally:
-            await redis.delete(*redis_keys.fold_keys(job.tenant_id, job.session_id, job.job_id))
+            touched = redis_keys.fold_keys(job.tenant_id, job.session_id, job.job_id)
+            await redis.delete(*(key for key in touched if key != redis_keys.READY_KEY))
             await redis.aclose()
 
     state, summary = redis_loop.run_until_complete(fold_all())

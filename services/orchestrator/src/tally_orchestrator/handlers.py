@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from tally_db import FINAL_STATUSES, Job, OutboxEntry, PlannedChunk
 from tally_inference import LABELS, DetectParams, SliceParams, SliceResult, merge_detections
 from tally_orchestrator._planning import plan_chunks
 from tally_orchestrator.deps import Deps
+from tally_storage import JobResult, StoredDetection, keys
 
 log = logging.getLogger(__name__)
 # Jobs failed for good, by the failure's code (stalled, chunk_lost, planning_failed, ...).
@@ -175,15 +175,15 @@ async def _complete(message: ChunkResult, state: Job, deps: Deps) -> None:
     merged = await asyncio.to_thread(
         merge_detections, parts, state.width, state.height, DetectParams()
     )
-    result_key = state.object_key.rsplit("/", 1)[0] + "/result.json"
-    body = {
-        "job_id": str(state.id),
-        "width": state.width,
-        "height": state.height,
-        "counts": merged.counts,
-        "detections": [d.to_json() for d in merged.detections],
-    }
-    await deps.objects.put_bytes(result_key, json.dumps(body).encode(), "application/json")
+    result_key = keys.result(state.object_key)
+    body = JobResult(
+        job_id=str(state.id),
+        width=state.width,
+        height=state.height,
+        counts=merged.counts,
+        detections=[StoredDetection.model_validate(d.to_json()) for d in merged.detections],
+    )
+    await deps.objects.put_bytes(result_key, body.to_bytes(), "application/json")
     warnings = [] if merged.detections else ["no_detections"]
     completed = _event(
         message.job,

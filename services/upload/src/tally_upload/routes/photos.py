@@ -19,6 +19,7 @@ from tally_bus import Topology, trace_headers
 from tally_contracts import sequence
 from tally_contracts.v1 import DetectionParams, JobEvent, JobRef, PhotoUploaded
 from tally_db import NewJob, OutboxEntry, Session, Tenant
+from tally_storage import keys
 from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
 from tally_upload.deps import Deps, DepsDep
 from tally_web import ApiError, CurrentTenant, envelope
@@ -187,9 +188,8 @@ async def _store(session: Session, photos: list[AcceptedPhoto], deps: Deps) -> l
     try:
         for photo in photos:
             job_id = uuid.uuid4()
-            prefix = f"{session.tenant_id}/{session.id}/{job_id}"
-            original = f"{prefix}/original{photo.extension}"
-            thumbnail = f"{prefix}/thumbnail.jpg"
+            original = keys.original(session.tenant_id, session.id, job_id, photo.extension)
+            thumbnail = keys.thumbnail(original)
             await deps.objects.put_bytes(original, photo.data, photo.content_type)
             written.append(original)
             await deps.objects.put_bytes(thumbnail, photo.thumbnail, "image/jpeg")
