@@ -132,6 +132,7 @@ async def world(
                 topology.chunks_queue,
                 functools.partial(handle_detect_chunk, deps=detector),
                 prefetch=1,
+                publish_to=topology.chunk_result,
             ),
             await bus.consume(
                 topology.events_queue,
