@@ -99,12 +99,15 @@ def _chunk(key: str, boxes: list[tuple[int, int, int, int]]) -> DetectChunk:
     )
 
 
-async def _result(bus: Bus) -> ChunkResult:
+async def _result(bus: Bus, timeout_s: float = 60) -> ChunkResult:
+    """The next ChunkResult on the orchestrator's queue, waiting for it to arrive."""
     channel = await bus.connection.channel()
     queue = await channel.get_queue(bus.topology.results_queue.name, ensure=False)
-    message = await queue.get(timeout=10, no_ack=True)
-    assert message is not None
-    return decode(message, ChunkResult)
+    async with queue.iterator(timeout=timeout_s) as messages:
+        async for message in messages:
+            await message.ack()
+            return decode(message, ChunkResult)
+    raise AssertionError("no ChunkResult arrived")
 
 
 async def test_a_chunk_of_slices_comes_back_as_detections_in_image_pixels(

@@ -17,6 +17,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
@@ -24,7 +25,9 @@ from tally_contracts import projection as redis_keys
 from tally_contracts import sequence, statuses
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import NewJob, Store
-from tally_projector.handlers import Deps, handle_job_event
+from tally_projector.config import Settings
+from tally_projector.deps import open_deps
+from tally_projector.handlers import handle_job_event
 from tally_projector.projection import (
     Projection,
     ProjectionLostError,
@@ -335,7 +338,9 @@ async def test_the_projection_is_rebuilt_from_postgresql(
 async def test_a_wiped_projection_is_rebuilt_before_the_next_event_is_folded(
     projection: Projection, database: str
 ) -> None:
-    async with Store.open(database) as store:
+    settings = Settings(redis_url=SecretStr(REDIS_URL), database_url=SecretStr(database))
+    async with open_deps(settings) as deps:  # the service's own, on the same Redis
+        store = deps.store
         tenant = await store.create_tenant("t")
         session = await store.create_session(tenant.id)
         first, second = await store.add_jobs(
@@ -361,7 +366,7 @@ async def test_a_wiped_projection_is_rebuilt_before_the_next_event_is_folded(
             await projection.fold(progress)
         assert await projection.redis.dbsize() == 0  # a lost projection folds nothing
 
-        await handle_job_event(progress, Deps(projection, store))
+        await handle_job_event(progress, deps)
         assert await projection.is_ready()
         # Both jobs are back (not just the one the event was about), with the event applied.
         assert (await projection.job(str(first.id)))["filename"] == "first.jpg"

@@ -33,7 +33,7 @@ from tally_orchestrator import config as orchestrator_config
 from tally_orchestrator.deps import Deps as OrchestratorDeps
 from tally_orchestrator.dispatch import Dispatcher
 from tally_orchestrator.handlers import handle_chunk_result, handle_photo_uploaded
-from tally_projector.handlers import Deps as ProjectorDeps
+from tally_projector.deps import Deps as ProjectorDeps
 from tally_projector.handlers import handle_job_event
 from tally_projector.projection import Projection
 from tally_storage import ObjectStore, S3Settings
