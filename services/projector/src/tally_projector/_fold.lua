@@ -12,7 +12,8 @@
 --       7 stream max length, 8 index score, 9 maxima JSON, 10 log entry JSON, 11 log length,
 --       12 activity time (epoch s of slice work: started, progress, final; '' for none),
 --       13 '1' when rebuilding: the ready marker is not needed, and nothing goes to the stream
---       (a rebuild re-tells each job's history; subscribers get its end, see _announce.lua)
+--       (a rebuild re-tells each job's history; subscribers get its end, see _announce.lua),
+--       14 the final statuses, a JSON list (tally_contracts.statuses.FINAL)
 -- Facts (who the job is, its file, its plan) are true whenever they arrive: set once, even from a
 -- late event. State (status, phase, progress, result) follows the per-job sequence: an event not
 -- newer than the last folded one changes none of it, and a final status is never left. Maxima
@@ -30,7 +31,10 @@ if redis.call('EXISTS', KEYS[8]) == 1 then  -- the job was deleted: it stays gon
   return 0
 end
 
-local FINAL = {completed = true, failed = true, cancelled = true}
+local FINAL = {}
+for _, name in ipairs(cjson.decode(ARGV[14])) do
+  FINAL[name] = true
+end
 local function number(key, field)
   return tonumber(redis.call('HGET', key, field) or '0')
 end

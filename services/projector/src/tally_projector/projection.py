@@ -15,7 +15,7 @@ from typing import Final
 from redis.asyncio import Redis
 
 from tally_contracts import projection as redis_keys
-from tally_contracts.statuses import JobStatus
+from tally_contracts.statuses import FINAL, JobStatus
 from tally_contracts.v1 import JobEvent
 
 JOB_TTL_S: Final = 48 * 3600
@@ -23,6 +23,7 @@ SESSION_TTL_S: Final = 24 * 3600
 STREAM_MAX_LEN: Final = 1000
 LOG_LENGTH: Final = 50  # recent entries kept per job
 _ACTIVE_KINDS: Final = frozenset({"started", "progress", "completed", "failed"})
+_FINAL_JSON: Final = json.dumps(sorted(FINAL))  # what _fold.lua takes as final
 
 _FOLD = resources.files("tally_projector").joinpath("_fold.lua").read_text()
 _ANNOUNCE = resources.files("tally_projector").joinpath("_announce.lua").read_text()
@@ -174,6 +175,7 @@ class Projection:
                 LOG_LENGTH,
                 score if event.WhichOneof("kind") in _ACTIVE_KINDS and score else "",
                 "1" if rebuilding else "0",
+                _FINAL_JSON,
             ],
         )
         if folded == -1:
