@@ -31,7 +31,8 @@ from playwright.sync_api import (
 from tally_client.sdk import TallyClient
 from tally_stack import launcher
 from tally_synth import write_dataset
-from tests.e2e.harness import BIN, Stack, final_state, local_stack
+from tests.e2e.harness import BIN, FINAL, Stack, final_state, local_stack
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
@@ -427,4 +428,41 @@ def test_another_tenants_job_is_never_shown(
     expect(page.locator("tr[data-job-id]")).to_have_count(0, timeout=15_000)
     watched.errors = [e for e in watched.errors if not e.startswith("404 ")]
     watched.console = [c for c in watched.console if "404" not in c]
+    watched.clean()
+
+
+def test_a_job_deleted_elsewhere_leaves_the_running_batch_without_a_reload(
+    watched: Watched, stack: Stack, api_key: str, tmp_path: Path
+) -> None:
+    """While the batch runs (its stream open), a job of it that has finished is deleted
+    elsewhere: the stream's `deleted` frame takes its row away and the batch recounts (the
+    dashboard once ignored the frame: the deleted job stayed on screen until a reload)."""
+    page = watched.page
+    # Big enough that the batch is still running when the page has come back to it.
+    write_dataset(tmp_path, count=12, seed=19, width=4000, height=3000, workers=2)
+    files = sorted(tmp_path.glob("*.jpg"))
+    with TallyClient(stack.url, api_key) as client:
+        session = client.create_session("one deleted")
+        doomed, *_ = client.upload(session, files)["jobs"]
+        client.cancel_job(doomed["job_id"])  # final at once; the other eleven keep it running
+        sign_in(page, api_key)  # the running batch comes back
+        page.evaluate("window.__sameDocument = true")
+        expect(page.get_by_text(doomed["filename"])).to_be_visible(timeout=15_000)
+        eventually(
+            lambda: client.job(doomed["job_id"])["status"],
+            30,
+            until=lambda status: status == "cancelled",
+            what="the first job cancelled",
+        )
+        httpx.delete(
+            f"{stack.url}/v1/jobs/{doomed['job_id']}",
+            headers={"Authorization": f"Bearer {api_key}"},
+        ).raise_for_status()
+        expect(page.get_by_text(doomed["filename"])).to_have_count(0, timeout=15_000)
+        assert not all(j["status"] in FINAL for j in client.jobs(session)["jobs"]), (
+            "the batch finished before the deletion: its stream had ended"
+        )
+    expect(page.get_by_text(files[1].name)).to_be_visible()
+    expect(page.get_by_text("All 11 photos completed")).to_be_visible(timeout=180_000)
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
     watched.clean()

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from tally_client.sdk import TallyClient, TallyError
+from tally_contracts import projection as redis_keys
 from tally_inference import count_error
 from tally_synth import write_dataset
 from tests.e2e.harness import FINAL, REDIS_URL, Stack, Worker, final_state, local_stack
@@ -128,9 +129,9 @@ def test_a_session_goes_through_every_service_and_stays_private(
         assert followed[-1]["summary"]["completed"] == len(files)
         # And the projection was rebuilt: Redis answers again, whole.
         projected = redis.Redis.from_url(REDIS_URL)
-        assert projected.exists("projection:ready")
+        assert projected.exists(redis_keys.READY_KEY)
         for job in state["jobs"]:
-            assert projected.hget(f"job:{job['job_id']}", "status") == b"completed"
+            assert projected.hget(redis_keys.job_key(job["job_id"]), "status") == b"completed"
 
         for job in state["jobs"]:
             result = a.result(job["job_id"])

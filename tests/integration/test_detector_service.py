@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,13 +13,12 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from pydantic import SecretStr
-from redis.asyncio import Redis
 
-from tally_bus import Bus, Topology, decode
+from tally_bus import Bus, decode
 from tally_contracts import cancellation
 from tally_contracts.v1 import ChunkResult, DetectChunk, JobEvent, JobRef, SliceBox
 from tally_detector.config import Settings
-from tally_detector.deps import Deps, PhotoCache
+from tally_detector.deps import Deps, open_deps
 from tally_detector.handlers import handle_detect_chunk
 from tally_inference import (
     LABELS,
@@ -32,7 +32,7 @@ from tally_inference import (
 )
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_stack.local_triton import LocalTriton
-from tally_storage import ObjectStore, S3Settings
+from tally_storage import ObjectStore
 from tally_synth import PhotoSpec, render
 
 pytestmark = pytest.mark.integration
@@ -41,27 +41,37 @@ REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture
-async def deps(triton: LocalTriton, s3_endpoint: str, amqp_url: str) -> AsyncIterator[Deps]:
-    topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
-    settings = Settings(
-        amqp_url=SecretStr(amqp_url), bus_prefix=topology.prefix, detector_id="detector-test"
+def settings(triton: LocalTriton, s3_endpoint: str, amqp_url: str) -> Settings:
+    return Settings(
+        amqp_url=SecretStr(amqp_url),
+        bus_prefix=f"test-{uuid.uuid4().hex[:10]}",
+        detector_id="detector-test",
+        triton_url=triton.endpoints.grpc_url,
+        redis_url=SecretStr(REDIS_URL),
+        s3_endpoint_url=s3_endpoint,
+        s3_bucket=f"det-{uuid.uuid4().hex[:10]}",
+        s3_access_key_id=MOTO_ACCESS_KEY,
+        s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
     )
-    s3 = S3Settings(
-        bucket=f"det-{uuid.uuid4().hex[:10]}",
-        endpoint_url=s3_endpoint,
-        access_key_id=MOTO_ACCESS_KEY,
-        secret_access_key=MOTO_SECRET_KEY,
-    )
-    async with (
-        Redis.from_url(REDIS_URL) as redis,
-        ObjectStore.open(s3, create_bucket=True) as objects,
-        TritonModel(triton.endpoints.grpc_url) as model,
-        await Bus.connect(amqp_url, topology) as bus,
-    ):
-        yield Deps(settings, bus, objects, model, PhotoCache(), redis)
-    connection = await aio_pika.connect(amqp_url)
+
+
+@pytest.fixture
+async def bus(settings: Settings) -> AsyncIterator[Bus]:
+    async with await settings.connect_bus() as connected:
+        yield connected
+    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
     async with connection:
-        await topology.delete(await connection.channel())
+        await connected.topology.delete(await connection.channel())
+
+
+@pytest.fixture
+async def deps(settings: Settings, bus: Bus) -> AsyncIterator[Deps]:
+    """The detector's Deps as its __main__ opens them (the bucket made first: the service
+    expects one)."""
+    async with ObjectStore.open(settings.s3, create_bucket=True):
+        pass
+    async with TritonModel(settings.triton_url) as model, open_deps(settings, bus, model) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")
@@ -89,23 +99,36 @@ def _chunk(key: str, boxes: list[tuple[int, int, int, int]]) -> DetectChunk:
     )
 
 
-async def _result(deps: Deps) -> ChunkResult:
-    channel = await deps.bus.connection.channel()
-    queue = await channel.get_queue(deps.bus.topology.results_queue.name, ensure=False)
-    message = await queue.get(timeout=10, no_ack=True)
-    assert message is not None
-    return decode(message, ChunkResult)
+async def _result(bus: Bus, timeout_s: float = 60) -> ChunkResult:
+    """The next ChunkResult on the orchestrator's queue, waiting for it to arrive."""
+    channel = await bus.connection.channel()
+    queue = await channel.get_queue(bus.topology.results_queue.name, ensure=False)
+    async with queue.iterator(timeout=timeout_s) as messages:
+        async for message in messages:
+            await message.ack()
+            return decode(message, ChunkResult)
+    raise AssertionError("no ChunkResult arrived")
 
 
 async def test_a_chunk_of_slices_comes_back_as_detections_in_image_pixels(
-    deps: Deps, photo: tuple[bytes, int]
+    deps: Deps, bus: Bus, photo: tuple[bytes, int]
 ) -> None:
+    """Consumed as the service consumes: the handler's result is published to the
+    orchestrator's queue."""
     data, true_seedlings = photo
     await deps.objects.put_bytes("t/s/j/original.jpg", data, "image/jpeg")
     boxes = plan_slices(WIDTH, HEIGHT, SliceParams(512, 0.25))
-    await handle_detect_chunk(_chunk("t/s/j/original.jpg", boxes), deps)
-
-    result = await _result(deps)
+    consumer = await bus.consume(
+        bus.topology.chunks_queue,
+        functools.partial(handle_detect_chunk, deps=deps),
+        prefetch=1,
+        publish_to=bus.topology.chunk_result,
+    )
+    try:
+        await bus.publish(bus.topology.detect_chunk, _chunk("t/s/j/original.jpg", boxes))
+        result = await _result(bus)
+    finally:
+        await consumer.stop()
     assert result.WhichOneof("outcome") == "detections"
     assert result.detector_id == "detector-test"
     assert [
@@ -134,36 +157,35 @@ async def test_a_chunk_that_cannot_succeed_gets_a_final_failure(
 ) -> None:
     if stored is not None:
         await deps.objects.put_bytes("bad.jpg", stored, "image/jpeg")
-    await handle_detect_chunk(_chunk("bad.jpg", [(0, 0, 512, 512)]), deps)
-    result = await _result(deps)
+    result = await handle_detect_chunk(_chunk("bad.jpg", [(0, 0, 512, 512)]), deps)
+    assert result is not None
     assert result.WhichOneof("outcome") == "failure"
     assert result.failure.code == code
     assert not result.failure.retryable
 
 
-async def _queued(deps: Deps, spec_name: str) -> int:
-    channel = await deps.bus.connection.channel()
+async def _queued(bus: Bus, spec_name: str) -> int:
+    channel = await bus.connection.channel()
     declared = await channel.declare_queue(spec_name, passive=True)
     return declared.declaration_result.message_count or 0
 
 
 async def test_a_chunk_of_a_cancelled_session_is_not_started(
-    deps: Deps, photo: tuple[bytes, int]
+    deps: Deps, bus: Bus, photo: tuple[bytes, int]
 ) -> None:
     await deps.objects.put_bytes("t/s/c/original.jpg", photo[0], "image/jpeg")
     chunk = _chunk("t/s/c/original.jpg", [(0, 0, 512, 512)])
     await deps.redis.set(cancellation.session_key(chunk.job.session_id), "1", ex=60)
     try:
-        await handle_detect_chunk(chunk, deps)
+        result = await handle_detect_chunk(chunk, deps)
     finally:
         await deps.redis.delete(cancellation.session_key(chunk.job.session_id))
-    topology = deps.bus.topology
-    assert await _queued(deps, topology.results_queue.name) == 0  # no result
-    assert await _queued(deps, topology.events_queue.name) == 0  # not even `started`
+    assert result is None  # no result
+    assert await _queued(bus, bus.topology.events_queue.name) == 0  # not even `started`
 
 
 async def test_a_chunk_stops_between_batches_once_its_job_is_cancelled(
-    deps: Deps, photo: tuple[bytes, int]
+    deps: Deps, bus: Bus, photo: tuple[bytes, int]
 ) -> None:
     """Cancelled while its first batch runs: the chunk stops there and sends no result."""
     deps = dataclasses.replace(deps, settings=deps.settings.model_copy(update={"batch_size": 2}))
@@ -182,7 +204,7 @@ async def test_a_chunk_stops_between_batches_once_its_job_is_cancelled(
 
     deps.model.infer = infer_then_cancel  # type: ignore[method-assign]
     try:
-        await handle_detect_chunk(chunk, deps)
+        result = await handle_detect_chunk(chunk, deps)
     finally:
         deps.model.infer = infer  # type: ignore[method-assign]
         await deps.redis.delete(cancellation.job_key(chunk.job.job_id))
@@ -190,9 +212,9 @@ async def test_a_chunk_stops_between_batches_once_its_job_is_cancelled(
     # Stopped well before the end: batches already in flight (up to max_in_flight while the
     # first one's result is decoded) finish, nothing after the check runs.
     assert calls <= 2 * deps.settings.max_in_flight + 1 < batches
-    assert await _queued(deps, deps.bus.topology.results_queue.name) == 0
-    channel = await deps.bus.connection.channel()
-    events = await channel.get_queue(deps.bus.topology.events_queue.name, ensure=False)
+    assert result is None
+    channel = await bus.connection.channel()
+    events = await channel.get_queue(bus.topology.events_queue.name, ensure=False)
     started = await events.get(timeout=5, no_ack=True)
     assert started is not None
     assert decode(started, JobEvent).WhichOneof("kind") == "started"

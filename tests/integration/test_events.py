@@ -29,6 +29,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from tests.eventually import eventually_async
 
+from tally_contracts import projection as redis_keys
 from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import Job, Store
@@ -269,7 +270,7 @@ async def test_reconnecting_with_last_event_id_loses_and_repeats_nothing(stage: 
 
     assert [s.data["reason"] for s in snapshots] == ["connect"]  # resumed every time after
     entries: Any = await stage.redis.xrange(
-        f"session:{stage.session_id}:events", min=f"({snapshots[0].id}"
+        redis_keys.session_events_key(stage.session_id), min=f"({snapshots[0].id}"
     )
     assert [e.id for e in received] == [raw_id.decode() for raw_id, _ in entries]
     assert [e.event for e in received] == [fields[b"type"].decode() for _, fields in entries]

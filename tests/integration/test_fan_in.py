@@ -149,9 +149,11 @@ async def test_a_photo_goes_from_plan_to_completed_result_once(
 
     chunks = [decode(m, DetectChunk) for m in await p.take(topology.chunks_queue.name)]
     assert [len(c.slices) for c in chunks] == [8, 8, 4]  # 20 slices, whole batches of 8
+    results: list[ChunkResult] = []
     for chunk in chunks:
-        await handle_detect_chunk(chunk, p.detector)
-    results = [decode(m, ChunkResult) for m in await p.take(topology.results_queue.name)]
+        result = await handle_detect_chunk(chunk, p.detector)
+        assert result is not None  # what the detector's consumer publishes to the orchestrator
+        results.append(result)
     assert len(results) == len(chunks)
     for result in [results[0], *results, results[-1]]:  # duplicates change nothing
         await handle_chunk_result(result, p.orchestrator)
@@ -263,6 +265,7 @@ async def test_poison_is_retried_then_fails_only_its_own_job(
             functools.partial(handle_detect_chunk, deps=p.detector),
             prefetch=1,
             give_up=functools.partial(give_up_chunk, deps=p.detector),
+            publish_to=topology.chunk_result,
         ),
     ]
     jobs = (good, unplannable, undetectable)

@@ -29,7 +29,7 @@ from tally_orchestrator._records import Records
 from tally_projector.projection import Projection
 from tally_stack import free_port
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
-from tally_storage import ObjectStore, S3Settings
+from tally_storage import ObjectStore, S3Settings, keys
 from tally_upload._records import NewJob, add_jobs
 
 pytestmark = pytest.mark.integration
@@ -101,11 +101,11 @@ async def world(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
                 {"bbox": [50, 60, 90, 99], "score": 0.8, "label": "seedling"},
             ],
         }
-        await objects.put_bytes(f"{prefix}/1/result.json", json.dumps(result).encode(), "x")
-        await objects.put_bytes(f"{prefix}/1/thumbnail.jpg", b"\xff\xd8thumb", "image/jpeg")
+        await objects.put_bytes(keys.result(done.object_key), json.dumps(result).encode(), "x")
+        await objects.put_bytes(keys.thumbnail(done.object_key), b"\xff\xd8thumb", "image/jpeg")
         records = Records(store, Topology())
         await records.plan_job(a.id, done.id, 88, 2, [])
-        await records.complete_job(a.id, done.id, counts, 2, f"{prefix}/1/result.json", [], [])
+        await records.complete_job(a.id, done.id, counts, 2, keys.result(done.object_key), [], [])
         projection = Projection(redis)
         await projection.mark_ready()
         for job in (done, waiting):

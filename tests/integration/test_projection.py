@@ -17,16 +17,19 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
-from tally_contracts import sequence
+from tally_contracts import projection as redis_keys
+from tally_contracts import sequence, statuses
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import Store
 from tally_orchestrator._records import Records
-from tally_projector.handlers import Deps, handle_job_event
+from tally_projector.config import Settings
+from tally_projector.deps import open_deps
+from tally_projector.handlers import handle_job_event
 from tally_projector.projection import (
-    FINAL_STATUSES,
     Projection,
     ProjectionLostError,
     change_for,
@@ -84,7 +87,7 @@ def reference(events: list[JobEvent]) -> dict[str, str]:
             state.setdefault(name, value)
         for name, value in change.maxima.items():
             state[name] = str(max(int(value), int(state.get(name, "0"))))
-        if state.get("status") not in FINAL_STATUSES:
+        if state.get("status") not in statuses.FINAL:
             state |= change.state | {"status": change.status, "seq": str(event.sequence)}
     if state["status"] == "completed":
         state["processed"] = state.get("total", "0")
@@ -136,12 +139,13 @@ async def test_a_job_moves_through_its_statuses_and_the_session_counts_follow(
     summary = await projection.session(job.session_id)
     assert (summary["completed"], summary["processing"]) == ("1", "0")
     assert (summary["slices_done"], summary["slices_total"]) == ("88", "88")
-    stream: Any = await projection.redis.xrange(f"session:{job.session_id}:events")
+    stream: Any = await projection.redis.xrange(redis_keys.session_events_key(job.session_id))
     kinds = [fields[b"type"].decode() for _, fields in stream]
     assert kinds == ["job", "summary"] * len(history) + ["done"]  # each event changed the job
     last = await projection.session(job.session_id)
     assert last["last_event_id"] == stream[-1][0].decode()
-    log = [json.loads(e) for e in await projection.redis.lrange(f"job:{job.job_id}:log", 0, -1)]
+    entries = await projection.redis.lrange(redis_keys.job_log_key(job.job_id), 0, -1)
+    log = [json.loads(e) for e in entries]
     assert [e["event"] for e in log] == [
         "completed",
         "progress",
@@ -178,9 +182,9 @@ async def test_a_deleted_job_leaves_its_session_and_stays_gone(projection: Proje
         "88",
         "1",
     )
-    members = await projection.redis.smembers(f"session:{kept.session_id}:jobs")
+    members = await projection.redis.smembers(redis_keys.session_jobs_key(kept.session_id))
     assert members == {kept.job_id.encode()}
-    stream: Any = await projection.redis.xrange(f"session:{kept.session_id}:events")
+    stream: Any = await projection.redis.xrange(redis_keys.session_events_key(kept.session_id))
     (_, tail), (last_id, last) = stream[-2], stream[-1]
     assert (tail[b"type"], tail[b"job_id"]) == (b"deleted", gone.job_id.encode())
     assert last[b"type"] == b"summary"
@@ -199,8 +203,9 @@ async def test_a_final_status_is_never_left(projection: Projection) -> None:
 async def test_keys_expire_as_the_design_says(projection: Projection) -> None:
     job = _job()
     await projection.fold(_events(job, 1, "none")[0])
-    assert 47 * 3600 < await projection.redis.ttl(f"job:{job.job_id}") <= 48 * 3600
-    assert 23 * 3600 < await projection.redis.ttl(f"session:{job.session_id}") <= 24 * 3600
+    redis = projection.redis
+    assert 47 * 3600 < await redis.ttl(redis_keys.job_key(job.job_id)) <= 48 * 3600
+    assert 23 * 3600 < await redis.ttl(redis_keys.session_key(job.session_id)) <= 24 * 3600
 
 
 @settings(
@@ -225,14 +230,8 @@ def test_duplicates_reordering_and_drops_end_where_the_reference_fold_does(
                 await projection.fold(event)
             return await projection.job(job.job_id), await projection.session(job.session_id)
         finally:
-            await redis.delete(
-                f"job:{job.job_id}",
-                f"session:{job.session_id}",
-                f"session:{job.session_id}:jobs",
-                f"session:{job.session_id}:events",
-                f"tenant:{job.tenant_id}:jobs",
-                f"job:{job.job_id}:log",
-            )
+            touched = redis_keys.fold_keys(job.tenant_id, job.session_id, job.job_id)
+            await redis.delete(*(key for key in touched if key != redis_keys.READY_KEY))
             await redis.aclose()
 
     state, summary = redis_loop.run_until_complete(fold_all())
@@ -275,7 +274,7 @@ async def test_the_service_folds_events_from_the_bus_and_stops_on_sigterm(
 
             async def completed() -> None:
                 # The session's event stream says when the fold happened: block on it.
-                stream, last = f"session:{job.session_id}:events", b"0"
+                stream, last = redis_keys.session_events_key(job.session_id), b"0"
                 while True:
                     reply = cast(StreamReply, await redis.xread({stream: last}, block=5000))
                     for _, entries in reply:
@@ -343,7 +342,9 @@ async def test_the_projection_is_rebuilt_from_postgresql(
 async def test_a_wiped_projection_is_rebuilt_before_the_next_event_is_folded(
     projection: Projection, database: str
 ) -> None:
-    async with Store.open(database) as store:
+    settings = Settings(redis_url=SecretStr(REDIS_URL), database_url=SecretStr(database))
+    async with open_deps(settings) as deps:  # the service's own, on the same Redis
+        store = deps.store
         tenant = await store.create_tenant("t")
         session = await store.create_session(tenant.id)
         records = Records(store, Topology())
@@ -371,7 +372,7 @@ async def test_a_wiped_projection_is_rebuilt_before_the_next_event_is_folded(
             await projection.fold(progress)
         assert await projection.redis.dbsize() == 0  # a lost projection folds nothing
 
-        await handle_job_event(progress, Deps(projection, store))
+        await handle_job_event(progress, deps)
         assert await projection.is_ready()
         # Both jobs are back (not just the one the event was about), with the event applied.
         assert (await projection.job(str(first.id)))["filename"] == "first.jpg"
@@ -379,7 +380,7 @@ async def test_a_wiped_projection_is_rebuilt_before_the_next_event_is_folded(
         assert (state["status"], state["processed"]) == ("processing", "88")
         assert (await projection.session(str(session.id)))["total"] == "2"
         # Subscribers hear where each job stands now, not its history retold from `queued`.
-        stream: Any = await projection.redis.xrange(f"session:{session.id}:events")
+        stream: Any = await projection.redis.xrange(redis_keys.session_events_key(session.id))
         told = [
             (fields[b"job_id"].decode(), fields[b"status"].decode())
             for _, fields in stream

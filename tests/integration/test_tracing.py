@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
+from tally_contracts import projection as redis_keys
 from tally_db import Store
 from tally_detector import config as detector_config
 from tally_detector.deps import Deps as DetectorDeps
@@ -30,7 +31,7 @@ from tally_inference import TritonModel
 from tally_orchestrator import config as orchestrator_config
 from tally_orchestrator.deps import Deps as OrchestratorDeps
 from tally_orchestrator.handlers import handle_chunk_result, handle_photo_uploaded
-from tally_projector.handlers import Deps as ProjectorDeps
+from tally_projector.deps import Deps as ProjectorDeps
 from tally_projector.handlers import handle_job_event
 from tally_projector.projection import Projection
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
@@ -128,6 +129,7 @@ async def world(
                 topology.chunks_queue,
                 functools.partial(handle_detect_chunk, deps=detector),
                 prefetch=1,
+                publish_to=topology.chunk_result,
             ),
             await bus.consume(
                 topology.events_queue,
@@ -164,7 +166,7 @@ async def test_one_trace_spans_upload_orchestrator_triton_and_projector(
     assert response.status_code == 202
 
     async def completed() -> None:
-        stream, last = f"session:{session}:events", b"0"
+        stream, last = redis_keys.session_events_key(session), b"0"
         while True:
             reply = cast(StreamReply, await world.redis.xread({stream: last}, block=5000))
             for _, entries in reply:

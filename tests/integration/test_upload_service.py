@@ -20,7 +20,7 @@ from tally_bus import Topology, decode
 from tally_contracts.v1 import JobEvent, PhotoUploaded
 from tally_db import Store
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
-from tally_storage import ObjectStore, S3Settings
+from tally_storage import ObjectStore, S3Settings, keys
 from tally_upload.app import create_app
 from tally_upload.config import Settings
 
@@ -160,7 +160,7 @@ async def test_good_photos_are_queued_and_bad_ones_rejected_in_the_same_request(
 
     for photo in uploaded:
         assert await service.objects.exists(photo.object_key)
-        thumbnail = photo.object_key.rsplit("/", 1)[0] + "/thumbnail.jpg"
+        thumbnail = keys.thumbnail(photo.object_key)
         with Image.open(io.BytesIO(await service.objects.get_bytes(thumbnail))) as image:
             assert max(image.size) == 320
 

@@ -26,7 +26,7 @@ from tally_bus import (
     parked,
     replay,
 )
-from tally_contracts.v1 import DetectChunk, JobEvent, JobRef, SliceBox
+from tally_contracts.v1 import ChunkResult, DetectChunk, JobEvent, JobRef, SliceBox
 
 pytestmark = pytest.mark.integration
 
@@ -152,6 +152,50 @@ async def test_a_failing_message_is_retried_after_growing_delays(
         await consumer.stop()
     waits = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert [round(w, 1) >= d for w, d in zip(waits, (0.3, 0.6), strict=True)] == [True, True]
+
+
+async def test_a_handlers_reply_is_published_to_its_route_before_the_message_is_acked(
+    bus: Bus, topology: Topology
+) -> None:
+    async def detect(chunk: DetectChunk) -> ChunkResult | None:
+        if chunk.chunk_index == 1:
+            return None  # nothing to say this time
+        return ChunkResult(job=chunk.job, chunk_index=chunk.chunk_index, detector_id="d1")
+
+    consumer = await bus.consume(
+        topology.chunks_queue, detect, prefetch=1, publish_to=topology.chunk_result
+    )
+    try:
+        await bus.publish(topology.detect_chunk, _chunk(1))
+        await bus.publish(topology.detect_chunk, _chunk(2))
+        reply = await _get(bus, topology.results_queue.name)
+    finally:
+        await consumer.stop()
+    assert decode(reply, ChunkResult) == ChunkResult(job=JOB, chunk_index=2, detector_id="d1")
+    state = await bus.queue_state(topology.results_queue)
+    assert state.ready == 0  # chunk 1 answered nothing
+    assert (await bus.queue_state(topology.chunks_queue)).ready == 0  # both acknowledged
+
+
+async def test_a_reply_the_broker_cannot_take_fails_its_message_like_its_handler_would(
+    bus: Bus, topology: Topology
+) -> None:
+    handled: list[int] = []
+
+    async def detect(chunk: DetectChunk) -> ChunkResult:
+        handled.append(chunk.chunk_index)
+        return ChunkResult(job=chunk.job, chunk_index=chunk.chunk_index)
+
+    nowhere = Route(topology.work_exchange, "no.such.route", ChunkResult)
+    consumer = await bus.consume(topology.chunks_queue, detect, prefetch=1, publish_to=nowhere)
+    await bus.publish(topology.detect_chunk, _chunk(4))
+    try:
+        dead = await _get(bus, topology.chunks_queue.dead_letter_queue, timeout_s=30)
+    finally:
+        await consumer.stop()
+    assert decode(dead, DetectChunk) == _chunk(4)
+    assert handled == [4, 4, 4]  # retried as a failing handler is
+    assert "UnroutableError" in str((dead.headers or {})[ERROR_HEADER])
 
 
 async def test_a_message_that_keeps_failing_is_given_up_and_parked_with_its_reason(

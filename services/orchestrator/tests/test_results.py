@@ -94,7 +94,7 @@ def test_the_result_document_lies_next_to_the_photo_with_its_counts() -> None:
         2,
         [],
     )
-    document = result.document
+    document = result.document.model_dump()
     assert (document["job_id"], document["width"], document["height"]) == (str(job.id), SIZE, SIZE)
     assert document["counts"] == result.counts
     assert [d["label"] for d in document["detections"]] == ["seedling", "weed"]
@@ -110,4 +110,4 @@ def test_a_photo_with_nothing_found_completes_with_zero_counts_and_a_warning() -
     result = job_result(_job(), merge_chunks(empty, SIZE, SIZE))
     assert (result.counts, result.detections) == ({"seedling": 0, "weed": 0}, 0)
     assert result.warnings == ["no_detections"]
-    assert result.document["detections"] == []
+    assert result.document.detections == []

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Self, TypeVar
+from typing import Protocol, Self, TypeVar, overload
 
 import aio_pika
 from aio_pika.abc import (
@@ -31,7 +31,10 @@ tracer = trace.get_tracer("tally_bus")
 
 CONTENT_TYPE = "application/x-protobuf"
 M = TypeVar("M", bound=Message)
+R = TypeVar("R", bound=Message)
 Handler = Callable[[M], Awaitable[None]]
+# A handler that returns what it produces (None: nothing this time); the consumer publishes it.
+Replier = Callable[[M], Awaitable[R | None]]
 GiveUp = Callable[[M, str], Awaitable[None]]  # the message, and why it is given up
 ATTEMPT_HEADER = "x-tally-attempt"
 GIVE_BACK_PAUSE_S = 1.0  # before a message the broker could not take a step of is returned
@@ -122,6 +125,16 @@ class Consumer:
         finally:
             # Whatever is still unacknowledged goes back to the queue when the channel closes.
             await self._channel.close()
+
+
+class Publisher(Protocol):
+    """What a handler needs of the bus: its topology and confirmed publishing (a Bus, or a
+    tally_bus.testing.MemoryBus in unit tests)."""
+
+    @property
+    def topology(self) -> Topology: ...
+
+    async def publish(self, route: Route[M], message: M) -> None: ...
 
 
 class Bus:
@@ -236,6 +249,7 @@ class Bus:
     def is_connected(self) -> bool:
         return not self.connection.is_closed and not self._channel.is_closed
 
+    @overload
     async def consume(
         self,
         spec: QueueSpec[M],
@@ -243,17 +257,41 @@ class Bus:
         *,
         prefetch: int,
         give_up: GiveUp[M] | None = None,
+    ) -> Consumer: ...
+
+    @overload
+    async def consume(
+        self,
+        spec: QueueSpec[M],
+        handler: Replier[M, R],
+        *,
+        prefetch: int,
+        give_up: GiveUp[M] | None = None,
+        publish_to: Route[R],
+    ) -> Consumer: ...
+
+    async def consume(
+        self,
+        spec: QueueSpec[M],
+        handler: Replier[M, Message],
+        *,
+        prefetch: int,
+        give_up: GiveUp[M] | None = None,
+        publish_to: Route[Message] | None = None,
     ) -> Consumer:
-        """Deliver decoded messages of `spec` to `handler`, at most `prefetch` at a time.
+        """Deliver decoded messages of `spec` to `handler`, at most `prefetch` at a time; with
+        `publish_to`, what the handler returns (unless None) is published there, confirmed,
+        as part of handling the message.
 
         A message is acknowledged only after the handler returns (its effect is durable by
-        then). When the handler fails and the queue has retry delays, the message waits its
-        turn in the next waiting queue (attempt n+1, with the error) and comes back; after the
-        last attempt, or when its earlier deliveries never finished (the consumer died holding
-        it, delivery limit reached), `give_up(message, reason)` is awaited (tell whoever waits
-        for the outcome) and the message is parked in the dead-letter queue with the reason.
-        A queue without retry delays returns a failed message at once, up to its delivery
-        limit. Undecodable messages go to the dead-letter queue at once, untouched.
+        then, its reply confirmed). When the handler (or its reply's publish) fails and the
+        queue has retry delays, the message waits its turn in the next waiting queue (attempt
+        n+1, with the error) and comes back; after the last attempt, or when its earlier
+        deliveries never finished (the consumer died holding it, delivery limit reached),
+        `give_up(message, reason)` is awaited (tell whoever waits for the outcome) and the
+        message is parked in the dead-letter queue with the reason. A queue without retry
+        delays returns a failed message at once, up to its delivery limit. Undecodable
+        messages go to the dead-letter queue at once, untouched.
         """
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
@@ -262,12 +300,13 @@ class Bus:
         queue = await channel.declare_queue(spec.name, passive=True)
         consumer = Consumer(channel, queue)
         message_type = spec.route.message_type
+        handle = replying(handler, publish_to, self)
 
         async def on_message(incoming: AbstractIncomingMessage) -> None:
             consumer._in_flight += 1
             consumer._idle.clear()
             try:
-                await self._deliver(incoming, message_type, handler, spec, give_up)
+                await self._deliver(incoming, message_type, handle, spec, give_up)
             finally:
                 consumer._in_flight -= 1
                 if consumer._in_flight == 0:
@@ -378,6 +417,23 @@ class Bus:
             await _give_back(incoming, spec, publish_error)
             return
         await incoming.ack()
+
+
+def replying(
+    handler: Replier[M, Message], publish_to: Route[Message] | None, publisher: Publisher
+) -> Handler[M]:
+    """`handler` as a plain Handler: its reply, when it gives one, published to `publish_to`.
+    Any bus's consume wraps its handler so (a reply without a route is a mistake)."""
+
+    async def handle(message: M) -> None:
+        reply = await handler(message)
+        if reply is None:
+            return
+        if publish_to is None:
+            raise TypeError(f"a handler returned a {type(reply).__name__} with no publish_to")
+        await publisher.publish(publish_to, reply)
+
+    return handle
 
 
 async def _give_back(

@@ -385,34 +385,6 @@ class Store:
         )
         return [_job(r) for r in rows]
 
-    async def jobs_for_rebuild(
-        self, since: datetime
-    ) -> list[tuple[Job, dict[str, Any] | None, int]]:
-        """Every tenant's jobs updated since `since`, with their result (if any) and the number of
-        chunks recorded: what the projector needs to rebuild Redis. An operator's read."""
-        rows = await self._pool.fetch(
-            """SELECT j.*, r.counts AS result_counts, r.detections AS result_detections,
-                      r.object_key AS result_key,
-                      (SELECT count(*) FROM chunk_results c WHERE c.job_id = j.id) AS chunks_done
-               FROM jobs j LEFT JOIN results r ON r.job_id = j.id
-               WHERE j.updated_at >= $1 ORDER BY j.created_at, j.id""",
-            since,
-        )
-        return [
-            (
-                _job(r),
-                None
-                if r["result_key"] is None
-                else {
-                    "counts": json.loads(r["result_counts"]),
-                    "detections": r["result_detections"],
-                    "object_key": r["result_key"],
-                },
-                int(r["chunks_done"]),
-            )
-            for r in rows
-        ]
-
     # The outbox relay's side.
 
     @staticmethod

@@ -1,5 +1,7 @@
 """Tally's object store: photo originals and results, in any S3 (moto's server locally)."""
 
+from tally_storage import keys
+from tally_storage._result import JobResult, StoredDetection
 from tally_storage._s3 import (
     PART_SIZE,
     ObjectNotFoundError,
@@ -12,10 +14,13 @@ from tally_storage._settings import S3Fields
 
 __all__ = [
     "PART_SIZE",
+    "JobResult",
     "ObjectNotFoundError",
     "ObjectStore",
     "ObjectTooLargeError",
     "S3Fields",
     "S3Settings",
+    "StoredDetection",
     "StoredObject",
+    "keys",
 ]

@@ -7,30 +7,24 @@ import contextlib
 import functools
 import logging
 
-from redis.asyncio import Redis
-
 from tally_detector.config import Settings
-from tally_detector.deps import Deps, PhotoCache
+from tally_detector.deps import open_deps
 from tally_detector.handlers import give_up_chunk, handle_detect_chunk
 from tally_inference import TritonModel
-from tally_storage import ObjectStore
 from tally_worker import run_worker, set_readiness
 
 log = logging.getLogger("tally_detector")
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    s3 = settings.s3
     async with (
-        Redis.from_url(settings.redis_url.get_secret_value()) as redis,
-        ObjectStore.open(s3) as objects,
         TritonModel(settings.triton_url) as model,
         await settings.connect_bus() as bus,
+        open_deps(settings, bus, model) as deps,
     ):
-        deps = Deps(settings, bus, objects, model, PhotoCache(), redis)
 
         async def readiness() -> dict[str, bool]:
-            checks = {"bus": bus.is_connected, "redis": bool(await redis.ping())}
+            checks = {"bus": bus.is_connected, "redis": bool(await deps.redis.ping())}
             return checks | {"triton": await model.ready()}
 
         set_readiness(readiness)
@@ -43,6 +37,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             functools.partial(handle_detect_chunk, deps=deps),
             prefetch=settings.prefetch,
             give_up=functools.partial(give_up_chunk, deps=deps),
+            publish_to=bus.topology.chunk_result,
         )
         log.info("detector %s ready (Triton at %s)", settings.detector_id, settings.triton_url)
         await stop.wait()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 from redis.asyncio import Redis
 
-from tally_bus import Bus
+from tally_bus import Publisher
 from tally_detector.config import Settings
 from tally_inference import InferenceModel
 from tally_storage import ObjectStore
@@ -38,8 +40,22 @@ class PhotoCache:
 @dataclass(frozen=True, slots=True)
 class Deps:
     settings: Settings
-    bus: Bus
+    bus: Publisher
     objects: ObjectStore
     model: InferenceModel
     photos: PhotoCache
     redis: Redis
+
+
+@contextlib.asynccontextmanager
+async def open_deps(
+    settings: Settings, bus: Publisher, model: InferenceModel
+) -> AsyncIterator[Deps]:
+    """The detector's Deps: Redis (the cancel marks) and the object store opened from
+    `settings`, around the bus and the model the caller has opened (it consumes with the one
+    and asks the other whether it is ready)."""
+    async with (
+        Redis.from_url(settings.redis_url.get_secret_value()) as redis,
+        ObjectStore.open(settings.s3) as objects,
+    ):
+        yield Deps(settings, bus, objects, model, PhotoCache(), redis)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from datetime import UTC, datetime
 
 import numpy as np
-from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
 from tally_contracts import cancellation, sequence
+from tally_contracts.events import job_event
 from tally_contracts.v1 import (
     ChunkDetections,
     ChunkFailure,
@@ -106,26 +104,23 @@ def _result(message: DetectChunk, parts: list[SliceResult]) -> ChunkDetections:
 
 def _started(message: DetectChunk) -> JobEvent:
     """The job is being worked on: `processing` from the first chunk any detector starts."""
-    now = Timestamp()
-    now.FromDatetime(datetime.now(UTC))
-    return JobEvent(
-        event_id=uuid.uuid4().hex,
-        job=message.job,
-        sequence=sequence.STARTED,
-        emitted_at=now,
-        source="detector",
+    return job_event(
+        message.job,
+        sequence.STARTED,
+        "detector",
         started=JobEvent.Started(chunk_index=message.chunk_index),
     )
 
 
-async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> None:
-    """Announce `started`, run the model on the chunk's slices and publish the ChunkResult
-    (confirmed) for the orchestrator. A chunk that can never succeed is answered with a failure
-    result; a transient error (Triton away) raises, so the message returns to the queue. A chunk
-    of a cancelled job or session is dropped unstarted, or stopped between two batches."""
+async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> ChunkResult | None:
+    """Announce `started`, run the model on the chunk's slices and return the ChunkResult for
+    the orchestrator (the consumer publishes it, confirmed, to `chunk_result`). A chunk that can
+    never succeed is answered with a failure result; a transient error (Triton away) raises, so
+    the message returns to the queue. A chunk of a cancelled job or session is dropped
+    unstarted, or stopped between two batches: no result."""
     if await _cancelled(message, deps):
         log.info("job %s cancelled: chunk %d skipped", message.job.job_id, message.chunk_index)
-        return
+        return None
     started = time.perf_counter()
     result = ChunkResult(
         job=message.job,
@@ -158,9 +153,9 @@ async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> None:
         result.failure.CopyFrom(ChunkFailure(code=exc.code, message=str(exc), retryable=False))
     except JobCancelledError:
         log.info("job %s cancelled: chunk %d stopped", message.job.job_id, message.chunk_index)
-        return  # no result: the orchestrator has cancelled the job, or is about to
+        return None  # the orchestrator has cancelled the job, or is about to
     result.inference_seconds = time.perf_counter() - started
-    await deps.bus.publish(deps.bus.topology.chunk_result, result)
+    return result
 
 
 async def give_up_chunk(message: DetectChunk, reason: str, deps: Deps) -> None:

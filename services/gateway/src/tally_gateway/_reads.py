@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from redis.exceptions import RedisError
 
+from tally_contracts import projection as redis_keys
 from tally_db import Job, Tenant
 from tally_gateway._views import (
     job_from_projection,
@@ -25,13 +26,7 @@ from tally_web import ApiError
 
 log = logging.getLogger(__name__)
 
-READY_KEY: Final = "projection:ready"  # the projector's marker of a whole projection
 SESSION_SCRIPT: Final = resources.files("tally_gateway").joinpath("_session.lua").read_text()
-
-
-def deleted_key(job_id: uuid.UUID) -> str:
-    """A deleted job's tombstone (the projector's, set by the gateway too as it deletes)."""
-    return f"job:{job_id}:deleted"
 
 
 def _text(value: bytes | str) -> str:
@@ -63,8 +58,8 @@ async def session_state(
     still `known`. 404 for another tenant's or an unknown session."""
     try:
         reply = await deps.session_script(
-            keys=[READY_KEY, f"session:{session_id}", f"session:{session_id}:jobs"],
-            args=[str(tenant_id), known or ""],
+            keys=redis_keys.session_read_keys(session_id),
+            args=[str(tenant_id), known or "", redis_keys.JOB_KEY_PREFIX],
         )
     except RedisError as exc:
         log.warning("Redis unreachable (%s): reading PostgreSQL", exc)
@@ -99,10 +94,10 @@ async def session_jobs(deps: Deps, tenant_id: uuid.UUID, session_id: uuid.UUID) 
 async def job(deps: Deps, tenant: Tenant, job_id: uuid.UUID) -> dict[str, Any]:
     """One job with its recent log (newest first), live from Redis, else from PostgreSQL."""
     pipe = deps.redis.pipeline(transaction=False)
-    pipe.exists(READY_KEY)
-    pipe.hgetall(f"job:{job_id}")
-    pipe.lrange(f"job:{job_id}:log", 0, -1)
-    pipe.exists(deleted_key(job_id))
+    pipe.exists(redis_keys.READY_KEY)
+    pipe.hgetall(redis_keys.job_key(job_id))
+    pipe.lrange(redis_keys.job_log_key(job_id), 0, -1)
+    pipe.exists(redis_keys.tombstone_key(job_id))
     try:
         ready, raw, entries, deleted = await pipe.execute()
     except RedisError as exc:
@@ -125,9 +120,9 @@ async def live_views(deps: Deps, tenant: Tenant, records: list[Job]) -> list[dic
     """Views of these jobs, live from Redis where it has them (one round trip), else as
     PostgreSQL has them."""
     pipe = deps.redis.pipeline(transaction=False)
-    pipe.exists(READY_KEY)
+    pipe.exists(redis_keys.READY_KEY)
     for record in records:
-        pipe.hgetall(f"job:{record.id}")
+        pipe.hgetall(redis_keys.job_key(record.id))
     try:
         ready, *raws = await pipe.execute()
     except RedisError as exc:

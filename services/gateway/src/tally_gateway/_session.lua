@@ -1,6 +1,10 @@
 -- Read one session of the projection atomically: one round trip whatever its job count.
--- KEYS: 1 the ready marker, 2 session hash, 3 session job set
--- ARGV: 1 the caller's tenant id, 2 the version (last_event_id) the caller already holds, or ''
+-- KEYS (in the order tally_contracts.projection.session_read_keys gives them):
+-- KEYS[1]: ready           the ready marker
+-- KEYS[2]: session         the session hash
+-- KEYS[3]: session_jobs    the session's job set
+-- ARGV: 1 the caller's tenant id, 2 the version (last_event_id) the caller already holds, or '',
+--       3 the prefix of a job's key (tally_contracts.projection.JOB_KEY_PREFIX)
 -- Returns {'lost'} when the projection is not whole (read PostgreSQL), {'missing'} when Redis
 -- has no such session, {'foreign'} when it is another tenant's, {'same', version} when nothing
 -- changed since the caller's version, else {'fresh', version, session hash, job hash...}.
@@ -22,6 +26,6 @@ if version == ARGV[2] then
 end
 local out = {'fresh', version, redis.call('HGETALL', KEYS[2])}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  out[#out + 1] = redis.call('HGETALL', 'job:' .. id)
+  out[#out + 1] = redis.call('HGETALL', ARGV[3] .. id)
 end
 return out

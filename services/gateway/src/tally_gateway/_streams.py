@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from tally_contracts import projection as redis_keys
 from tally_gateway._views import job_from_projection, summary_from_session
 
 log = logging.getLogger("tally_gateway.streams")
@@ -82,10 +83,6 @@ def entry_frame(session_id: str, raw_id: bytes | str, raw: dict[Any, Any]) -> Fr
     else:
         data = {"session_id": session_id, "summary": summary_from_session(fields)}
     return Frame(event_id, kind, frame(event_id, kind, data))
-
-
-def stream_key(session_id: str) -> str:
-    return f"session:{session_id}:events"
 
 
 class Subscriber:
@@ -174,7 +171,9 @@ class FeedHub:
         """Find where the session's stream ends (before any subscriber reads its catch-up, so
         that the two together miss nothing), then have the reader include it."""
         try:
-            last: Any = await self.redis.xrevrange(stream_key(feed.session_id), count=1)
+            last: Any = await self.redis.xrevrange(
+                redis_keys.session_events_key(feed.session_id), count=1
+            )
             feed.position = (parse_id(last[0][0].decode()) if last else None) or ORIGIN
         except BaseException as exc:  # its waiters learn it too; the next subscriber retries
             feed.failed = exc
@@ -190,7 +189,7 @@ class FeedHub:
         delay = 0.1
         while self.feeds:
             watched = {
-                stream_key(feed.session_id): feed
+                redis_keys.session_events_key(feed.session_id): feed
                 for feed in self.feeds.values()
                 if feed.ready.is_set() and feed.failed is None
             }

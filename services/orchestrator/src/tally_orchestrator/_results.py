@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -18,12 +17,15 @@ from tally_inference import (
     SliceResult,
     merge_detections,
 )
+from tally_storage import JobResult, StoredDetection, keys
 
 
 @dataclass(frozen=True, slots=True)
-class JobResult:
+class Outcome:
+    """What a completed job records."""
+
     key: str  # where the document goes, next to the original
-    document: dict[str, Any]  # result.json
+    document: JobResult  # result.json
     counts: dict[str, int]
     detections: int
     warnings: list[str]
@@ -55,16 +57,17 @@ def merge_chunks(payloads: Sequence[bytes], width: int, height: int) -> Detectio
     return merge_detections(slice_results(payloads), width, height, DetectParams())
 
 
-def job_result(job: Job, merged: DetectionResult) -> JobResult:
+def job_result(job: Job, merged: DetectionResult) -> Outcome:
     """What a completed job records: its counts, its result document (under the photo's prefix)
     and its warnings (`no_detections` when nothing was found)."""
-    key = job.object_key.rsplit("/", 1)[0] + "/result.json"
-    document = {
-        "job_id": str(job.id),
-        "width": job.width,
-        "height": job.height,
-        "counts": merged.counts,
-        "detections": [d.to_json() for d in merged.detections],
-    }
+    document = JobResult(
+        job_id=str(job.id),
+        width=job.width,
+        height=job.height,
+        counts=merged.counts,
+        detections=[StoredDetection.model_validate(d.to_json()) for d in merged.detections],
+    )
     warnings = [] if merged.detections else ["no_detections"]
-    return JobResult(key, document, merged.counts, len(merged.detections), warnings)
+    return Outcome(
+        keys.result(job.object_key), document, merged.counts, len(merged.detections), warnings
+    )

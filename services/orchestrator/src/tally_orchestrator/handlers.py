@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 
@@ -122,9 +121,7 @@ async def _complete(message: ChunkResult, state: Job, deps: Deps) -> None:
     payloads = await deps.records.chunk_payloads(state.tenant_id, state.id)
     merged = await asyncio.to_thread(merge_chunks, payloads, state.width, state.height)
     result = job_result(state, merged)
-    await deps.objects.put_bytes(
-        result.key, json.dumps(result.document).encode(), "application/json"
-    )
+    await deps.objects.put_bytes(result.key, result.document.to_bytes(), "application/json")
     completed = job_event(
         message.job,
         sequence.FINAL,

@@ -3,9 +3,11 @@
 -- rebuild folds every job's history quietly and announces only where it ended, once all of
 -- them are folded, so a subscriber never sees a job step back through states it passed, nor a
 -- session `done` that is only missing jobs not yet rebuilt.
--- KEYS: 1 session summary hash, 2 session event stream
--- ARGV: 1 stream max length, 2 session TTL s, 3... the job ids to announce
--- (Job keys are derived here: fine on one Redis; a cluster needs the session in one slot.)
+-- KEYS (in the order tally_contracts.projection.announce_keys gives them):
+-- KEYS[1]: session         the session summary hash
+-- KEYS[2]: session_events  the session's event stream
+-- KEYS[3...]: job          the hashes of the jobs to announce
+-- ARGV: 1 stream max length, 2 session TTL s
 local function append(kind, hash)
   local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'type', kind,
     unpack(redis.call('HGETALL', hash)))
@@ -14,8 +16,8 @@ end
 local function number(field)
   return tonumber(redis.call('HGET', KEYS[1], field) or '0')
 end
-for i = 3, #ARGV do
-  append('job', 'job:' .. ARGV[i])
+for i = 3, #KEYS do
+  append('job', KEYS[i])
 end
 append('summary', KEYS[1])
 if number('total') > 0 and number('queued') == 0 and number('processing') == 0 then

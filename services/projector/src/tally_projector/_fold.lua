@@ -1,12 +1,19 @@
 -- Fold one job event into the live projection, atomically and idempotently.
--- KEYS: 1 job hash, 2 session summary hash, 3 session job set, 4 session event stream,
---       5 tenant job index (sorted set), 6 job log (list, newest first), 7 the ready marker,
---       8 the job's tombstone (set when it was deleted, _forget.lua)
+-- KEYS (in the order tally_contracts.projection.fold_keys gives them):
+-- KEYS[1]: job             the job's hash
+-- KEYS[2]: session         the session summary hash
+-- KEYS[3]: session_jobs    the session's job set
+-- KEYS[4]: session_events  the session's event stream
+-- KEYS[5]: tenant_jobs     the tenant's job index (sorted set)
+-- KEYS[6]: job_log         the job's log (list, newest first)
+-- KEYS[7]: ready           the ready marker
+-- KEYS[8]: tombstone       the job's tombstone (set when it was deleted, _forget.lua)
 -- ARGV: 1 sequence, 2 status, 3 facts JSON, 4 state JSON, 5 job TTL s, 6 session TTL s,
 --       7 stream max length, 8 index score, 9 maxima JSON, 10 log entry JSON, 11 log length,
 --       12 activity time (epoch s of slice work: started, progress, final; '' for none),
 --       13 '1' when rebuilding: the ready marker is not needed, and nothing goes to the stream
---       (a rebuild re-tells each job's history; subscribers get its end, see _announce.lua)
+--       (a rebuild re-tells each job's history; subscribers get its end, see _announce.lua),
+--       14 the final statuses, a JSON list (tally_contracts.statuses.FINAL)
 -- Facts (who the job is, its file, its plan) are true whenever they arrive: set once, even from a
 -- late event. State (status, phase, progress, result) follows the per-job sequence: an event not
 -- newer than the last folded one changes none of it, and a final status is never left. Maxima
@@ -24,7 +31,10 @@ if redis.call('EXISTS', KEYS[8]) == 1 then  -- the job was deleted: it stays gon
   return 0
 end
 
-local FINAL = {completed = true, failed = true, cancelled = true}
+local FINAL = {}
+for _, name in ipairs(cjson.decode(ARGV[14])) do
+  FINAL[name] = true
+end
 local function number(key, field)
   return tonumber(redis.call('HGET', key, field) or '0')
 end

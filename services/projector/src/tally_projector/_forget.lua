@@ -1,7 +1,14 @@
 -- A deleted job leaves the live projection, atomically: its session no longer counts it, its
 -- keys go, and a tombstone makes any late or redelivered event of it change nothing.
--- KEYS: 1 job hash, 2 session summary hash, 3 session job set, 4 session event stream,
---       5 tenant job index, 6 job log, 7 the ready marker, 8 the job's tombstone
+-- KEYS (in the order tally_contracts.projection.fold_keys gives them, as for _fold.lua):
+-- KEYS[1]: job             the job's hash
+-- KEYS[2]: session         the session summary hash
+-- KEYS[3]: session_jobs    the session's job set
+-- KEYS[4]: session_events  the session's event stream
+-- KEYS[5]: tenant_jobs     the tenant's job index
+-- KEYS[6]: job_log         the job's log
+-- KEYS[7]: ready           the ready marker
+-- KEYS[8]: tombstone       the job's tombstone
 -- ARGV: 1 job id, 2 tombstone TTL s, 3 stream max length, 4 session TTL s
 -- Returns 1 when the job was there, 0 when it was not (deleted before), -1 (nothing done) when
 -- the projection was lost and must be rebuilt first.

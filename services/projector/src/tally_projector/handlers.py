@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass, field
 
 from tally_contracts.v1 import JobEvent
-from tally_db import Store
-from tally_projector.projection import Projection, ProjectionLostError
+from tally_projector.deps import Deps
+from tally_projector.projection import ProjectionLostError
 from tally_projector.rebuild import rebuild
 
 log = logging.getLogger("tally_projector")
-
-
-@dataclass(frozen=True, slots=True)
-class Deps:
-    projection: Projection
-    store: Store
-    rebuilding: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 async def handle_job_event(event: JobEvent, deps: Deps) -> None:

@@ -1,19 +1,6 @@
 """The live projection in Redis: what the gateway reads. The projector is its only writer.
 
-Keys (TTLs as the design says: session 24 h, job 48 h):
-    job:{job_id}                  hash: the job's state and `seq`, the last folded sequence
-    job:{job_id}:log              list: the job's recent log entries, newest first
-    job:{job_id}:deleted          tombstone of a deleted job: its late events change nothing
-    session:{session_id}          hash: jobs per status, slices done, planned and open, when
-                                  slice work was first and last seen, `last_event_id`
-    session:{session_id}:jobs     set of the session's job ids
-    session:{session_id}:events   stream of `job` snapshots, `summary`, `done` and `deleted`
-                                  entries
-                                  (SSE and its resume read it; bounded length)
-    tenant:{tenant_id}:jobs       sorted set of job ids by creation time, for listing
-    projection:ready              set once the projection is whole (after a rebuild): without
-                                  it Redis was wiped or restarted empty, and readers go to
-                                  PostgreSQL while the projector rebuilds
+Its keys, and the order the Lua scripts take them in, are tally_contracts.projection's.
 """
 
 from __future__ import annotations
@@ -27,28 +14,20 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from tally_contracts import projection as redis_keys
+from tally_contracts.statuses import FINAL, JobStatus
 from tally_contracts.v1 import JobEvent
 
 JOB_TTL_S: Final = 48 * 3600
 SESSION_TTL_S: Final = 24 * 3600
 STREAM_MAX_LEN: Final = 1000
 LOG_LENGTH: Final = 50  # recent entries kept per job
-FINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
-
-READY_KEY: Final = "projection:ready"
 _ACTIVE_KINDS: Final = frozenset({"started", "progress", "completed", "failed"})
+_FINAL_JSON: Final = json.dumps(sorted(FINAL))  # what _fold.lua takes as final
 
 _FOLD = resources.files("tally_projector").joinpath("_fold.lua").read_text()
 _ANNOUNCE = resources.files("tally_projector").joinpath("_announce.lua").read_text()
 _FORGET = resources.files("tally_projector").joinpath("_forget.lua").read_text()
-
-
-def job_key(job_id: str) -> str:
-    return f"job:{job_id}"
-
-
-def session_key(session_id: str) -> str:
-    return f"session:{session_id}"
 
 
 class ProjectionLostError(Exception):
@@ -60,7 +39,7 @@ class Change:
     """What one event does to a job: its status afterwards, the facts it tells (true whenever
     they arrive) and the state it sets (only when it is the newest event)."""
 
-    status: str
+    status: JobStatus
     facts: dict[str, str]
     state: dict[str, str]
     maxima: dict[str, str] = field(default_factory=dict)  # only ever grow
@@ -87,19 +66,19 @@ def change_for(event: JobEvent) -> Change:
             "height": str(q.height),
             "created_at": stamp,
         }
-        return Change("queued", facts, state | {"phase": "queued"})
+        return Change(JobStatus.QUEUED, facts, state | {"phase": "queued"})
     if kind == "planned":
         p = event.planned
         facts |= {"total": str(p.total_slices), "chunk_count": str(p.chunk_count)}
-        return Change("queued", facts, state | {"phase": "planned"})
+        return Change(JobStatus.QUEUED, facts, state | {"phase": "planned"})
     if kind == "started":
         facts |= {"started_at": stamp}
-        return Change("processing", facts, state | {"phase": "detecting"})
+        return Change(JobStatus.PROCESSING, facts, state | {"phase": "detecting"})
     if kind == "progress":
         g = event.progress
         facts |= {"total": str(g.total_slices), "started_at": stamp}
         return Change(
-            "processing",
+            JobStatus.PROCESSING,
             facts,
             state | {"phase": "detecting"},
             {"processed": str(g.slices_done)},
@@ -107,7 +86,7 @@ def change_for(event: JobEvent) -> Change:
     if kind == "completed":
         c = event.completed
         return Change(
-            "completed",
+            JobStatus.COMPLETED,
             facts,
             state
             | {
@@ -121,7 +100,7 @@ def change_for(event: JobEvent) -> Change:
         )
     if kind == "failed":
         return Change(
-            "failed",
+            JobStatus.FAILED,
             facts,
             state
             | {
@@ -132,7 +111,7 @@ def change_for(event: JobEvent) -> Change:
             },
         )
     if kind == "cancelled":
-        return Change("cancelled", facts, state | {"phase": "done", "completed_at": stamp})
+        return Change(JobStatus.CANCELLED, facts, state | {"phase": "done", "completed_at": stamp})
     raise ValueError(f"a JobEvent without a kind: {event.event_id}")
 
 
@@ -181,7 +160,7 @@ class Projection:
             else 0.0
         )
         folded = await self._fold(
-            keys=_keys(event),
+            keys=redis_keys.fold_keys(event.job.tenant_id, event.job.session_id, event.job.job_id),
             args=[
                 event.sequence,
                 change.status,
@@ -196,6 +175,7 @@ class Projection:
                 LOG_LENGTH,
                 score if event.WhichOneof("kind") in _ACTIVE_KINDS and score else "",
                 "1" if rebuilding else "0",
+                _FINAL_JSON,
             ],
         )
         if folded == -1:
@@ -206,7 +186,7 @@ class Projection:
         """A deleted job leaves its session and every view; later events of it change nothing.
         False when it was gone already. Raises ProjectionLostError like fold."""
         forgotten = await self._forget(
-            keys=_keys(event),
+            keys=redis_keys.fold_keys(event.job.tenant_id, event.job.session_id, event.job.job_id),
             args=[event.job.job_id, JOB_TTL_S, STREAM_MAX_LEN, SESSION_TTL_S],
         )
         if forgotten == -1:
@@ -216,44 +196,26 @@ class Projection:
     async def announce(self, session_id: str, job_ids: Iterable[str]) -> None:
         """Send rebuilt jobs' states, then their session's summary (and `done` when it has
         finished) to the session's stream."""
-        session = session_key(session_id)
         await self._announce(
-            keys=[session, f"{session}:events"],
-            args=[STREAM_MAX_LEN, SESSION_TTL_S, *job_ids],
+            keys=redis_keys.announce_keys(session_id, job_ids), args=[STREAM_MAX_LEN, SESSION_TTL_S]
         )
 
     async def mark_ready(self) -> None:
         """The projection is whole: readers may trust it, folds may go on."""
-        await self.redis.set(READY_KEY, "1")
+        await self.redis.set(redis_keys.READY_KEY, "1")
 
     async def is_ready(self) -> bool:
-        return bool(await self.redis.exists(READY_KEY))
+        return bool(await self.redis.exists(redis_keys.READY_KEY))
 
     async def job(self, job_id: str) -> dict[str, str]:
-        return await self._hash(job_key(job_id))
+        return await self._hash(redis_keys.job_key(job_id))
 
     async def session(self, session_id: str) -> dict[str, str]:
-        return await self._hash(session_key(session_id))
+        return await self._hash(redis_keys.session_key(session_id))
 
     async def _hash(self, key: str) -> dict[str, str]:
         raw = await self.redis.hgetall(key)
         return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _keys(event: JobEvent) -> list[str]:
-    """What a fold (and a forget) touches: the keys of the module's docstring, in the order the
-    scripts' KEYS use."""
-    job, session = job_key(event.job.job_id), session_key(event.job.session_id)
-    return [
-        job,
-        session,
-        f"{session}:jobs",
-        f"{session}:events",
-        f"tenant:{event.job.tenant_id}:jobs",
-        f"{job}:log",
-        READY_KEY,
-        f"{job}:deleted",
-    ]
 
 
 def _text(value: bytes | str) -> str:

@@ -10,33 +10,23 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from tally_contracts import sequence
+from tally_contracts.events import job_event
+from tally_contracts.statuses import JobStatus
 from tally_contracts.v1 import JobEvent, JobRef
-from tally_db import Job, Store
+from tally_db import Store
+from tally_projector._records import RecordedJob, jobs_for_rebuild
 from tally_projector.projection import JOB_TTL_S, Projection
 
 
-def _at(moment: datetime | None) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment or datetime.now(UTC))
-    return stamp
-
-
-def history(job: Job, result: dict[str, Any] | None, chunks_done: int) -> list[JobEvent]:
+def history(recorded: RecordedJob) -> list[JobEvent]:
     """The events that bring a job to its recorded state. Pure."""
+    job, result = recorded.job, recorded.result
     ref = JobRef(tenant_id=str(job.tenant_id), session_id=str(job.session_id), job_id=str(job.id))
 
     def event(seq: int, moment: datetime | None, **kind: Any) -> JobEvent:
-        return JobEvent(
-            event_id=f"rebuild-{job.id}-{seq}",
-            job=ref,
-            sequence=seq,
-            emitted_at=_at(moment),
-            source="rebuild",
-            **kind,
-        )
+        # Stable ids: the same history told twice is the same events.
+        return job_event(ref, seq, "rebuild", at=moment, event_id=f"rebuild-{job.id}-{seq}", **kind)
 
     events = [
         event(
@@ -58,28 +48,28 @@ def history(job: Job, result: dict[str, Any] | None, chunks_done: int) -> list[J
                 planned=JobEvent.Planned(total_slices=job.total, chunk_count=job.chunk_count),
             )
         )
-    if job.status == "processing":
+    if job.status == JobStatus.PROCESSING:
         events.append(
             event(
-                sequence.progress(max(chunks_done, 1)),
+                sequence.progress(max(recorded.chunks_done, 1)),
                 job.updated_at,
                 progress=JobEvent.Progress(slices_done=job.processed, total_slices=job.total),
             )
         )
-    elif job.status == "completed" and result is not None:
+    elif job.status == JobStatus.COMPLETED and result is not None:
         events.append(
             event(
                 sequence.FINAL,
                 job.completed_at,
                 completed=JobEvent.Completed(
-                    counts=result["counts"],
-                    detections=result["detections"],
-                    result_key=result["object_key"],
+                    counts=result.counts,
+                    detections=result.detections,
+                    result_key=result.object_key,
                     warnings=list(job.warnings),
                 ),
             )
         )
-    elif job.status == "failed":
+    elif job.status == JobStatus.FAILED:
         events.append(
             event(
                 sequence.FINAL,
@@ -89,7 +79,7 @@ def history(job: Job, result: dict[str, Any] | None, chunks_done: int) -> list[J
                 ),
             )
         )
-    elif job.status == "cancelled":
+    elif job.status == JobStatus.CANCELLED:
         events.append(
             event(
                 sequence.FINAL,
@@ -122,14 +112,11 @@ async def _fold_recorded(
 ) -> int:
     """Fold the history of the jobs updated since `since`, quietly (no stream entries); note
     in `changed` the jobs it changed."""
-    jobs = await store.jobs_for_rebuild(since)
-    for job, result, chunks_done in jobs:
-        folded = [
-            await projection.fold(event, rebuilding=True)
-            for event in history(job, result, chunks_done)
-        ]
+    jobs = await jobs_for_rebuild(store, since)
+    for recorded in jobs:
+        folded = [await projection.fold(event, rebuilding=True) for event in history(recorded)]
         if any(folded):
-            changed[str(job.session_id)].append(str(job.id))
+            changed[str(recorded.job.session_id)].append(str(recorded.job.id))
     return len(jobs)
 
 

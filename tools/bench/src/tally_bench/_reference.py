@@ -19,6 +19,8 @@ import uvicorn
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from tally_contracts import projection as redis_keys
+
 
 def _job(fields: dict[str, str]) -> dict[str, Any]:
     status = fields.get("status", "queued")
@@ -62,9 +64,9 @@ def create_app(redis_url: str) -> FastAPI:
     @app.get("/sessions/{session_id}/jobs")
     async def poll_jobs(session_id: str) -> dict[str, Any]:
         jobs = []
-        job_ids = cast(set[str], await redis.smembers(f"session:{session_id}:jobs"))
+        job_ids = cast(set[str], await redis.smembers(redis_keys.session_jobs_key(session_id)))
         for job_id in job_ids:
-            jobs.append(_job(cast(dict[str, str], await redis.hgetall(f"job:{job_id}"))))
+            jobs.append(_job(cast(dict[str, str], await redis.hgetall(redis_keys.job_key(job_id)))))
         by_status: dict[str, int] = {}
         for job in jobs:
             by_status[job["status"]] = by_status.get(job["status"], 0) + 1

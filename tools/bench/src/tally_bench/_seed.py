@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
+from tally_contracts import projection as redis_keys
 from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import Store
@@ -207,7 +208,7 @@ async def wait_folded(redis: Redis, expected: dict[str, int], timeout_s: float =
     while True:
         pipe = redis.pipeline(transaction=False)
         for job_id in expected:
-            pipe.hget(f"job:{job_id}", "seq")
+            pipe.hget(redis_keys.job_key(job_id), "seq")
         seqs = await pipe.execute()
         behind = [
             job_id

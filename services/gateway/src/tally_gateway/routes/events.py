@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from tally_contracts import projection as redis_keys
 from tally_gateway import _reads, _tokens
 from tally_gateway._streams import (
     ORIGIN,
@@ -22,7 +23,6 @@ from tally_gateway._streams import (
     frame,
     next_frames,
     parse_id,
-    stream_key,
 )
 from tally_gateway._views import finished
 from tally_gateway.deps import Deps, DepsDep
@@ -138,7 +138,7 @@ async def _catch_up(
     stream still has them all, else a snapshot."""
     if resume is None:
         return await _snapshot(deps, tenant_id, session_id, start, "connect")
-    key = stream_key(str(session_id))
+    key = redis_keys.session_events_key(session_id)
     pipe = deps.redis.pipeline(transaction=False)
     pipe.xrange(key, count=1)
     pipe.xrevrange(key, count=1)

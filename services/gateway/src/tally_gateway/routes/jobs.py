@@ -15,13 +15,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from redis.exceptions import RedisError
 
+from tally_contracts import projection as redis_keys
 from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import FINAL_STATUSES, ConflictError, Job, OutboxEntry
 from tally_gateway import _reads
 from tally_gateway._cancel import request_cancel
 from tally_gateway.deps import DepsDep
-from tally_storage import ObjectNotFoundError
+from tally_storage import JobResult, ObjectNotFoundError, keys
 from tally_web import ApiError, CurrentTenant
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ async def get_result(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
     stored = await deps.store.get_result(tenant.id, job_id)
     if stored is None:
         raise ApiError(409, "not_completed", f"job {job_id} is {record.status}, not completed")
-    body: dict[str, Any] = json.loads(await deps.objects.get_bytes(stored["object_key"]))
+    body = JobResult.from_bytes(await deps.objects.get_bytes(stored["object_key"])).model_dump()
     return {
         "job_id": str(job_id),
         "width": body["width"],
@@ -106,7 +107,7 @@ async def get_thumbnail(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant)
     record = await deps.store.get_job(tenant.id, job_id)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
-    key = record.object_key.rsplit("/", 1)[0] + "/thumbnail.jpg"
+    key = keys.thumbnail(record.object_key)
     try:
         data = await deps.objects.get_bytes(key)
     except ObjectNotFoundError:
@@ -164,11 +165,10 @@ async def delete_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
         raise ApiError(404, "not_found", f"no job {job_id}")
     deps.relay.notify()
     try:  # reads see it gone at once, before the projector has folded its `deleted` event
-        await deps.redis.set(_reads.deleted_key(job_id), "1", ex=DELETED_TTL_S)
+        await deps.redis.set(redis_keys.tombstone_key(job_id), "1", ex=DELETED_TTL_S)
     except RedisError as exc:
         log.warning("job %s deleted; its tombstone not set (%s)", job_id, exc)
-    folder = record.object_key.rsplit("/", 1)[0]
-    for key in (record.object_key, f"{folder}/thumbnail.jpg", f"{folder}/result.json"):
+    for key in keys.job_objects(record.object_key):
         await deps.objects.delete(key)
     return Response(status_code=204)
 

@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 
 from tally_bus import trace_headers
 from tally_db import OutboxEntry, Session, Tenant
+from tally_storage import keys
 from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
 from tally_upload._records import NewJob, add_jobs, new_job_messages
 from tally_upload.deps import Deps, DepsDep
@@ -130,9 +131,8 @@ async def _store(session: Session, photos: list[AcceptedPhoto], deps: Deps) -> l
     try:
         for photo in photos:
             job_id = uuid.uuid4()
-            prefix = f"{session.tenant_id}/{session.id}/{job_id}"
-            original = f"{prefix}/original{photo.extension}"
-            thumbnail = f"{prefix}/thumbnail.jpg"
+            original = keys.original(session.tenant_id, session.id, job_id, photo.extension)
+            thumbnail = keys.thumbnail(original)
             await deps.objects.put_bytes(original, photo.data, photo.content_type)
             written.append(original)
             await deps.objects.put_bytes(thumbnail, photo.thumbnail, "image/jpeg")
