@@ -191,6 +191,29 @@ async def test_a_deleted_job_leaves_its_session_and_stays_gone(projection: Proje
     assert summary["last_event_id"] == last_id.decode()
 
 
+async def test_a_job_cancelled_before_any_slice_is_deleted_too(projection: Projection) -> None:
+    """A job cancelled while queued (nothing planned, no slice done) is deleted like any other
+    (the fold once failed on it: Lua's -0 is no integer to HINCRBY, and the job stayed)."""
+    kept, gone = _job(), _job()
+    gone.session_id = kept.session_id
+    gone.tenant_id = kept.tenant_id
+    for event in _events(kept, 2, "completed"):
+        await projection.fold(event)
+    queued, *_ = _events(gone, 0, "")
+    await projection.fold(queued)
+    cancelled = JobEvent(event_id="c", job=gone, sequence=FINAL, source="orchestrator")
+    cancelled.cancelled.reason = "cancelled on request"
+    assert await projection.fold(cancelled)
+    deleted = JobEvent(event_id="d", job=gone, sequence=sequence.DELETED, source="gateway")
+    deleted.deleted.SetInParent()
+
+    assert await projection.fold(deleted)
+    assert await projection.job(gone.job_id) == {}
+    summary = await projection.session(kept.session_id)
+    assert (summary["total"], summary["completed"], summary["cancelled"]) == ("1", "1", "0")
+    assert (summary["slices_done"], summary["slices_total"]) == ("88", "88")
+
+
 async def test_a_final_status_is_never_left(projection: Projection) -> None:
     job = _job()
     history = _events(job, 2, "failed")

@@ -22,11 +22,12 @@ if not status then
 end
 local processed = tonumber(redis.call('HGET', KEYS[1], 'processed') or '0')
 local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
--- Only final jobs are deleted: they hold no open slices and no unplanned size.
+-- Only final jobs are deleted: they hold no open slices and no unplanned size. `0 - n`, not
+-- `-n`: Lua makes -0 of an unplanned job's 0, which HINCRBY refuses ("-0" is not an integer).
 redis.call('HINCRBY', KEYS[2], 'total', -1)
 redis.call('HINCRBY', KEYS[2], status, -1)
-redis.call('HINCRBY', KEYS[2], 'slices_done', -processed)
-redis.call('HINCRBY', KEYS[2], 'slices_total', -total)
+redis.call('HINCRBY', KEYS[2], 'slices_done', 0 - processed)
+redis.call('HINCRBY', KEYS[2], 'slices_total', 0 - total)
 if total > 0 then
   redis.call('HINCRBY', KEYS[2], 'jobs_planned', -1)
 end
