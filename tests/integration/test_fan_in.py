@@ -34,6 +34,7 @@ from tally_detector import config as detector_config
 from tally_detector.deps import Deps as DetectorDeps
 from tally_detector.deps import PhotoCache
 from tally_detector.handlers import give_up_chunk, handle_detect_chunk
+from tally_gateway import _records
 from tally_inference import TritonModel, count_error
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
@@ -174,10 +175,10 @@ async def test_a_photo_goes_from_plan_to_completed_result_once(
     assert [e.progress.slices_done for e in events if e.HasField("progress")] == [8, 16, 20]
 
     tenant_id, job_id = uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
-    job = await p.orchestrator.store.get_job(tenant_id, job_id)
+    job = await _records.get_job(p.orchestrator.store, tenant_id, job_id)
     assert job is not None
     assert (job.status, job.processed, job.total) == ("completed", 20, 20)
-    stored = await p.orchestrator.store.get_result(tenant_id, job_id)
+    stored = await _records.get_result(p.orchestrator.store, tenant_id, job_id)
     assert stored is not None
     body = json.loads(await p.orchestrator.objects.get_bytes(stored["object_key"]))
     assert body["counts"] == stored["counts"] == dict(events[-1].completed.counts)
@@ -205,8 +206,8 @@ async def test_a_failed_chunk_fails_the_job_for_good(
     await handle_chunk_result(late, p.orchestrator)
     await p.orchestrator.relay.drain()
 
-    job = await p.orchestrator.store.get_job(
-        uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+    job = await _records.get_job(
+        p.orchestrator.store, uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
     )
     assert job is not None
     assert (job.status, job.error_code) == ("failed", "image_unreadable")
@@ -277,8 +278,8 @@ async def test_poison_is_retried_then_fails_only_its_own_job(
 
         async def all_final() -> bool:
             for uploaded in jobs:
-                job = await store.get_job(
-                    uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+                job = await _records.get_job(
+                    store, uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
                 )
                 if job is not None and job.status in FINAL:
                     final[uploaded.job.job_id] = job

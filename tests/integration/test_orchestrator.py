@@ -29,6 +29,7 @@ from tally_contracts.v1 import (
     PhotoUploaded,
 )
 from tally_db import Store
+from tally_gateway import _records
 from tally_inference import SliceParams, plan_slices
 from tally_orchestrator.config import Settings
 from tally_orchestrator.deps import Deps
@@ -117,8 +118,8 @@ async def test_a_photo_is_planned_and_its_chunks_dispatched_once(deps: Deps) -> 
     assert event.WhichOneof("kind") == "planned"
     assert (event.sequence, event.planned.total_slices, event.planned.chunk_count) == (2, 88, 6)
 
-    job = await deps.store.get_job(
-        uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+    job = await _records.get_job(
+        deps.store, uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
     )
     assert job is not None
     assert (job.phase, job.total, job.status) == ("planned", 88, "queued")
@@ -166,7 +167,9 @@ async def test_cancelling_a_session_cancels_what_has_not_finished_once(deps: Dep
     assert {(e.WhichOneof("kind"), e.cancelled.reason, e.sequence) for e in events} == {
         ("cancelled", "operator", sequence.FINAL)
     }
-    states = {j.filename: j.status for j in await store.session_jobs(tenant.id, session.id)}
+    states = {
+        j.filename: j.status for j in await _records.session_jobs(store, tenant.id, session.id)
+    }
     assert states == {
         "running.jpg": "cancelled",
         "waiting.jpg": "cancelled",
@@ -225,7 +228,7 @@ async def test_a_job_that_stops_moving_fails_instead_of_processing_forever(
     stalled_after = REGISTRY.get_sample_value("tally_jobs_failed_total", {"code": "stalled"})
     assert (stalled_after or 0) - (stalled_before or 0) == 1  # what the alert watches
     assert await deps.relay.drain() == 1
-    states = {j.filename: j for j in await store.session_jobs(tenant.id, session.id)}
+    states = {j.filename: j for j in await _records.session_jobs(store, tenant.id, session.id)}
     assert (states["stuck.jpg"].status, states["stuck.jpg"].error_code) == ("failed", "stalled")
     assert states["stuck.jpg"].error_message == (
         "no progress for 600 s: its remaining chunks were lost"
@@ -270,8 +273,8 @@ async def test_a_chunk_lost_with_the_detectors_is_sent_again_then_fails_its_job(
     finally:
         await queue.cancel(tag)
     assert [c.chunk_index for c in taken] == [0, 0]
-    job = await deps.store.get_job(
-        uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+    job = await _records.get_job(
+        deps.store, uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
     )
     assert job is not None
     assert (job.status, job.error_code) == ("failed", "chunk_lost")
@@ -350,8 +353,8 @@ async def test_the_service_dispatches_then_stops_cleanly_on_sigterm(
                 }
                 # The backlog: the photo's planned slices wait (a chunk was taken, not
                 # detected), and nothing has been detected in the last minute.
-                job = await store.get_job(
-                    uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
+                job = await _records.get_job(
+                    store, uuid.UUID(uploaded.job.tenant_id), uuid.UUID(uploaded.job.job_id)
                 )
                 assert job is not None
                 pending = f"tally_pending_slices {float(job.total)}"

@@ -22,6 +22,7 @@ from tally_bus import Bus, Topology
 from tally_contracts.statuses import FINAL
 from tally_contracts.v1 import DetectionParams, JobRef, PhotoUploaded
 from tally_db import Store
+from tally_gateway import _records
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_stack.local_triton import LocalTriton
 from tally_storage import ObjectStore, S3Settings
@@ -162,7 +163,7 @@ async def test_a_job_committed_but_not_published_is_dispatched_by_the_next_orche
             held = await connection.fetchval(
                 "SELECT count(*) FROM chunk_dispatch WHERE job_id = $1", job.id
             )
-            state = await store.get_job(tenant.id, job.id)
+            state = await _records.get_job(store, tenant.id, job.id)
             assert state is not None
             assert (state.status, held) == ("queued", state.chunk_count)
 
@@ -176,14 +177,14 @@ async def test_a_job_committed_but_not_published_is_dispatched_by_the_next_orche
             )
 
             async def final() -> bool:
-                state = await store.get_job(tenant.id, job.id)
+                state = await _records.get_job(store, tenant.id, job.id)
                 return state is not None and state.status in FINAL
 
             await eventually_async(final, 120)
-            state = await store.get_job(tenant.id, job.id)
+            state = await _records.get_job(store, tenant.id, job.id)
             assert state is not None
             assert (state.status, state.processed) == ("completed", state.total)
-            assert await store.get_result(tenant.id, job.id) is not None
+            assert await _records.get_result(store, tenant.id, job.id) is not None
 
             async def all_published() -> bool:
                 return not await connection.fetchval(

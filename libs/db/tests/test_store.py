@@ -11,35 +11,17 @@ import pytest
 
 from tally_db import (
     ConflictError,
-    Job,
     NotFoundError,
     OutboxEntry,
     OutboxRelay,
     Store,
     digest,
     enqueue,
-    job_from_row,
     migrate,
     migrations,
 )
 
 pytestmark = pytest.mark.integration
-
-
-async def _job(store: Store, tenant_id: uuid.UUID, session_id: uuid.UUID) -> Job:
-    """A job filed under the session (upload's own SQL files them: tally_upload._records)."""
-    row = await store.pool.fetchrow(
-        """INSERT INTO jobs (id, tenant_id, session_id, image_id, filename, object_key, width,
-                             height)
-           VALUES ($1, $2, $3, $4, 'a.jpg', $5, 4000, 3000) RETURNING *""",
-        uuid.uuid4(),
-        tenant_id,
-        session_id,
-        uuid.uuid4(),
-        f"{tenant_id}/{session_id}/a.jpg",
-    )
-    assert row is not None
-    return job_from_row(row)
 
 
 def _message(routing_key: str = "photo.uploaded") -> OutboxEntry:
@@ -105,18 +87,14 @@ async def test_tenant_names_are_unique_and_keys_need_a_tenant(store: Store) -> N
         await store.create_api_key(uuid.uuid4())
 
 
-async def test_another_tenants_sessions_and_jobs_are_invisible(store: Store) -> None:
+async def test_another_tenants_sessions_are_invisible(store: Store) -> None:
     a = await store.create_tenant("a")
     b = await store.create_tenant("b")
     session = await store.create_session(a.id, "tray 7", {"slice_size": 512})
-    job = await _job(store, a.id, session.id)
 
     assert await store.get_session(a.id, session.id) == session
     assert session.params == {"slice_size": 512}
     assert await store.get_session(b.id, session.id) is None
-    assert await store.get_job(a.id, job.id) == job
-    assert await store.get_job(b.id, job.id) is None
-    assert await store.session_jobs(b.id, session.id) == []
     assert await store.list_sessions(b.id) == []
 
 

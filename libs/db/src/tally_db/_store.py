@@ -9,7 +9,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Self
@@ -302,88 +302,7 @@ class Store:
         )
         return [session_from_row(r) for r in rows]
 
-    # Jobs, with the outbox message that announces them.
-
-    async def delete_job(
-        self,
-        tenant_id: uuid.UUID,
-        job_id: uuid.UUID,
-        messages_for: Callable[[Job], Sequence[OutboxEntry]],
-    ) -> Job | None:
-        """Delete a finished job and everything recorded of it (result, chunks), with the
-        messages `messages_for` gives, in one transaction; return it as it was. None when it is
-        not this tenant's; ConflictError while it has not finished (cancel it first)."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
-                "SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE", tenant_id, job_id
-            )
-            if row is None:
-                return None
-            job = _job(row)
-            if job.status not in FINAL_STATUSES:
-                raise ConflictError(f"job {job_id} is {job.status}: cancel it first")
-            await connection.execute("DELETE FROM jobs WHERE id = $1", job_id)
-            await self._enqueue(connection, messages_for(job))
-            return job
-
-    async def get_result(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any] | None:
-        row = await self._pool.fetchrow(
-            "SELECT * FROM results WHERE tenant_id = $1 AND job_id = $2", tenant_id, job_id
-        )
-        if row is None:
-            return None
-        return {
-            "counts": json.loads(row["counts"]),
-            "detections": row["detections"],
-            "object_key": row["object_key"],
-        }
-
-    async def get_job(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
-        row = await self._pool.fetchrow(
-            "SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2", tenant_id, job_id
-        )
-        return None if row is None else _job(row)
-
-    async def session_jobs(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Job]:
-        rows = await self._pool.fetch(
-            """SELECT * FROM jobs WHERE tenant_id = $1 AND session_id = $2
-               ORDER BY created_at, id""",
-            tenant_id,
-            session_id,
-        )
-        return [_job(r) for r in rows]
-
-    async def list_jobs(
-        self,
-        tenant_id: uuid.UUID,
-        *,
-        status: str | None = None,
-        session_id: uuid.UUID | None = None,
-        newest_first: bool = True,
-        after: tuple[datetime, uuid.UUID] | None = None,
-        limit: int = 50,
-    ) -> list[Job]:
-        """A page of the tenant's jobs in creation order; `after` is the (created_at, id) of the
-        previous page's last job (keyset pagination: stable while jobs are added)."""
-        direction, compare = ("DESC", "<") if newest_first else ("ASC", ">")
-        conditions: list[str] = ["tenant_id = $1"]
-        args: list[object] = [tenant_id]
-        if status is not None:
-            args.append(status)
-            conditions.append(f"status = ${len(args)}")
-        if session_id is not None:
-            args.append(session_id)
-            conditions.append(f"session_id = ${len(args)}")
-        if after is not None:
-            args += [after[0], after[1]]
-            conditions.append(f"(created_at, id) {compare} (${len(args) - 1}, ${len(args)})")
-        args.append(limit)
-        rows = await self._pool.fetch(
-            f"""SELECT * FROM jobs WHERE {" AND ".join(conditions)}
-                ORDER BY created_at {direction}, id {direction} LIMIT ${len(args)}""",
-            *args,
-        )
-        return [_job(r) for r in rows]
+    # Jobs.
 
     # The outbox relay's side.
 

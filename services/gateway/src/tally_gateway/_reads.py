@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from tally_contracts import projection as redis_keys
 from tally_db import Job, Tenant
+from tally_gateway import _records
 from tally_gateway._views import (
     job_from_projection,
     job_from_record,
@@ -80,7 +81,7 @@ async def recorded_session(deps: Deps, tenant_id: uuid.UUID, session_id: uuid.UU
     """The session as PostgreSQL, the system of record, has it (slower, never stale)."""
     if await deps.store.get_session(tenant_id, session_id) is None:
         raise _not_found(session_id)
-    rows = await deps.store.session_jobs(tenant_id, session_id)
+    rows = await _records.session_jobs(deps.store, tenant_id, session_id)
     jobs = [job_from_record(row, None) for row in rows]
     return SessionState(None, jobs, summary(jobs))
 
@@ -108,10 +109,10 @@ async def job(deps: Deps, tenant: Tenant, job_id: uuid.UUID) -> dict[str, Any]:
     fields = {_text(k): _text(v) for k, v in raw.items()}
     if ready and fields.get("tenant_id") == str(tenant.id):
         return job_from_projection(fields) | {"logs": [json.loads(e) for e in entries]}
-    record = await deps.store.get_job(tenant.id, job_id)
+    record = await _records.get_job(deps.store, tenant.id, job_id)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
-    result = await deps.store.get_result(tenant.id, job_id)
+    result = await _records.get_result(deps.store, tenant.id, job_id)
     # Redis has lost this job: its log went with it.
     return job_from_record(record, None if result is None else result["counts"]) | {"logs": []}
 

@@ -8,14 +8,12 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from tally_contracts.statuses import FINAL, STATUSES, JobStatus
 from tally_db import Job
-
-STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
-FINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 def _percent(processed: int, total: int, status: str) -> float | None:
-    if status == "completed":
+    if status == JobStatus.COMPLETED:
         return 100.0
     if total <= 0:
         return None  # not planned yet: progress unknown, not zero
@@ -31,7 +29,7 @@ def _job_eta(
 ) -> float | None:
     """Seconds left for one job at its own measured rate (slices done since it started); None
     until it has done some and for finished jobs."""
-    if status != "processing" or processed <= 0 or total <= 0:
+    if status != JobStatus.PROCESSING or processed <= 0 or total <= 0:
         return None
     begin, last = _epoch(started), _epoch(updated)
     if begin is None or last is None or last <= begin:
@@ -124,7 +122,7 @@ def job_from_record(job: Job, counts: dict[str, int] | None) -> dict[str, Any]:
 def summary(jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """A session's summary from its jobs (what PostgreSQL gives when Redis has lost them)."""
     by_status = Counter(j["status"] for j in jobs)
-    done = sum(j["total"] if j["status"] == "completed" else j["processed"] for j in jobs)
+    done = sum(j["total"] if j["status"] == JobStatus.COMPLETED else j["processed"] for j in jobs)
     planned = sum(j["total"] for j in jobs)
     open_jobs = [j for j in jobs if j["status"] not in FINAL]
     started = [t for j in jobs if (t := _epoch(j["started_at"])) is not None]
@@ -161,7 +159,7 @@ def summary_from_session(fields: dict[str, str]) -> dict[str, Any]:
         first_active=moment("first_active"),
         last_active=moment("last_active"),
     )
-    by_status = Counter({status: number(status) for status in STATUSES})
+    by_status: Counter[str] = Counter({status: number(status) for status in STATUSES})
     return _summary(
         total, by_status, number("slices_done"), number("slices_total"), eta if total else None
     )

@@ -16,10 +16,10 @@ from fastapi import APIRouter, Query, Response
 from redis.exceptions import RedisError
 
 from tally_contracts import projection as redis_keys
-from tally_contracts import sequence
-from tally_contracts.v1 import JobEvent, JobRef
-from tally_db import FINAL_STATUSES, ConflictError, Job, OutboxEntry
-from tally_gateway import _reads
+from tally_contracts.statuses import FINAL, JobStatus
+from tally_contracts.v1 import JobRef
+from tally_db import ConflictError, Job
+from tally_gateway import _reads, _records
 from tally_gateway._cancel import request_cancel
 from tally_gateway.deps import DepsDep
 from tally_storage import JobResult, ObjectNotFoundError, keys
@@ -31,7 +31,6 @@ DELETED_TTL_S = 48 * 3600  # as long as the projection keeps a job
 
 
 Sort = Literal["created_at", "-created_at"]
-Status = Literal["queued", "processing", "completed", "failed", "cancelled"]
 
 
 def _cursor(job: Job) -> str:
@@ -52,14 +51,15 @@ def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
 async def list_jobs(
     deps: DepsDep,
     tenant: CurrentTenant,
-    status: Status | None = None,
+    status: JobStatus | None = None,
     session_id: uuid.UUID | None = None,
     sort: Sort = "-created_at",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """The tenant's jobs for dashboards: filtered, sorted by creation, a page at a time."""
-    records = await deps.store.list_jobs(
+    records = await _records.list_jobs(
+        deps.store,
         tenant.id,
         status=status,
         session_id=session_id,
@@ -70,7 +70,7 @@ async def list_jobs(
     page, more = records[:limit], len(records) > limit
     views = await _reads.live_views(deps, tenant, page)
     settings = deps.settings
-    busy = any(v["status"] == "processing" for v in views)
+    busy = any(v["status"] == JobStatus.PROCESSING for v in views)
     return {
         "jobs": views,
         "next_cursor": _cursor(page[-1]) if more and page else None,
@@ -86,10 +86,10 @@ async def get_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> di
 @router.get("/{job_id}/result")
 async def get_result(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> dict[str, Any]:
     """Detections in original-image pixels and counts per label, once the job has completed."""
-    record = await deps.store.get_job(tenant.id, job_id)
+    record = await _records.get_job(deps.store, tenant.id, job_id)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
-    stored = await deps.store.get_result(tenant.id, job_id)
+    stored = await _records.get_result(deps.store, tenant.id, job_id)
     if stored is None:
         raise ApiError(409, "not_completed", f"job {job_id} is {record.status}, not completed")
     body = JobResult.from_bytes(await deps.objects.get_bytes(stored["object_key"])).model_dump()
@@ -104,7 +104,7 @@ async def get_result(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
 
 @router.get("/{job_id}/thumbnail")
 async def get_thumbnail(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> Response:
-    record = await deps.store.get_job(tenant.id, job_id)
+    record = await _records.get_job(deps.store, tenant.id, job_id)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     key = keys.thumbnail(record.object_key)
@@ -120,7 +120,7 @@ async def get_thumbnail(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant)
 @router.get("/{job_id}/photo")
 async def get_photo(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> Response:
     """The photo as uploaded (the job detail draws its detections on it)."""
-    record = await deps.store.get_job(tenant.id, job_id)
+    record = await _records.get_job(deps.store, tenant.id, job_id)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     try:
@@ -136,29 +136,10 @@ async def delete_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
     """Delete a finished job: its record, result and files; it leaves every view (its
     `deleted` event reaches the projection through the outbox). 409 while it has not finished
     (cancel it first); 404 when there is no such job (deleted already)."""
-
-    def deleted(job: Job) -> list[OutboxEntry]:
-        ref = JobRef(tenant_id=str(tenant.id), session_id=str(job.session_id), job_id=str(job.id))
-        event = JobEvent(
-            event_id=uuid.uuid4().hex,
-            job=ref,
-            sequence=sequence.DELETED,
-            source="gateway",
-            deleted=JobEvent.Deleted(),
-        )
-        event.emitted_at.GetCurrentTime()
-        route = deps.bus.topology.job_event
-        return [
-            OutboxEntry(
-                route.exchange,
-                route.routing_key,
-                event.DESCRIPTOR.full_name,
-                event.SerializeToString(),
-            )
-        ]
-
     try:
-        record = await deps.store.delete_job(tenant.id, job_id, deleted)
+        record = await _records.delete_job(
+            deps.store, deps.bus.topology.job_event, tenant.id, job_id
+        )
     except ConflictError as exc:
         raise ApiError(409, "not_final", str(exc)) from None
     if record is None:
@@ -177,10 +158,10 @@ async def delete_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
 async def cancel_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> dict[str, Any]:
     """Cancel a job that has not finished: 202 once the request is queued (the job turns
     `cancelled` within moments); 409 for a job that has already finished."""
-    record = await deps.store.get_job(tenant.id, job_id)
+    record = await _records.get_job(deps.store, tenant.id, job_id)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
-    if record.status in FINAL_STATUSES:
+    if record.status in FINAL:
         raise ApiError(409, "already_final", f"job {job_id} is {record.status} already")
     ref = JobRef(tenant_id=str(tenant.id), session_id=str(record.session_id), job_id=str(job_id))
     await request_cancel(deps, ref)

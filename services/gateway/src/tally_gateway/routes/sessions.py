@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from tally_contracts.statuses import FINAL, JobStatus
 from tally_contracts.v1 import JobRef
 from tally_db import Session
-from tally_gateway import _reads
+from tally_gateway import _reads, _records
 from tally_gateway._cancel import request_cancel
-from tally_gateway._views import FINAL
 from tally_gateway.config import Settings
 from tally_gateway.deps import DepsDep, Poll, get_deps
 from tally_web import ApiError, CurrentTenant, tenant_of
@@ -55,7 +55,7 @@ async def get_session(
 
 
 def _poll_interval_ms(jobs: list[dict[str, Any]], settings: Settings) -> int:
-    if any(j["status"] == "processing" for j in jobs):
+    if any(j["status"] == JobStatus.PROCESSING for j in jobs):
         return settings.poll_interval_active_ms
     if jobs and all(j["status"] in FINAL for j in jobs):
         return settings.poll_interval_idle_ms
@@ -120,7 +120,9 @@ async def cancel_session(
     if await deps.store.get_session(tenant.id, session_id) is None:
         raise ApiError(404, "not_found", f"no session {session_id}")
     open_jobs = [
-        j for j in await deps.store.session_jobs(tenant.id, session_id) if j.status not in FINAL
+        j
+        for j in await _records.session_jobs(deps.store, tenant.id, session_id)
+        if j.status not in FINAL
     ]
     await request_cancel(deps, JobRef(tenant_id=str(tenant.id), session_id=str(session_id)))
     return {"session_id": str(session_id), "status": "cancelling", "jobs": len(open_jobs)}
