@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -22,9 +21,9 @@ from tally_bus import Topology, decode
 from tally_contracts import cancellation
 from tally_contracts.v1 import Cancel, JobEvent, JobRef
 from tally_db import Job, Store
-from tally_gateway._reads import SESSION_SCRIPT
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
+from tally_gateway.deps import build_deps
 from tally_orchestrator._records import Records
 from tally_projector.projection import Projection
 from tally_stack import free_port
@@ -350,8 +349,8 @@ async def test_status_reads_fall_back_to_postgresql_while_redis_is_unreachable(
     answer from PostgreSQL, the system of record, instead of failing."""
     deps = world.app.state.deps
     unreachable = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
-    world.app.state.deps = dataclasses.replace(
-        deps, redis=unreachable, session_script=unreachable.register_script(SESSION_SCRIPT)
+    world.app.state.deps = build_deps(
+        deps.settings, deps.store, unreachable, deps.objects, deps.bus, deps.relay
     )
     try:
         auth = world.auth(world.key_a)
@@ -369,6 +368,7 @@ async def test_status_reads_fall_back_to_postgresql_while_redis_is_unreachable(
         )
         assert other.status_code == 404  # still no other tenant's data
     finally:
+        await world.app.state.deps.feeds.close()
         world.app.state.deps = deps
         await unreachable.aclose()
 

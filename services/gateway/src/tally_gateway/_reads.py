@@ -8,8 +8,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, Final
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -26,8 +25,6 @@ from tally_gateway.deps import Deps
 from tally_web import ApiError
 
 log = logging.getLogger(__name__)
-
-SESSION_SCRIPT: Final = resources.files("tally_gateway").joinpath("_session.lua").read_text()
 
 
 def _text(value: bytes | str) -> str:

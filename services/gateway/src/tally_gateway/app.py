@@ -10,13 +10,11 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from tally_db import OutboxRelay, Store
-from tally_gateway._reads import SESSION_SCRIPT
-from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
-from tally_gateway.deps import Deps
+from tally_gateway.deps import build_deps
 from tally_gateway.routes import dashboard, events, jobs, sessions
 from tally_storage import ObjectStore
-from tally_web import RequestMetrics, TenantCache, health_router, install_error_handlers
+from tally_web import RequestMetrics, health_router, install_error_handlers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,20 +32,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ):
                 relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
                 relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-                tenants = TenantCache(store, settings.api_key_cache_s)
-                feeds = FeedHub(redis, settings.sse_buffer)
-                app.state.tenants = tenants
-                app.state.deps = Deps(
-                    settings,
-                    store,
-                    redis,
-                    objects,
-                    tenants,
-                    feeds,
-                    redis.register_script(SESSION_SCRIPT),
-                    bus,
-                    relay,
-                )
+                deps = build_deps(settings, store, redis, objects, bus, relay)
+                app.state.tenants = deps.tenants
+                app.state.deps = deps
 
                 async def readiness() -> dict[str, bool]:
                     return {
@@ -61,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     yield
                 finally:
                     app.state.readiness = None
-                    await feeds.close()
+                    await deps.feeds.close()
                     relay_task.cancel()
                     await relay.drain()
         finally:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Annotated
+from importlib import resources
+from typing import Annotated, Final
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
@@ -16,6 +17,9 @@ from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
 from tally_storage import ObjectStore
 from tally_web import TenantCache
+
+# The Lua of a poll (tally_gateway._reads.session_state): one Redis round trip per poll.
+SESSION_SCRIPT: Final = resources.files("tally_gateway").joinpath("_session.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,30 @@ class Deps:
     bus: Bus
     relay: OutboxRelay  # publishes what the gateway writes to the outbox (job deletions)
     polls: PollCache = field(default_factory=PollCache)
+
+
+def build_deps(
+    settings: Settings,
+    store: Store,
+    redis: Redis,
+    objects: ObjectStore,
+    bus: Bus,
+    relay: OutboxRelay,
+) -> Deps:
+    """The gateway's Deps around its connections (the app's lifespan opens them; a test may
+    bring its own): what is made from them, the API key cache, the SSE feeds of `redis` and the
+    polling script registered on it, is made here and nowhere else."""
+    return Deps(
+        settings,
+        store,
+        redis,
+        objects,
+        TenantCache(store, settings.api_key_cache_s),
+        FeedHub(redis, settings.sse_buffer),
+        redis.register_script(SESSION_SCRIPT),
+        bus,
+        relay,
+    )
 
 
 def get_deps(request: Request) -> Deps:
