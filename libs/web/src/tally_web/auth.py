@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 from typing import Annotated, Protocol
 
+from cachetools import TTLCache
 from fastapi import Depends, Request
 
 from tally_db import Tenant
@@ -19,27 +19,23 @@ class TenantLookup(Protocol):
 
 class TenantCache:
     """API key → tenant, remembered for `ttl_s` so a busy poller costs no database query per
-    request. A revoked key keeps working on this process for at most `ttl_s`; unknown keys are
-    not remembered. Keys are held as SHA-256 digests, never as themselves."""
+    request. A revoked key keeps working on this process for at most `ttl_s` (after the lookup
+    that found it live); unknown keys are not remembered. At most `size` keys are held, the
+    least recently used leaving first, as SHA-256 digests, never as themselves."""
 
     def __init__(self, lookup: TenantLookup, ttl_s: float = 10.0, size: int = 10_000) -> None:
         self._lookup = lookup
         self._ttl_s = ttl_s
-        self._size = size
-        self._known: OrderedDict[bytes, tuple[float, Tenant]] = OrderedDict()
+        self._known: TTLCache[bytes, Tenant] = TTLCache(size, ttl_s, timer=time.monotonic)
 
     async def tenant_for_api_key(self, key: str) -> Tenant | None:
         digest = hashlib.sha256(key.encode()).digest()
-        now = time.monotonic()
         hit = self._known.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None:
+            return hit
         tenant = await self._lookup.tenant_for_api_key(key)
-        self._known.pop(digest, None)
         if tenant is not None and self._ttl_s > 0:
-            self._known[digest] = (now + self._ttl_s, tenant)
-            while len(self._known) > self._size:
-                self._known.popitem(last=False)
+            self._known[digest] = tenant
         return tenant
 
 

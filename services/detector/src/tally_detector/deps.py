@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from cachetools import LRUCache
 from numpy.typing import NDArray
 from redis.asyncio import Redis
 
@@ -17,24 +17,12 @@ from tally_inference import InferenceModel
 from tally_storage import ObjectStore
 
 
-@dataclass(slots=True)
-class PhotoCache:
-    """The last few decoded photos: chunks of one photo often land on the same detector."""
+class PhotoCache(LRUCache[str, NDArray[np.uint8]]):
+    """The last few decoded photos (object key → pixels), the least recently used leaving
+    first: chunks of one photo often land on the same detector."""
 
-    capacity: int = 2
-    _photos: OrderedDict[str, NDArray[np.uint8]] = field(default_factory=OrderedDict)
-
-    def get(self, key: str) -> NDArray[np.uint8] | None:
-        photo = self._photos.get(key)
-        if photo is not None:
-            self._photos.move_to_end(key)
-        return photo
-
-    def put(self, key: str, photo: NDArray[np.uint8]) -> None:
-        self._photos[key] = photo
-        self._photos.move_to_end(key)
-        while len(self._photos) > self.capacity:
-            self._photos.popitem(last=False)
+    def __init__(self, capacity: int = 2) -> None:
+        super().__init__(maxsize=capacity)
 
 
 @dataclass(frozen=True, slots=True)

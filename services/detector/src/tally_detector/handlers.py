@@ -74,7 +74,7 @@ async def _photo(message: DetectChunk, deps: Deps) -> NDArray[np.uint8]:
             "size_mismatch",
             f"the stored photo is {width}x{height}, the job says {message.width}x{message.height}",
         )
-    deps.photos.put(message.object_key, photo)
+    deps.photos[message.object_key] = photo
     return photo
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Annotated, Final
 
+from cachetools import LRUCache
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -18,6 +18,7 @@ from tally_gateway.config import Settings
 from tally_storage import ObjectStore
 from tally_web import TenantCache
 
+POLLS_KEPT: Final = 10_000  # sessions whose last polling answer is kept
 # The Lua of a poll (tally_gateway._reads.session_state): one Redis round trip per poll.
 SESSION_SCRIPT: Final = resources.files("tally_gateway").joinpath("_session.lua").read_text()
 
@@ -31,24 +32,6 @@ class Poll:
     etag: str
 
 
-class PollCache:
-    """The last polling answer of each recently polled session, so that a poll of a session
-    whose version has not moved costs one small Redis reply and no JSON."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._size = size
-        self._polls: OrderedDict[str, Poll] = OrderedDict()
-
-    def get(self, session_id: str) -> Poll | None:
-        return self._polls.get(session_id)
-
-    def put(self, session_id: str, poll: Poll) -> None:
-        self._polls[session_id] = poll
-        self._polls.move_to_end(session_id)
-        while len(self._polls) > self._size:
-            self._polls.popitem(last=False)
-
-
 @dataclass(frozen=True, slots=True)
 class Deps:
     settings: Settings
@@ -60,7 +43,9 @@ class Deps:
     session_script: AsyncScript
     bus: Bus
     relay: OutboxRelay  # publishes what the gateway writes to the outbox (job deletions)
-    polls: PollCache = field(default_factory=PollCache)
+    # The last polling answer of each recently polled session (session id → Poll), so that a
+    # poll of a session whose version has not moved costs one small Redis reply and no JSON.
+    polls: LRUCache[str, Poll] = field(default_factory=lambda: LRUCache(POLLS_KEPT))
 
 
 def build_deps(

@@ -83,7 +83,7 @@ async def poll_jobs(request: Request) -> Response:
     else:
         poll = _poll(state, session_id, deps.settings)
         if state.version is not None:
-            deps.polls.put(key, poll)
+            deps.polls[key] = poll
     headers = {"ETag": poll.etag, "Cache-Control": "no-cache"}
     if poll.etag in _etags(request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
