@@ -9,9 +9,10 @@ import pytest
 
 from tally_bench._http import Dechunker, ResponseParser
 from tally_bench._openloop import poll_schedule
-from tally_bench._sse import Frame, SseParser, stream_time, updated_at_of
+from tally_bench._sse import stream_time, updated_at_of
 from tally_bench._stats import Latencies, percentile
 from tally_bench._wrk import headers_script, parse_wrk
+from tally_client.sse import Frame, SSEParser
 
 STREAM = (
     b"retry: 3000\n\n"
@@ -31,7 +32,7 @@ def _chunked(payload: bytes, size: int) -> bytes:
 
 @pytest.mark.parametrize("piece", [1, 2, 7, 64, len(STREAM)])
 def test_sse_frames_come_out_whole_however_the_bytes_are_cut(piece: int) -> None:
-    parser = SseParser()
+    parser = SSEParser()
     frames: list[Frame] = []
     for i in range(0, len(STREAM), piece):
         frames += parser.feed(STREAM[i : i + piece])
@@ -43,7 +44,7 @@ def test_sse_frames_come_out_whole_however_the_bytes_are_cut(piece: int) -> None
 
 def test_sse_frames_with_crlf_line_ends_split_inside_a_crlf() -> None:
     crlf = STREAM.replace(b"\n", b"\r\n")
-    parser = SseParser()
+    parser = SSEParser()
     frames = [f for i in range(len(crlf)) for f in parser.feed(crlf[i : i + 1])]
 
     assert [f.event for f in frames] == ["snapshot", "job", "summary"]
@@ -51,7 +52,7 @@ def test_sse_frames_with_crlf_line_ends_split_inside_a_crlf() -> None:
 
 
 def test_heartbeats_and_retry_alone_dispatch_no_frame() -> None:
-    assert SseParser().feed(b": heartbeat\n\nretry: 10\n\n") == []
+    assert SSEParser().feed(b": heartbeat\n\nretry: 10\n\n") == []
 
 
 @pytest.mark.parametrize(

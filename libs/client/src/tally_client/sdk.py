@@ -14,6 +14,8 @@ from typing import Any, Self
 
 import httpx
 
+from tally_client.sse import SSEParser
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 FINAL = frozenset({"completed", "failed", "cancelled"})
 # A stream that has been silent this long is dead: the server sends a heartbeat every 15 s.
@@ -31,26 +33,18 @@ class StreamEvent:
     data: dict[str, Any]
 
 
-def parse_events(lines: Iterable[str]) -> Iterator[StreamEvent | int]:
-    """SSE frames as EventSource reads them: events, and the server's `retry:` (in ms) as an
-    int. Comments (heartbeats) are skipped; a frame cut off before its blank line is not
-    yielded."""
-    fields: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if "data" in fields:
-                data = json.loads(fields["data"])
-                yield StreamEvent(fields.get("id", ""), fields.get("event", "message"), data)
-            fields = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "retry" and value.isdigit():
-                yield int(value)
-            elif name == "data" and "data" in fields:
-                fields["data"] += "\n" + value
-            else:
-                fields[name] = value
+def parse_events(chunks: Iterable[bytes]) -> Iterator[StreamEvent | int]:
+    """An event stream's events, its bytes fed in whatever pieces they come, and the server's
+    `retry:` (in ms) as an int each time it changes. Comments (heartbeats) are skipped; a
+    frame cut off before its blank line is not yielded."""
+    parser = SSEParser()
+    for chunk in chunks:
+        retry = parser.retry_ms
+        frames = parser.feed(chunk)
+        if parser.retry_ms is not None and parser.retry_ms != retry:
+            yield parser.retry_ms
+        for frame in frames:
+            yield StreamEvent(frame.id or "", frame.event, json.loads(frame.data))
 
 
 def session_state(
@@ -154,7 +148,7 @@ class TallyClient:
                     if response.status_code != 200:
                         response.read()
                         self._json(response, 200)
-                    for item in parse_events(response.iter_lines()):
+                    for item in parse_events(response.iter_bytes()):
                         if isinstance(item, int):
                             retry_s = item / 1000
                             continue

@@ -20,7 +20,8 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from tally_bench._http import Endpoint
-from tally_bench._sse import Clock, Frame, Subscriber, stream_time, updated_at_of
+from tally_bench._sse import Clock, Subscriber, stream_time, updated_at_of
+from tally_client.sse import Frame
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from tally_bench._http import Endpoint, HttpConnection, ProtocolError, request
 from tally_bench._seed import SLICES_PER_CHUNK, progress_event
-from tally_bench._sse import Frame, Subscriber, stream_time
+from tally_bench._sse import Subscriber, stream_time
 from tally_bus import Bus
+from tally_client.sse import Frame
 from tally_contracts.v1 import JobRef
 
 PLANNED_SLICES = 1_000_000  # as seeded: no job of the bench ever finishes

@@ -1,4 +1,4 @@
-"""Server-Sent Events: a frame parser and a cheap subscriber on asyncio.Protocol.
+"""Server-Sent Events: a cheap subscriber on asyncio.Protocol (frames by tally_client.sse).
 
 Thousands of subscribers share one process with the measurement, so a subscriber does the least
 it can: it de-chunks, splits frames and hands them on with the time they arrived; what a frame
@@ -9,70 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from tally_bench._http import Dechunker, Endpoint, ProtocolError, parse_head
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    event: str
-    data: bytes
-    id: str | None
-
-
-def parse_frame(block: bytes) -> tuple[Frame | None, int | None]:
-    """One event block (its lines, without the blank line that ends it): the frame it
-    dispatches (None for comments and blocks without data, as the SSE spec says) and its
-    `retry` (None when it sets none)."""
-    event, event_id, retry = "message", None, None
-    data: list[bytes] = []
-    for line in block.split(b"\n"):
-        if not line or line[0] == 0x3A:  # ':' starts a comment (heartbeats)
-            continue
-        name, _, value = line.partition(b":")
-        if value[:1] == b" ":
-            value = value[1:]
-        if name == b"data":
-            data.append(value)
-        elif name == b"event":
-            event = value.decode()
-        elif name == b"id":
-            event_id = value.decode()
-        elif name == b"retry" and value.isdigit():
-            retry = int(value)
-    if not data:
-        return None, retry
-    return Frame(event, b"\n".join(data), event_id), retry
-
-
-class SseParser:
-    """Frames out of an event stream fed in arbitrary pieces; LF or CRLF line ends."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self.retry_ms: int | None = None
-
-    def feed(self, data: bytes) -> list[Frame]:
-        buffer = self._buffer + data if self._buffer else data
-        tail = b""
-        if b"\r" in buffer:
-            if buffer.endswith(b"\r"):  # maybe the first half of a CRLF
-                buffer, tail = buffer[:-1], b"\r"
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        frames = []
-        start = 0
-        while (end := buffer.find(b"\n\n", start)) != -1:
-            frame, retry = parse_frame(buffer[start:end])
-            if frame is not None:
-                frames.append(frame)
-            if retry is not None:
-                self.retry_ms = retry
-            start = end + 2
-        self._buffer = buffer[start:] + tail
-        return frames
-
+from tally_client.sse import Frame, SSEParser
 
 _UPDATED_AT = b'"updated_at"'
 
@@ -131,7 +71,7 @@ class Subscriber(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._head = b""
         self._chunks: Dechunker | None = None
-        self._parser = SseParser()
+        self._parser = SSEParser()
         self.status: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
