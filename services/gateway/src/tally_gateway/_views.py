@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from tally_contracts.statuses import FINAL, STATUSES, JobStatus
+from tally_contracts.statuses import ACTIVE, FINAL, STATUSES, JobStatus
 from tally_db import Job
 
 
@@ -64,7 +64,7 @@ def eta_seconds(
 
 
 def job_from_projection(fields: dict[str, str]) -> dict[str, Any]:
-    status = fields.get("status", "queued")
+    status = fields.get("status", JobStatus.QUEUED)
     processed, total = int(fields.get("processed", "0")), int(fields.get("total", "0"))
     counts = json.loads(fields["counts"]) if "counts" in fields else None
     return {
@@ -167,7 +167,7 @@ def summary_from_session(fields: dict[str, str]) -> dict[str, Any]:
 
 def finished(summary: dict[str, Any]) -> bool:
     """Every job the session has so far reached a final status."""
-    return bool(summary["total"]) and summary["queued"] == 0 and summary["processing"] == 0
+    return bool(summary["total"]) and not any(summary[status] for status in ACTIVE)
 
 
 def _summary(
