@@ -29,9 +29,10 @@ from playwright.sync_api import (
 )
 
 from tally_client.sdk import TallyClient
+from tally_contracts.statuses import FINAL
 from tally_stack import launcher
 from tally_synth import write_dataset
-from tests.e2e.harness import BIN, FINAL, Stack, final_state, local_stack
+from tests.e2e.harness import BIN, Stack, final_state, local_stack
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e

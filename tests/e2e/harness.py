@@ -19,13 +19,13 @@ import aio_pika
 
 from tally_bus import Topology
 from tally_client.sdk import TallyClient
+from tally_contracts.statuses import FINAL
 from tally_stack import free_port, launcher
 from tally_stack._config import StackConfig
 from tests.eventually import eventually
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 AMQP_URL = os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-FINAL = frozenset({"completed", "failed", "cancelled"})
 BIN = Path(sys.executable).parent
 
 

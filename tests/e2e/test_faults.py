@@ -24,11 +24,12 @@ from PIL import Image
 from tally_bus import Bus, Topology
 from tally_bus.topology import CHUNK_DELIVERY_LIMIT
 from tally_client.sdk import TallyClient
+from tally_contracts.statuses import FINAL
 from tally_contracts.v1 import Cancel
 from tally_stack import free_port
 from tally_stack.local_triton import Endpoints, LocalTriton
 from tally_synth import write_dataset
-from tests.e2e.harness import AMQP_URL, FINAL, Stack, Worker, final_state, local_stack
+from tests.e2e.harness import AMQP_URL, Stack, Worker, final_state, local_stack
 from tests.eventually import eventually
 from tests.faults import FaultProxy
 

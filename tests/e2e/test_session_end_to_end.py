@@ -21,9 +21,10 @@ import redis
 
 from tally_client.sdk import TallyClient, TallyError
 from tally_contracts import projection as redis_keys
+from tally_contracts.statuses import FINAL
 from tally_inference import count_error
 from tally_synth import write_dataset
-from tests.e2e.harness import FINAL, REDIS_URL, Stack, Worker, final_state, local_stack
+from tests.e2e.harness import REDIS_URL, Stack, Worker, final_state, local_stack
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e

@@ -10,10 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tally_client.sdk import TallyClient
+from tally_client.sdk import FINAL, TallyClient
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
-FINAL = {"completed", "failed", "cancelled"}
 
 
 def photos_in(directory: Path) -> list[Path]:

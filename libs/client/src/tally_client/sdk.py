@@ -17,6 +17,8 @@ import httpx
 from tally_client.sse import SSEParser
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+# A job in one of these never changes again: tally_contracts.statuses.FINAL, which the SDK does
+# not import (it would pull protobuf into every client); a test keeps the two the same.
 FINAL = frozenset({"completed", "failed", "cancelled"})
 # A stream that has been silent this long is dead: the server sends a heartbeat every 15 s.
 STREAM_READ_TIMEOUT_S = 45.0

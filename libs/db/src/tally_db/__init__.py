@@ -4,7 +4,6 @@ from tally_db._migrate import Connection, Migration, migrate, migrations
 from tally_db._relay import OutboxRelay, Publish
 from tally_db._store import (
     API_KEY_PREFIX,
-    FINAL_STATUSES,
     ApiKey,
     ConflictError,
     Job,
@@ -25,7 +24,6 @@ from tally_db._store import (
 
 __all__ = [
     "API_KEY_PREFIX",
-    "FINAL_STATUSES",
     "ApiKey",
     "ConflictError",
     "Connection",

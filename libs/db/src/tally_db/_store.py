@@ -20,7 +20,6 @@ from google.protobuf.message import Message
 from tally_db._migrate import Connection, migrate
 
 API_KEY_PREFIX = "tly_"
-FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
 class RouteLike(Protocol):
