@@ -127,6 +127,8 @@ router.add_api_route(
     route_class_override=PlainRoute,
     response_class=Response,
     summary="Poll a session's jobs",
+    description="The session's jobs (oldest first) and summary, with an `ETag`; a poll that "
+    "sends it back in `If-None-Match` gets 304 while nothing has changed.",
     responses={
         200: {
             "model": PollBody,
