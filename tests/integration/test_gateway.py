@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from tests.openapi_conformance import Conformance
 
 from tally_bus import Topology, decode
 from tally_contracts import cancellation
@@ -137,7 +138,10 @@ async def world(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
         async with (
             LifespanManager(app),
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://gateway",
+                # Every answer of every test is checked against its route's declared schema.
+                event_hooks={"response": [Conformance(app).check]},
             ) as http,
         ):
             yield World(http, redis, key_a, key_b, str(session.id), done, waiting, app)
@@ -409,3 +413,74 @@ async def test_a_finished_job_can_be_deleted_and_is_gone_everywhere(world: World
     listed = await world.http.get("/v1/jobs", headers=auth)
     assert [j["job_id"] for j in listed.json()["jobs"]] == [str(world.waiting.id)]
     assert (await world.http.delete(f"/v1/jobs/{world.done.id}", headers=auth)).status_code == 404
+
+
+async def test_the_other_answers_match_their_declared_schemas_too(world: World) -> None:
+    """The answers no test above asks for, each checked by the client's conformance hook."""
+    a, b = world.auth(world.key_a), world.auth(world.key_b)
+    token = await world.http.post(
+        "/v1/stream-tokens", json={"session_id": world.session_id}, headers=a
+    )
+    assert (token.status_code, token.json()["session_id"]) == (201, world.session_id)
+    foreign = await world.http.post(
+        "/v1/stream-tokens", json={"session_id": world.session_id}, headers=b
+    )
+    assert foreign.status_code == 404
+    photo = await world.http.get(f"/v1/jobs/{world.done.id}/photo", headers=a)
+    assert photo.status_code == 404  # the world stored no original
+    assert (await world.http.get("/healthz")).json() == {"status": "ok"}
+    assert (await world.http.get("/metrics")).status_code == 200
+    for path in (
+        "/v1/sessions/not-a-session",
+        "/v1/jobs/not-a-job",
+        "/v1/jobs?limit=0",
+        "/v1/sessions?limit=1000",
+        "/v1/jobs?status=lost",
+    ):
+        invalid = await world.http.get(path, headers=a)
+        assert (invalid.status_code, invalid.json()["error"]["code"]) == (422, "invalid_request")
+    empty = await world.http.post("/v1/stream-tokens", json={}, headers=a)
+    assert empty.status_code == 422
+    assert (await world.http.get("/v1/sessions/not-a-session/jobs", headers=a)).status_code == 404
+
+
+def test_an_answer_its_route_does_not_declare_fails_the_conformance_check() -> None:
+    """The check the hook makes can fail: an extra field, a missing or mistyped one, an
+    undeclared status or content type."""
+    conformance = Conformance(create_app(Settings()))
+    job_id = str(uuid.uuid4())
+    good = {"job_id": job_id, "status": "cancelling"}
+    path = f"/v1/jobs/{job_id}/cancel"
+
+    def check(status: int, body: object, content_type: str = "application/json") -> None:
+        conformance.validate("POST", path, status, content_type, json.dumps(body).encode())
+
+    check(202, good)
+    check(404, {"error": {"code": "not_found", "message": "no job"}})
+    for status, bad in (
+        (202, good | {"extra": 1}),
+        (202, {"job_id": job_id}),
+        (202, good | {"job_id": "not-a-uuid"}),
+        (202, good | {"status": "cancelled"}),
+        (404, {"error": {"code": "not_found"}}),
+        (500, {"error": {"code": "internal", "message": "boom"}}),
+    ):
+        with pytest.raises(AssertionError):
+            check(status, bad)
+    with pytest.raises(AssertionError):
+        check(202, good, "text/html")
+    # The poll body, serialised by hand, is held to its declared schema as well.
+    poll = f"/v1/sessions/{uuid.uuid4()}/jobs"
+    counts = dict.fromkeys(("total", "queued", "processing", "completed", "failed", "cancelled"), 0)
+    summary = counts | {"overall_progress_percent": None, "eta_seconds": None}
+    polled: dict[str, Any] = {
+        "session_id": job_id,
+        "jobs": [],
+        "summary": summary,
+        "last_updated": None,
+        "poll_interval_ms": 5000,
+    }
+    conformance.validate("GET", poll, 200, "application/json", json.dumps(polled).encode())
+    del summary["cancelled"]
+    with pytest.raises(AssertionError):
+        conformance.validate("GET", poll, 200, "application/json", json.dumps(polled).encode())

@@ -15,6 +15,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from PIL import Image
 from pydantic import SecretStr
+from tests.openapi_conformance import Conformance
 
 from tally_bus import Topology, decode
 from tally_contracts.v1 import JobEvent, PhotoUploaded
@@ -110,7 +111,12 @@ async def service(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterat
     )
     async with (
         LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://upload") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://upload",
+            # Every answer of every test is checked against its route's declared schema.
+            event_hooks={"response": [Conformance(app).check]},
+        ) as http,
         ObjectStore.open(s3) as objects,
     ):
         yield Service(http, settings, topology, key_a, key_b, amqp_url, objects)
@@ -224,3 +230,18 @@ async def test_health_readiness_and_metrics(service: Service) -> None:
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"started": True, "database": True, "bus": True}
     assert "tally_upload_photos_total" in (await service.http.get("/metrics")).text
+
+
+async def test_the_other_answers_match_their_declared_schemas_too(service: Service) -> None:
+    """The answers no test above asks for, each checked by the client's conformance hook."""
+    auth = service.auth(service.key_a)
+    sid = await service.session(service.key_a)
+    nothing = await service.http.post(f"/v1/sessions/{sid}/photos", headers=auth)
+    assert (nothing.status_code, nothing.json()["error"]["code"]) == (400, "no_files")
+    unknown = await service.upload(service.key_a, str(uuid.uuid4()), [("a.jpg", _jpeg())])
+    assert unknown.status_code == 404
+    invalid = await service.upload(service.key_a, "not-a-session", [("a.jpg", _jpeg())])
+    assert (invalid.status_code, invalid.json()["error"]["code"]) == (422, "invalid_request")
+    named = await service.http.post("/v1/sessions", json={"name": "tray 8"}, headers=auth)
+    assert named.json()["name"] == "tray 8"
+    assert (await service.http.post("/v1/sessions", headers=auth)).status_code == 201

@@ -58,7 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestMetrics, service="gateway")
     app.include_router(sessions.router)
-    app.add_route("/v1/sessions/{session_id:uuid}/jobs", sessions.poll_jobs, methods=["GET"])
     app.include_router(events.router)
     app.include_router(jobs.router)
     app.include_router(health_router)

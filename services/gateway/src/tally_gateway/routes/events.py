@@ -26,7 +26,9 @@ from tally_gateway._streams import (
 )
 from tally_gateway._views import finished
 from tally_gateway.deps import Deps, DepsDep
+from tally_gateway.schemas import StreamToken
 from tally_web import ApiError, CurrentTenant, tenant_of
+from tally_web.schemas import error_responses
 
 router = APIRouter(tags=["events"])
 
@@ -35,7 +37,12 @@ class StreamTokenRequest(BaseModel):
     session_id: uuid.UUID
 
 
-@router.post("/v1/stream-tokens", status_code=201)
+@router.post(
+    "/v1/stream-tokens",
+    status_code=201,
+    response_model=StreamToken,
+    responses=error_responses(401, 404, 422),
+)
 async def create_stream_token(
     body: StreamTokenRequest, deps: DepsDep, tenant: CurrentTenant
 ) -> dict[str, Any]:
@@ -65,7 +72,18 @@ async def _stream_tenant(
     return grant.tenant_id
 
 
-@router.get("/v1/sessions/{session_id}/events", response_model=None)
+@router.get(
+    "/v1/sessions/{session_id}/events",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "`snapshot`, then `job` and `summary` events, `done` last",
+        },
+        204: {"description": "the session has finished and the client has its last event"},
+        **error_responses(401, 403, 404, 422),  # 403: a stream token for another session
+    },
+)
 async def sessionsession_event_stream(
     session_id: uuid.UUID,
     request: Request,

@@ -22,8 +22,11 @@ from tally_db import ConflictError, Job
 from tally_gateway import _reads, _records
 from tally_gateway._cancel import request_cancel
 from tally_gateway.deps import DepsDep
-from tally_storage import JobResult, ObjectNotFoundError, keys
+from tally_gateway.schemas import JobCancel, JobDetail, JobPage, JobResult
+from tally_storage import JobResult as StoredResult
+from tally_storage import ObjectNotFoundError, keys
 from tally_web import ApiError, CurrentTenant
+from tally_web.schemas import error_responses
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -47,7 +50,7 @@ def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ApiError(422, "invalid_cursor", "the cursor is not one this API gave") from None
 
 
-@router.get("")
+@router.get("", response_model=JobPage, responses=error_responses(401, 422))
 async def list_jobs(
     deps: DepsDep,
     tenant: CurrentTenant,
@@ -78,12 +81,16 @@ async def list_jobs(
     }
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", response_model=JobDetail, responses=error_responses(401, 404, 422))
 async def get_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> dict[str, Any]:
     return await _reads.job(deps, tenant, job_id)
 
 
-@router.get("/{job_id}/result")
+@router.get(
+    "/{job_id}/result",
+    response_model=JobResult,
+    responses=error_responses(401, 404, 409, 422),  # 409: the job has not completed
+)
 async def get_result(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> dict[str, Any]:
     """Detections in original-image pixels and counts per label, once the job has completed."""
     record = await _records.get_job(deps.store, tenant.id, job_id)
@@ -92,7 +99,7 @@ async def get_result(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
     stored = await _records.get_result(deps.store, tenant.id, job_id)
     if stored is None:
         raise ApiError(409, "not_completed", f"job {job_id} is {record.status}, not completed")
-    body = JobResult.from_bytes(await deps.objects.get_bytes(stored["object_key"])).model_dump()
+    body = StoredResult.from_bytes(await deps.objects.get_bytes(stored["object_key"])).model_dump()
     return {
         "job_id": str(job_id),
         "width": body["width"],
@@ -102,7 +109,11 @@ async def get_result(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
     }
 
 
-@router.get("/{job_id}/thumbnail")
+@router.get(
+    "/{job_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **error_responses(401, 404, 422)},
+)
 async def get_thumbnail(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> Response:
     record = await _records.get_job(deps.store, tenant.id, job_id)
     if record is None:
@@ -117,7 +128,11 @@ async def get_thumbnail(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant)
     )
 
 
-@router.get("/{job_id}/photo")
+@router.get(
+    "/{job_id}/photo",
+    response_class=Response,
+    responses={200: {"content": {"image/*": {}}}, **error_responses(401, 404, 422)},
+)
 async def get_photo(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> Response:
     """The photo as uploaded (the job detail draws its detections on it)."""
     record = await _records.get_job(deps.store, tenant.id, job_id)
@@ -131,7 +146,12 @@ async def get_photo(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> 
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.delete("/{job_id}", status_code=204)
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(401, 404, 409, 422),  # 409: the job has not finished
+)
 async def delete_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> Response:
     """Delete a finished job: its record, result and files; it leaves every view (its
     `deleted` event reaches the projection through the outbox). 409 while it has not finished
@@ -154,7 +174,12 @@ async def delete_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
     return Response(status_code=204)
 
 
-@router.post("/{job_id}/cancel", status_code=202)
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=JobCancel,
+    responses=error_responses(401, 404, 409, 422),  # 409: the job has finished
+)
 async def cancel_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> dict[str, Any]:
     """Cancel a job that has not finished: 202 once the request is queued (the job turns
     `cancelled` within moments); 409 for a job that has already finished."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.routing import APIRoute
 
 from tally_contracts.statuses import FINAL, JobStatus
 from tally_contracts.v1 import JobRef
@@ -16,7 +18,9 @@ from tally_gateway import _reads, _records
 from tally_gateway._cancel import request_cancel
 from tally_gateway.config import Settings
 from tally_gateway.deps import DepsDep, Poll, get_deps
+from tally_gateway.schemas import PollBody, SessionCancel, SessionDetail, SessionList
 from tally_web import ApiError, CurrentTenant, tenant_of
+from tally_web.schemas import error_responses
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -30,7 +34,7 @@ def _session(session: Session) -> dict[str, Any]:
     }
 
 
-@router.get("")
+@router.get("", response_model=SessionList, responses=error_responses(401, 422))
 async def list_sessions(
     deps: DepsDep,
     tenant: CurrentTenant,
@@ -43,7 +47,7 @@ async def list_sessions(
     return {"sessions": [_session(s) for s in found]}
 
 
-@router.get("/{session_id}")
+@router.get("/{session_id}", response_model=SessionDetail, responses=error_responses(401, 404, 422))
 async def get_session(
     session_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant
 ) -> dict[str, Any]:
@@ -69,8 +73,8 @@ async def poll_jobs(request: Request) -> Response:
     body's digest, so it changes exactly when the body does; a poller that sends it back in
     If-None-Match gets 304.
 
-    The hottest request Tally serves, so a plain Starlette route: FastAPI's dependency
-    resolution and validation cost about as much as the work itself (make bench-status)."""
+    The hottest request Tally serves, so a PlainRoute: FastAPI's dependency resolution and
+    validation cost about as much as the work itself (make bench-status)."""
     deps = get_deps(request)
     tenant = await tenant_of(request, deps.tenants)
     session_id: uuid.UUID = request.path_params["session_id"]
@@ -106,12 +110,68 @@ def _poll(state: _reads.SessionState, session_id: uuid.UUID, settings: Settings)
     return Poll(state.version or "", body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
 
 
+class PlainRoute(APIRoute):
+    """A route OpenAPI documents like any other, whose endpoint FastAPI does not wrap: it takes
+    the Request and returns its Response itself (no dependency resolution, validation or
+    serialisation), so the schema it answers is only declared, in `responses`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+        return endpoint
+
+
+router.add_api_route(
+    "/{session_id:uuid}/jobs",
+    poll_jobs,
+    methods=["GET"],
+    route_class_override=PlainRoute,
+    response_class=Response,
+    summary="Poll a session's jobs",
+    description="The session's jobs (oldest first) and summary, with an `ETag`; a poll that "
+    "sends it back in `If-None-Match` gets 304 while nothing has changed.",
+    responses={
+        200: {
+            "model": PollBody,
+            "description": "the session's jobs and summary, with an `ETag`",
+            "headers": {"ETag": {"schema": {"type": "string"}}},
+        },
+        304: {"description": "unchanged since the `If-None-Match` ETag"},
+        **error_responses(401, 404),
+    },
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "session_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "format": "uuid"},
+            },
+            {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
+        ]
+    },
+)
+
+# And HEAD, which Starlette answers for each GET route it serves itself (documented as GET).
+router.add_api_route(
+    "/{session_id:uuid}/jobs",
+    poll_jobs,
+    methods=["HEAD"],
+    route_class_override=PlainRoute,
+    include_in_schema=False,
+)
+
+
 def _etags(header: str) -> set[str]:
     """The entity tags of an If-None-Match header (weak ones compare equal, as RFC 9110 says)."""
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
-@router.post("/{session_id}/cancel", status_code=202)
+@router.post(
+    "/{session_id}/cancel",
+    status_code=202,
+    response_model=SessionCancel,
+    responses=error_responses(401, 404, 422),
+)
 async def cancel_session(
     session_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant
 ) -> dict[str, Any]:

@@ -19,7 +19,9 @@ from tally_storage import keys
 from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
 from tally_upload._records import NewJob, add_jobs, new_job_messages
 from tally_upload.deps import Deps, DepsDep
+from tally_upload.schemas import PhotosAccepted, PhotosRefused
 from tally_web import ApiError, CurrentTenant, envelope
+from tally_web.schemas import ErrorEnvelope, error_responses
 
 router = APIRouter(prefix="/v1/sessions", tags=["photos"])
 
@@ -57,10 +59,43 @@ async def _intake(upload: UploadFile, deps: Deps) -> AcceptedPhoto | RejectedPho
     )
 
 
-@router.post("/{session_id}/photos", status_code=202)
+@router.post(
+    "/{session_id}/photos",
+    status_code=202,
+    response_model=PhotosAccepted,
+    responses={
+        **error_responses(400, 401, 404),  # 400: no `file` part, or too many
+        413: {"model": PhotosRefused, "description": "every file is over the size limit"},
+        415: {"model": PhotosRefused, "description": "no file is a supported image"},
+        422: {
+            "model": PhotosRefused | ErrorEnvelope,
+            "description": "every file refused (unreadable, over the pixel limit, or refused "
+            "for different reasons); or the request itself is invalid",
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            }
+                        },
+                        "required": ["file"],
+                    }
+                }
+            },
+        }
+    },
+)
 async def upload_photos(
     session_id: uuid.UUID, request: Request, deps: DepsDep, tenant: CurrentTenant
-) -> JSONResponse:
+) -> PhotosAccepted | JSONResponse:
     # The trace of this request continues through the outbox, the bus, Triton and the projector.
     with tracer.start_as_current_span(
         "POST /v1/sessions/{sid}/photos",
@@ -73,7 +108,7 @@ async def upload_photos(
 
 async def _upload_photos(
     session_id: uuid.UUID, request: Request, deps: Deps, tenant: Tenant
-) -> JSONResponse:
+) -> PhotosAccepted | JSONResponse:
     session = await deps.store.get_session(tenant.id, session_id)
     if session is None:
         raise ApiError(404, "not_found", f"no session {session_id}")
@@ -120,7 +155,7 @@ async def _upload_photos(
         ],
         "rejected": rejections,
     }
-    return JSONResponse(payload, status_code=202)
+    return PhotosAccepted.model_validate(payload)
 
 
 async def _store(session: Session, photos: list[AcceptedPhoto], deps: Deps) -> list[NewJob]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body
@@ -11,14 +9,9 @@ from pydantic import BaseModel, Field
 
 from tally_upload.deps import DepsDep
 from tally_web import CurrentTenant
+from tally_web.schemas import SessionParams, SessionPublic, error_responses
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
-
-
-class SessionParams(BaseModel):
-    slice_size: int = Field(default=512, ge=256, le=2048, multiple_of=32)
-    overlap: float = Field(default=0.25, ge=0.0, le=0.5)
-    confidence: float = Field(default=0.35, gt=0.0, lt=1.0)
 
 
 class SessionCreate(BaseModel):
@@ -26,14 +19,7 @@ class SessionCreate(BaseModel):
     params: SessionParams = Field(default_factory=SessionParams)
 
 
-class SessionPublic(BaseModel):
-    session_id: uuid.UUID
-    name: str
-    params: SessionParams
-    created_at: datetime
-
-
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(401, 422))
 async def create_session(
     deps: DepsDep,
     tenant: CurrentTenant,

@@ -1,0 +1,60 @@
+"""Response bodies more than one service answers: the error envelope, a session, a job as the
+upload service creates it. Each service's own bodies live in that service."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+
+from tally_contracts.statuses import JobStatus
+
+# A moment as every Tally service writes it: datetime.isoformat() ("…+00:00", not pydantic's
+# "…Z"), so a time read back from the projection or the records is answered unchanged.
+Moment = Annotated[
+    datetime,
+    PlainSerializer(datetime.isoformat, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["not_found"], description="stable, for programs")
+    message: str = Field(examples=["no job 0b5c…"], description="for people")
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error of every service: `{"error": {"code": "...", "message": "..."}}`."""
+
+    error: ErrorBody
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route's errors: each status answers the envelope."""
+    return {status: {"model": ErrorEnvelope} for status in statuses}
+
+
+class SessionParams(BaseModel):
+    slice_size: int = Field(default=512, ge=256, le=2048, multiple_of=32)
+    overlap: float = Field(default=0.25, ge=0.0, le=0.5)
+    confidence: float = Field(default=0.35, gt=0.0, lt=1.0)
+
+
+class SessionPublic(BaseModel):
+    """A session (one upload batch), as created and as listed."""
+
+    session_id: uuid.UUID
+    name: str = Field(examples=["tray 7"])
+    params: SessionParams
+    created_at: Moment
+
+
+class JobBase(BaseModel):
+    """A job (one photo) as the upload service answers it, queued; the gateway's jobs say more."""
+
+    job_id: uuid.UUID
+    image_id: uuid.UUID
+    filename: str = Field(examples=["tray-1.jpg"])
+    status: JobStatus

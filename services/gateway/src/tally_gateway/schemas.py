@@ -1,0 +1,133 @@
+"""The gateway's response bodies, as `_views` builds them and the routes answer them. The poll
+body is serialised by hand, once per session version (routes/sessions.py); PollBody describes
+it, and the tests check every answer against these schemas."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal, NotRequired
+
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+
+from tally_web.schemas import JobBase, Moment, SessionPublic
+
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class Summary(BaseModel):
+    """A session's jobs by status, its progress in slices and its ETA."""
+
+    total: int = Field(description="jobs in the session")
+    queued: int
+    processing: int
+    completed: int
+    failed: int
+    cancelled: int
+    overall_progress_percent: Percent | None = Field(
+        description="slices done of slices planned; null while nothing is planned"
+    )
+    eta_seconds: float | None = Field(
+        description="from the measured throughput; 0 when nothing is open, null without a rate"
+    )
+
+
+class ResultSummary(BaseModel):
+    counts: dict[str, int] = Field(examples=[{"seedling": 2, "weed": 0}])
+
+
+class JobPublic(JobBase):
+    """A job (one photo) as polling, the job list and the event stream show it."""
+
+    # Unknown until the job's `queued` event has been folded (events may arrive out of order).
+    image_id: uuid.UUID | None  # type: ignore[assignment]
+    filename: str | None  # type: ignore[assignment]
+    session_id: uuid.UUID
+    phase: str = Field(examples=["queued", "planned", "detecting", "done"])
+    progress_percent: Percent | None = Field(description="null until the job is planned")
+    processed: int = Field(description="slices done")
+    total: int = Field(description="slices planned; 0 until planned")
+    created_at: Moment | None
+    started_at: Moment | None
+    completed_at: Moment | None
+    updated_at: Moment | None
+    eta_seconds: float | None
+    error_message: str | None
+    warnings: list[str] = Field(examples=[["no_detections"]])
+    thumbnail_url: str = Field(examples=["/v1/jobs/0b5c…/thumbnail"])
+    result: ResultSummary | None = Field(description="counts per label once completed")
+
+
+class LogEntry(TypedDict):
+    """One entry of a job's log, as the projector writes it. A TypedDict, not a model: entries
+    without a message (queued, cancelled) have no `message` key rather than a null one."""
+
+    at: Moment
+    event: str
+    source: str
+    sequence: int
+    message: NotRequired[str]
+
+
+class JobDetail(JobPublic):
+    logs: list[LogEntry] = Field(description="recent entries, newest first")
+
+
+class JobPage(BaseModel):
+    """A page of the job list; `next_cursor` asks for the next one."""
+
+    jobs: list[JobPublic]
+    next_cursor: str | None
+    poll_interval_ms: int
+
+
+class SessionDetail(SessionPublic):
+    summary: Summary
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionPublic]
+
+
+class PollBody(BaseModel):
+    """GET /v1/sessions/{sid}/jobs: the session's jobs (oldest first) and summary."""
+
+    session_id: uuid.UUID
+    jobs: list[JobPublic]
+    summary: Summary
+    last_updated: Moment | None
+    poll_interval_ms: int = Field(description="when to poll again")
+
+
+class SessionCancel(BaseModel):
+    session_id: uuid.UUID
+    status: Literal["cancelling"]
+    jobs: int = Field(description="jobs that had not finished")
+
+
+class JobCancel(BaseModel):
+    job_id: uuid.UUID
+    status: Literal["cancelling"]
+
+
+class Detection(BaseModel):
+    bbox: list[float] = Field(
+        min_length=4, max_length=4, description="x1, y1, x2, y2 in original-image pixels"
+    )
+    score: float
+    label: str
+
+
+class JobResult(BaseModel):
+    job_id: uuid.UUID
+    width: int
+    height: int
+    counts: dict[str, int]
+    detections: list[Detection]
+
+
+class StreamToken(BaseModel):
+    token: str
+    session_id: uuid.UUID
+    expires_at: Moment
+    expires_in: int = Field(description="seconds")
