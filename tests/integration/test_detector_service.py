@@ -18,7 +18,7 @@ from tally_bus import Bus, decode
 from tally_contracts import cancellation
 from tally_contracts.v1 import ChunkResult, DetectChunk, JobEvent, JobRef, SliceBox
 from tally_detector.config import Settings
-from tally_detector.deps import Deps, open_deps
+from tally_detector.deps import Deps
 from tally_detector.handlers import handle_detect_chunk
 from tally_inference import (
     LABELS,
@@ -70,7 +70,7 @@ async def deps(settings: Settings, bus: Bus) -> AsyncIterator[Deps]:
     expects one)."""
     async with ObjectStore.open(settings.s3, create_bucket=True):
         pass
-    async with TritonModel(settings.triton_url) as model, open_deps(settings, bus, model) as opened:
+    async with TritonModel(settings.triton_url) as model, Deps.open(settings, bus, model) as opened:
         yield opened
 
 

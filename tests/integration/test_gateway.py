@@ -24,7 +24,7 @@ from tally_contracts.v1 import Cancel, JobEvent, JobRef
 from tally_db import Job, Store
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
-from tally_gateway.deps import build_deps
+from tally_gateway.deps import Deps
 from tally_orchestrator._records import Records
 from tally_projector.projection import Projection
 from tally_stack import free_port
@@ -353,7 +353,7 @@ async def test_status_reads_fall_back_to_postgresql_while_redis_is_unreachable(
     answer from PostgreSQL, the system of record, instead of failing."""
     deps = world.app.state.deps
     unreachable = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
-    world.app.state.deps = build_deps(
+    world.app.state.deps = Deps.build(
         deps.settings, deps.store, unreachable, deps.objects, deps.bus, deps.relay
     )
     try:

@@ -27,7 +27,7 @@ from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import Store
 from tally_orchestrator._records import Records
 from tally_projector.config import Settings
-from tally_projector.deps import open_deps
+from tally_projector.deps import Deps
 from tally_projector.handlers import handle_job_event
 from tally_projector.projection import (
     Projection,
@@ -366,7 +366,7 @@ async def test_a_wiped_projection_is_rebuilt_before_the_next_event_is_folded(
     projection: Projection, database: str
 ) -> None:
     settings = Settings(redis_url=SecretStr(REDIS_URL), database_url=SecretStr(database))
-    async with open_deps(settings) as deps:  # the service's own, on the same Redis
+    async with Deps.open(settings) as deps:  # the service's own, on the same Redis
         store = deps.store
         tenant = await store.create_tenant("t")
         session = await store.create_session(tenant.id)

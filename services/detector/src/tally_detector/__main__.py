@@ -8,7 +8,7 @@ import functools
 import logging
 
 from tally_detector.config import Settings
-from tally_detector.deps import open_deps
+from tally_detector.deps import Deps
 from tally_detector.handlers import give_up_chunk, handle_detect_chunk
 from tally_inference import TritonModel
 from tally_worker import run_worker, set_readiness
@@ -20,7 +20,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with (
         TritonModel(settings.triton_url) as model,
         await settings.connect_bus() as bus,
-        open_deps(settings, bus, model) as deps,
+        Deps.open(settings, bus, model) as deps,
     ):
 
         async def readiness() -> dict[str, bool]:

@@ -34,16 +34,16 @@ class Deps:
     photos: PhotoCache
     redis: Redis
 
-
-@contextlib.asynccontextmanager
-async def open_deps(
-    settings: Settings, bus: Publisher, model: InferenceModel
-) -> AsyncIterator[Deps]:
-    """The detector's Deps: Redis (the cancel marks) and the object store opened from
-    `settings`, around the bus and the model the caller has opened (it consumes with the one
-    and asks the other whether it is ready)."""
-    async with (
-        Redis.from_url(settings.redis_url.get_secret_value()) as redis,
-        ObjectStore.open(settings.s3) as objects,
-    ):
-        yield Deps(settings, bus, objects, model, PhotoCache(), redis)
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, settings: Settings, bus: Publisher, model: InferenceModel
+    ) -> AsyncIterator[Deps]:
+        """The detector's Deps: Redis (the cancel marks) and the object store opened from
+        `settings`, around the bus and the model the caller has opened (it consumes with the
+        one and asks the other whether it is ready)."""
+        async with (
+            Redis.from_url(settings.redis_url.get_secret_value()) as redis,
+            ObjectStore.open(settings.s3) as objects,
+        ):
+            yield cls(settings, bus, objects, model, PhotoCache(), redis)

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from tally_db import OutboxRelay, Store
 from tally_gateway.config import Settings
-from tally_gateway.deps import build_deps
+from tally_gateway.deps import Deps
 from tally_gateway.routes import dashboard, events, jobs, sessions
 from tally_storage import ObjectStore
 from tally_web import RequestMetrics, health_router, install_error_handlers
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ):
                 relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
                 relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-                deps = build_deps(settings, store, redis, objects, bus, relay)
+                deps = Deps.build(settings, store, redis, objects, bus, relay)
                 app.state.tenants = deps.tenants
                 app.state.deps = deps
 

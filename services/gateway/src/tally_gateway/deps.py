@@ -47,29 +47,30 @@ class Deps:
     # poll of a session whose version has not moved costs one small Redis reply and no JSON.
     polls: LRUCache[str, Poll] = field(default_factory=lambda: LRUCache(POLLS_KEPT))
 
-
-def build_deps(
-    settings: Settings,
-    store: Store,
-    redis: Redis,
-    objects: ObjectStore,
-    bus: Bus,
-    relay: OutboxRelay,
-) -> Deps:
-    """The gateway's Deps around its connections (the app's lifespan opens them; a test may
-    bring its own): what is made from them, the API key cache, the SSE feeds of `redis` and the
-    polling script registered on it, is made here and nowhere else."""
-    return Deps(
-        settings,
-        store,
-        redis,
-        objects,
-        TenantCache(store, settings.api_key_cache_s),
-        FeedHub(redis, settings.sse_buffer),
-        redis.register_script(SESSION_SCRIPT),
-        bus,
-        relay,
-    )
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        store: Store,
+        redis: Redis,
+        objects: ObjectStore,
+        bus: Bus,
+        relay: OutboxRelay,
+    ) -> Deps:
+        """The gateway's Deps around its connections (the app's lifespan opens them; a test may
+        bring its own): what is made from them, the API key cache, the SSE feeds of `redis` and
+        the polling script registered on it, is made here and nowhere else."""
+        return cls(
+            settings,
+            store,
+            redis,
+            objects,
+            TenantCache(store, settings.api_key_cache_s),
+            FeedHub(redis, settings.sse_buffer),
+            redis.register_script(SESSION_SCRIPT),
+            bus,
+            relay,
+        )
 
 
 def get_deps(request: Request) -> Deps:

@@ -14,7 +14,7 @@ import logging
 import sys
 
 from tally_projector.config import Settings
-from tally_projector.deps import open_deps
+from tally_projector.deps import Deps
 from tally_projector.handlers import handle_job_event
 from tally_projector.rebuild import rebuild
 from tally_worker import run_worker, set_readiness
@@ -23,7 +23,7 @@ log = logging.getLogger("tally_projector")
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    async with open_deps(settings) as deps, await settings.connect_bus() as bus:
+    async with Deps.open(settings) as deps, await settings.connect_bus() as bus:
         rebuilt = await rebuild(deps.store, deps.projection)
         log.info("projection rebuilt from PostgreSQL: %d recent jobs", rebuilt)
 
@@ -47,7 +47,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def rebuild_only(settings: Settings) -> None:
-    async with open_deps(settings) as deps:
+    async with Deps.open(settings) as deps:
         print(f"rebuilt the projection of {await rebuild(deps.store, deps.projection)} jobs")
 
 

@@ -20,13 +20,14 @@ class Deps:
     store: Store
     rebuilding: asyncio.Lock = field(default_factory=asyncio.Lock)  # one rebuild at a time
 
-
-@contextlib.asynccontextmanager
-async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
-    """The projection in Redis and PostgreSQL (what a rebuild reads), opened from `settings`."""
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
-    try:
-        async with Store.open(settings.database_url.get_secret_value()) as store:
-            yield Deps(Projection(redis), store)
-    finally:
-        await redis.aclose()
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[Deps]:
+        """The projection in Redis and PostgreSQL (what a rebuild reads), opened from
+        `settings`."""
+        redis = Redis.from_url(settings.redis_url.get_secret_value())
+        try:
+            async with Store.open(settings.database_url.get_secret_value()) as store:
+                yield cls(Projection(redis), store)
+        finally:
+            await redis.aclose()

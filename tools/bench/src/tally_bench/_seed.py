@@ -8,15 +8,14 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from redis.asyncio import Redis
 
 from tally_bus import Bus, Topology
 from tally_contracts import projection as redis_keys
 from tally_contracts import sequence
+from tally_contracts.events import job_event
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import Store
 from tally_orchestrator._records import Records
@@ -84,25 +83,6 @@ async def seed_records(
     return Seed(key.key, str(tenant.id), polled, fanout, hot, probe)
 
 
-def stamp(moment: datetime) -> Timestamp:
-    at = Timestamp()
-    at.FromDatetime(moment)
-    return at
-
-
-def job_event(
-    job: JobRef, seq: int, source: str, moment: datetime | None = None, **kind: Any
-) -> JobEvent:
-    return JobEvent(
-        event_id=uuid.uuid4().hex,
-        job=job,
-        sequence=seq,
-        emitted_at=stamp(moment or datetime.now(UTC)),
-        source=source,
-        **kind,
-    )
-
-
 def progress_event(job: JobRef, chunks_recorded: int, total_slices: int) -> JobEvent:
     """The orchestrator's progress event after `chunks_recorded` chunks, emitted now."""
     return job_event(
@@ -137,7 +117,7 @@ def history(job: JobRef, index: int, rng: random.Random, start: datetime) -> His
             job,
             sequence.QUEUED,
             "upload",
-            at,
+            at=at,
             queued=JobEvent.Queued(
                 image_id=str(uuid.uuid4()),
                 filename=f"tray-{index:03d}.jpg",
@@ -149,14 +129,14 @@ def history(job: JobRef, index: int, rng: random.Random, start: datetime) -> His
             job,
             sequence.PLANNED,
             "orchestrator",
-            at + step,
+            at=at + step,
             planned=JobEvent.Planned(total_slices=total, chunk_count=chunks),
         ),
         job_event(
             job,
             sequence.STARTED,
             "detector",
-            at + 2 * step,
+            at=at + 2 * step,
             started=JobEvent.Started(chunk_index=0),
         ),
     ]
@@ -168,7 +148,7 @@ def history(job: JobRef, index: int, rng: random.Random, start: datetime) -> His
                 job,
                 sequence.progress(k),
                 "orchestrator",
-                at + (2 + k) * step,
+                at=at + (2 + k) * step,
                 progress=JobEvent.Progress(slices_done=k * SLICES_PER_CHUNK, total_slices=total),
             )
         )
@@ -180,7 +160,7 @@ def history(job: JobRef, index: int, rng: random.Random, start: datetime) -> His
                 job,
                 sequence.FINAL,
                 "orchestrator",
-                at + (3 + recorded) * step,
+                at=at + (3 + recorded) * step,
                 completed=JobEvent.Completed(
                     counts={"seedling": seedlings, "weed": seedlings // 20},
                     detections=seedlings + seedlings // 20,

@@ -163,6 +163,10 @@ class Services:
                 "TALLY_PORT": str(port),
                 "TALLY_DATABASE_URL": self.names.database_url,
                 "TALLY_REDIS_URL": self.gateway_redis_url,
+                # The run's own bus (the gateway declares the topology and publishes deletions
+                # there), not the default prefix a developer's stack uses.
+                "TALLY_AMQP_URL": AMQP_URL,
+                "TALLY_BUS_PREFIX": self.names.bus_prefix,
                 # The gateway opens an S3 client at start but reads no object on the status
                 # path: nothing needs to listen there.
                 "TALLY_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
