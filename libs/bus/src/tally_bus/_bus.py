@@ -171,10 +171,14 @@ class Bus:
             )
         except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
             raise BusUnreachableError(f"cannot reach RabbitMQ: {exc}") from exc
-        channel = await connection.channel(publisher_confirms=True)
-        topology = topology or Topology()
-        if declare:
-            await topology.declare(channel)
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            topology = topology or Topology()
+            if declare:
+                await topology.declare(channel)
+        except BaseException:
+            await connection.close()  # a start that fails leaves no connection behind
+            raise
         return cls(connection, channel, topology, publish_timeout_s)
 
     async def __aenter__(self) -> Self:
