@@ -295,6 +295,21 @@ async def test_an_unknown_or_expired_id_gets_a_fresh_snapshot_not_a_hang(stage: 
                 assert event.data["summary"]["queued"] == JOBS
 
 
+async def test_an_id_no_redis_stream_has_gets_a_fresh_snapshot_not_an_error(stage: Stage) -> None:
+    """Ids too long for Python to read, too large for Redis, or in other digits than ASCII
+    (once a 500, or a stream cut at its first read): a snapshot, like any unknown id."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        for bad in ("9" * 5000 + "-0", f"{2**64}-0", "\u0663-0"):
+            async with http.stream(
+                "GET", stage.events_url, params={"last_event_id": bad}, headers=stage.auth()
+            ) as response:
+                assert response.status_code == 200
+                event = await Stream(response).next()
+                assert event is not None
+                assert (event.event, event.data["reason"]) == ("snapshot", "resume")
+                assert len(event.data["jobs"]) == JOBS
+
+
 async def test_an_idle_stream_sends_heartbeats(stage: Stage) -> None:
     open_before = REGISTRY.get_sample_value("tally_sse_connections") or 0
     async with (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -296,6 +297,13 @@ async def test_the_job_list_filters_sorts_and_pages_with_a_cursor(world: World) 
         "poll_interval_ms": 5000,
     }
     bad = await world.http.get("/v1/jobs?cursor=nonsense", headers=auth)
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_cursor")
+    # A well-formed pair whose time has no UTC offset: it was taken as some other time (a page
+    # from the wrong place, 200); a cursor of ours always has one.
+    naive = base64.urlsafe_b64encode(
+        json.dumps(["2026-12-01T12:00:00", str(uuid.uuid4())]).encode()
+    ).decode()
+    bad = await world.http.get("/v1/jobs", params={"cursor": naive}, headers=auth)
     assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_cursor")
 
 

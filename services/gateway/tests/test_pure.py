@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from tally_gateway import _tokens
 from tally_gateway._streams import Frame, Subscriber, parse_id
 from tally_gateway._views import eta_seconds, summary_from_session
+from tally_gateway.routes import jobs as jobs_route
 from tally_gateway.routes.events import _after
+from tally_web import ApiError
 
 
 def test_stream_ids_parse_only_when_they_are_redis_ids() -> None:
@@ -17,6 +22,22 @@ def test_stream_ids_parse_only_when_they_are_redis_ids() -> None:
     assert parse_id("1-0") < parse_id("1-1") < parse_id("2-0")  # type: ignore[operator]
     for bad in ("", None, "7", "a-b", "1-", "-1", "1-2-3", "st1.x"):
         assert parse_id(bad) is None
+    assert parse_id(f"{2**64 - 1}-{2**64 - 1}") == (2**64 - 1, 2**64 - 1)  # Redis's largest
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "9" * 5000 + "-0",  # too long for int() (Python's digit limit): once a 500
+        f"{2**64}-0",  # beyond what Redis takes: once a stream cut at its first read
+        f"0-{2**64}",
+        "\u0663-0",  # ARABIC-INDIC DIGIT THREE: isdigit() and int() take it, Redis would not
+        "1-\uff11",  # FULLWIDTH DIGIT ONE
+        "0" * 21 + "-0",
+    ],
+)
+def test_stream_ids_that_are_no_redis_ids_are_none(bad: str) -> None:
+    assert parse_id(bad) is None
 
 
 def test_stream_tokens_verify_only_as_issued_and_until_they_expire() -> None:
@@ -98,3 +119,34 @@ def test_a_session_summary_comes_from_the_fold_counters(final: str) -> None:
     assert (summary["total"], summary[final], summary["queued"]) == (3, 1, 1)
     assert summary["overall_progress_percent"] == 75.0
     assert summary["eta_seconds"] == 15.0  # (50 + 100) slices at 10/s
+
+
+def _cursor_of(value: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "nonsense",
+        "x" * 201,  # longer than any cursor of ours
+        _cursor_of([[[[[]]]]]),
+        _cursor_of("[" * 10),
+        _cursor_of(["2026-12-01T12:00:00", str(uuid.uuid4())]),  # no UTC offset
+        _cursor_of(["2026-12-01T12:00:00+00:00", "not a uuid"]),
+        _cursor_of(["2026-12-01T12:00:00+00:00", str(uuid.uuid4()), "extra"]),
+        _cursor_of([1, 2]),
+        _cursor_of({"a": 1}),
+        base64.urlsafe_b64encode(b"[" * 100_000).decode()[:200],
+        base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+    ],
+)
+def test_a_cursor_not_made_here_is_refused_with_422(cursor: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        jobs_route._after(cursor)
+    assert (refused.value.status, refused.value.code) == (422, "invalid_cursor")
+
+
+def test_a_cursor_made_here_reads_back() -> None:
+    at, job_id = datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC), uuid.uuid4()
+    assert jobs_route._after(_cursor_of([at.isoformat(), str(job_id)])) == (at, job_id)

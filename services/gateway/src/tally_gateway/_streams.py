@@ -39,14 +39,23 @@ StreamId = tuple[int, int]
 ORIGIN: Final[StreamId] = (0, 0)
 
 
+_ID_PART_MAX = 2**64 - 1  # Redis stream ids are two unsigned 64-bit integers
+
+
 def parse_id(text: str | None) -> StreamId | None:
-    """A Redis stream id `ms-seq`; None for anything else."""
+    """A Redis stream id `ms-seq`; None for anything else: other digits than ASCII ones (which
+    `int` would take), parts too long for Python to convert or too large for Redis to take
+    (both once answered 500, or a stream cut at its first read)."""
     if not text:
         return None
     ms, dash, seq = text.strip().partition("-")
-    if not (dash and ms.isdigit() and seq.isdigit()):
+    parts = (ms, seq)
+    if not (dash and all(p.isascii() and p.isdigit() and len(p) <= 20 for p in parts)):
         return None
-    return int(ms), int(seq)
+    stream_id = int(ms), int(seq)
+    if max(stream_id) > _ID_PART_MAX:
+        return None
+    return stream_id
 
 
 def format_id(stream_id: StreamId) -> str:

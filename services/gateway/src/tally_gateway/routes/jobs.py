@@ -41,13 +41,30 @@ def _cursor(job: Job) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_CURSOR_MAX = 200  # ours are about 110 characters
+
+
 def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) a cursor of ours holds; 422 for anything else: too long, not
+    base64 of a JSON pair of strings (JSON nested deep enough raised RecursionError: a 500), a
+    time without its UTC offset (it was read as some other time), or not a job id."""
+    invalid = ApiError(422, "invalid_cursor", "the cursor is not one this API gave")
+    if len(cursor) > _CURSOR_MAX:
+        raise invalid
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, job_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise ApiError(422, "invalid_cursor", "the cursor is not one this API gave") from None
+        pair = json.loads(raw)
+        if not (
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+        ):
+            raise invalid
+        created_at = datetime.fromisoformat(pair[0])
+        job_id = uuid.UUID(pair[1])
+    except (ValueError, TypeError, binascii.Error, RecursionError):
+        raise invalid from None
+    if created_at.utcoffset() is None:
+        raise invalid
+    return created_at, job_id
 
 
 @router.get("", response_model=JobPage, responses=error_responses(401, 422))
