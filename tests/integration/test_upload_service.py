@@ -222,6 +222,16 @@ async def test_session_parameters_are_validated(service: Service) -> None:
     )
     assert created.status_code == 201
     assert created.json()["params"] == {"slice_size": 640, "overlap": 0.25, "confidence": 0.5}
+    for name in ("tray\u00007", "tray\n7", "\x1b[31mtray"):  # NUL was a 500 from the database
+        refused = await service.http.post(
+            "/v1/sessions", json={"name": name}, headers=service.auth(service.key_a)
+        )
+        assert refused.status_code == 422, name
+        assert refused.json()["error"]["code"] == "invalid_request"
+    kept = await service.http.post(
+        "/v1/sessions", json={"name": "Serre 3 · été"}, headers=service.auth(service.key_a)
+    )
+    assert (kept.status_code, kept.json()["name"]) == (201, "Serre 3 · été")
 
 
 async def test_health_readiness_and_metrics(service: Service) -> None:

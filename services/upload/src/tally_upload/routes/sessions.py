@@ -15,7 +15,9 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 
 class SessionCreate(BaseModel):
-    name: str = Field(default="", max_length=200)
+    # No control characters: PostgreSQL refuses NUL in text (a 500 once), and the rest would
+    # reach every screen and log that shows the name.
+    name: str = Field(default="", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
     params: SessionParams = Field(default_factory=SessionParams)
 
 
