@@ -56,8 +56,10 @@ async def test_an_api_key_resolves_to_its_tenant_and_only_its_digest_is_stored(
     tenant = await store.create_tenant("greenhouse-a")
     created = await store.create_api_key(tenant.id)
     assert created.key.startswith("tly_")
-    assert await store.tenant_for_api_key(created.key) == tenant
-    assert await store.tenant_for_api_key(created.key + "x") is None
+    caller = await store.caller_for_api_key(created.key)
+    assert caller is not None
+    assert (caller.tenant, caller.key_id, caller.scope) == (tenant, created.api_key.id, "write")
+    assert await store.caller_for_api_key(created.key + "x") is None
 
     connection = await asyncpg.connect(database)
     try:
@@ -75,8 +77,38 @@ async def test_a_revoked_key_no_longer_opens_anything(store: Store) -> None:
     other = await store.create_tenant("greenhouse-b")
     assert not await store.revoke_api_key(other.id, created.api_key.id)  # not theirs to revoke
     assert await store.revoke_api_key(tenant.id, created.api_key.id)
-    assert await store.tenant_for_api_key(created.key) is None
+    assert await store.caller_for_api_key(created.key) is None
     assert not await store.revoke_api_key(tenant.id, created.api_key.id)
+
+
+async def test_a_read_key_says_so_and_open_streams_can_ask_which_keys_still_live(
+    store: Store,
+) -> None:
+    tenant = await store.create_tenant("greenhouse-a")
+    reader = await store.create_api_key(tenant.id, scope="read")
+    writer = await store.create_api_key(tenant.id)
+    caller = await store.caller_for_api_key(reader.key)
+    assert caller is not None
+    assert caller.scope == "read"
+    assert reader.api_key.scope == "read"
+    await store.revoke_api_key(tenant.id, writer.api_key.id)
+    unknown = uuid.uuid4()
+    ids = [reader.api_key.id, writer.api_key.id, unknown]
+    assert await store.live_keys(ids) == {reader.api_key.id}
+
+
+async def test_a_tenants_own_limits_are_set_and_cleared_by_name(store: Store) -> None:
+    tenant = await store.create_tenant("greenhouse-a")
+    assert tenant.limits == {}
+    await store.set_tenant_limits(tenant.id, {"read_rate": 5, "queued_slices": 1000})
+    changed = await store.set_tenant_limits(tenant.id, {"read_rate": None, "write_rate": 0.5})
+    assert changed.limits == {"queued_slices": 1000, "write_rate": 0.5}
+    key = await store.create_api_key(tenant.id)
+    caller = await store.caller_for_api_key(key.key)
+    assert caller is not None
+    assert caller.tenant.limits == changed.limits
+    with pytest.raises(NotFoundError):
+        await store.set_tenant_limits(uuid.uuid4(), {"read_rate": 1})
 
 
 async def test_tenant_names_are_unique_and_keys_need_a_tenant(store: Store) -> None:

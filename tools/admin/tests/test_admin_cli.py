@@ -26,8 +26,8 @@ def _run(capsys: pytest.CaptureFixture[str], database: str, *args: str) -> tuple
 def _tenant_of(database: str, key: str) -> str | None:
     async def lookup() -> str | None:
         async with Store.open(database) as store:
-            tenant = await store.tenant_for_api_key(key)
-            return None if tenant is None else str(tenant.id)
+            caller = await store.caller_for_api_key(key)
+            return None if caller is None else str(caller.tenant.id)
 
     return asyncio.run(lookup())
 
@@ -59,6 +59,38 @@ def test_keys_can_be_added_and_revoked(capsys: pytest.CaptureFixture[str], datab
     assert _run(capsys, database, "revoke-key", tenant, fields["key_id"])[0] == 0
     assert _tenant_of(database, fields["api_key"]) is None
     assert _run(capsys, database, "revoke-key", tenant, fields["key_id"])[0] == 1
+
+
+def test_a_read_only_key_says_its_scope(capsys: pytest.CaptureFixture[str], database: str) -> None:
+    _, out, _ = _run(capsys, database, "create-tenant", "c", "--json")
+    tenant = json.loads(out)["tenant_id"]
+    code, out, _ = _run(capsys, database, "create-key", tenant, "--scope", "read", "--json")
+    assert code == 0
+    assert json.loads(out)["scope"] == "read"
+
+
+def test_a_tenants_limits_are_set_shown_and_cleared_by_name(
+    capsys: pytest.CaptureFixture[str], database: str
+) -> None:
+    _, out, _ = _run(capsys, database, "create-tenant", "d", "--json")
+    tenant = json.loads(out)["tenant_id"]
+    code, out, _ = _run(capsys, database, "set-limits", tenant, "read_rate=5", "--json")
+    assert code == 0
+    assert json.loads(out)["read_rate"] == "5 (own)"
+    code, out, _ = _run(capsys, database, "set-limits", tenant, "read_rate=", "--json")
+    shown = json.loads(out)
+    assert shown["read_rate"] == "50"
+    assert shown["queued_slices"] == "200000"
+
+    code, _, err = _run(capsys, database, "set-limits", tenant, "reed_rate=5")
+    assert code == 1
+    assert "no limit named 'reed_rate'" in err
+    code, _, err = _run(capsys, database, "set-limits", tenant, "read_rate=-1")
+    assert code == 1
+    assert "read_rate" in err
+    code, _, err = _run(capsys, database, "set-limits", str(uuid.uuid4()), "read_rate=1")
+    assert code == 1
+    assert "no tenant" in err
 
 
 def test_a_key_for_an_unknown_tenant_is_an_error(

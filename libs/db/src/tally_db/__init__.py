@@ -4,7 +4,9 @@ from tally_db._migrate import Connection, Migration, migrate, migrations
 from tally_db._relay import OutboxRelay, Publish
 from tally_db._store import (
     API_KEY_PREFIX,
+    SCOPES,
     ApiKey,
+    Caller,
     ConflictError,
     Job,
     NewApiKey,
@@ -13,6 +15,7 @@ from tally_db._store import (
     OutboxEntry,
     PendingMessage,
     RouteLike,
+    Scope,
     Session,
     Store,
     Tenant,
@@ -24,7 +27,9 @@ from tally_db._store import (
 
 __all__ = [
     "API_KEY_PREFIX",
+    "SCOPES",
     "ApiKey",
+    "Caller",
     "ConflictError",
     "Connection",
     "Job",
@@ -37,6 +42,7 @@ __all__ = [
     "PendingMessage",
     "Publish",
     "RouteLike",
+    "Scope",
     "Session",
     "Store",
     "Tenant",

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, Self
+from typing import Any, Literal, Protocol, Self, get_args
 
 import asyncpg
 from google.protobuf.message import Message
@@ -20,6 +20,8 @@ from google.protobuf.message import Message
 from tally_db._migrate import Connection, migrate
 
 API_KEY_PREFIX = "tly_"
+Scope = Literal["read", "write"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
 
 
 class RouteLike(Protocol):
@@ -44,6 +46,8 @@ class Tenant:
     id: uuid.UUID
     name: str
     created_at: datetime
+    # The tenant's own limits where they differ from the services' defaults, by name.
+    limits: Mapping[str, float] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,16 @@ class ApiKey:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    scope: Scope = "write"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request: a live key, its scope and its tenant."""
+
+    tenant: Tenant
+    key_id: uuid.UUID
+    scope: Scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +148,10 @@ class OutboxClaim:
 
     messages: list[PendingMessage]
     sent: list[int] = field(default_factory=list)
+
+
+def _tenant(row: asyncpg.Record) -> Tenant:
+    return Tenant(row["id"], row["name"], row["created_at"], json.loads(row["limits"]))
 
 
 def digest(key: str) -> bytes:
@@ -226,18 +244,38 @@ class Store:
         except asyncpg.UniqueViolationError:
             raise ConflictError(f"a tenant named {name!r} exists") from None
         assert row is not None
-        return Tenant(row["id"], row["name"], row["created_at"])
+        return _tenant(row)
 
-    async def create_api_key(self, tenant_id: uuid.UUID) -> NewApiKey:
+    async def get_tenant(self, tenant_id: uuid.UUID) -> Tenant | None:
+        row = await self._pool.fetchrow("SELECT * FROM tenants WHERE id = $1", tenant_id)
+        return None if row is None else _tenant(row)
+
+    async def set_tenant_limits(
+        self, tenant_id: uuid.UUID, limits: Mapping[str, float | None]
+    ) -> Tenant:
+        """Set (a number) or clear (None: back to the default) some of a tenant's limits."""
+        row = await self._pool.fetchrow(
+            """UPDATE tenants SET limits = jsonb_strip_nulls(limits || $2::jsonb)
+               WHERE id = $1 RETURNING *""",
+            tenant_id,
+            json.dumps(dict(limits)),
+        )
+        if row is None:
+            raise NotFoundError(f"no tenant {tenant_id}")
+        return _tenant(row)
+
+    async def create_api_key(self, tenant_id: uuid.UUID, scope: Scope = "write") -> NewApiKey:
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         try:
             row = await self._pool.fetchrow(
-                """INSERT INTO api_keys (id, tenant_id, prefix, digest) VALUES ($1, $2, $3, $4)
-                   RETURNING id, tenant_id, prefix, created_at, revoked_at""",
+                """INSERT INTO api_keys (id, tenant_id, prefix, digest, scope)
+                   VALUES ($1, $2, $3, $4, $5)
+                   RETURNING id, tenant_id, prefix, created_at, revoked_at, scope""",
                 uuid.uuid4(),
                 tenant_id,
                 key[:12],
                 digest(key),
+                scope,
             )
         except asyncpg.ForeignKeyViolationError:
             raise NotFoundError(f"no tenant {tenant_id}") from None
@@ -253,15 +291,23 @@ class Store:
         )
         return status.endswith(" 1")
 
-    async def tenant_for_api_key(self, key: str) -> Tenant | None:
-        """The tenant of a live key; None for an unknown or revoked one."""
+    async def caller_for_api_key(self, key: str) -> Caller | None:
+        """The live key `key`, with its tenant; None for an unknown or revoked one."""
         row = await self._pool.fetchrow(
-            """SELECT t.id, t.name, t.created_at
+            """SELECT t.*, k.id AS key_id, k.scope
                FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
                WHERE k.digest = $1 AND k.revoked_at IS NULL""",
             digest(key),
         )
-        return None if row is None else Tenant(row["id"], row["name"], row["created_at"])
+        return None if row is None else Caller(_tenant(row), row["key_id"], row["scope"])
+
+    async def live_keys(self, key_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of `key_ids` are live (not revoked): open streams ask, now and then."""
+        rows = await self._pool.fetch(
+            "SELECT id FROM api_keys WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL",
+            list(key_ids),
+        )
+        return {row["id"] for row in rows}
 
     # Sessions.
 

@@ -1,4 +1,4 @@
-"""Bearer API keys: the key decides the tenant."""
+"""Bearer API keys: the key decides the tenant, and its scope what the request may change."""
 
 from __future__ import annotations
 
@@ -9,34 +9,56 @@ from typing import Annotated, Protocol
 from cachetools import TTLCache
 from fastapi import Depends, Request
 
-from tally_db import Tenant
+from tally_db import Caller, Tenant
 from tally_web.errors import ApiError
 
 
-class TenantLookup(Protocol):
-    async def tenant_for_api_key(self, key: str) -> Tenant | None: ...
+class CallerLookup(Protocol):
+    async def caller_for_api_key(self, key: str) -> Caller | None: ...
 
 
-class TenantCache:
-    """API key → tenant, remembered for `ttl_s` so a busy poller costs no database query per
+class CallerCache:
+    """API key → its Caller, remembered for `ttl_s` so a busy poller costs no database query per
     request. A revoked key keeps working on this process for at most `ttl_s` (after the lookup
-    that found it live); unknown keys are not remembered. At most `size` keys are held, the
-    least recently used leaving first, as SHA-256 digests, never as themselves."""
+    that found it live). Unknown keys are remembered too, for `unknown_ttl_s`, so a flood of
+    made-up keys costs one lookup per key and interval, not one per request. At most `size`
+    keys of each kind are held, the least recently used leaving first, as SHA-256 digests,
+    never as themselves."""
 
-    def __init__(self, lookup: TenantLookup, ttl_s: float = 10.0, size: int = 10_000) -> None:
+    def __init__(
+        self,
+        lookup: CallerLookup,
+        ttl_s: float = 10.0,
+        size: int = 10_000,
+        unknown_ttl_s: float = 5.0,
+    ) -> None:
         self._lookup = lookup
         self._ttl_s = ttl_s
-        self._known: TTLCache[bytes, Tenant] = TTLCache(size, ttl_s, timer=time.monotonic)
+        self._unknown_ttl_s = unknown_ttl_s
+        self._known: TTLCache[bytes, Caller] = TTLCache(size, ttl_s or 1, timer=time.monotonic)
+        self._unknown: TTLCache[bytes, bool] = TTLCache(
+            size, unknown_ttl_s or 1, timer=time.monotonic
+        )
 
-    async def tenant_for_api_key(self, key: str) -> Tenant | None:
+    async def caller_for_api_key(self, key: str) -> Caller | None:
         digest = hashlib.sha256(key.encode()).digest()
         hit = self._known.get(digest)
         if hit is not None:
             return hit
-        tenant = await self._lookup.tenant_for_api_key(key)
-        if tenant is not None and self._ttl_s > 0:
-            self._known[digest] = tenant
-        return tenant
+        if digest in self._unknown:
+            return None
+        caller = await self._lookup.caller_for_api_key(key)
+        if caller is not None and self._ttl_s > 0:
+            self._known[digest] = caller
+        elif caller is None and self._unknown_ttl_s > 0:
+            self._unknown[digest] = True
+        return caller
+
+    def forget(self, key: str) -> None:
+        """Drop what is remembered of `key` (a key just created or revoked here)."""
+        digest = hashlib.sha256(key.encode()).digest()
+        self._known.pop(digest, None)
+        self._unknown.pop(digest, None)
 
 
 def bearer_key(request: Request) -> str | None:
@@ -44,24 +66,50 @@ def bearer_key(request: Request) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 
-async def tenant_of(request: Request, lookup: TenantLookup) -> Tenant:
-    """The tenant of the request's `Authorization: Bearer <api key>`; 401 otherwise."""
+async def caller_of(request: Request, lookup: CallerLookup) -> Caller:
+    """The live key of the request's `Authorization: Bearer <api key>`; 401 otherwise. Kept on
+    the request (`request.state.caller`) for the rate limiter and the logs."""
+    cached: Caller | None = getattr(request.state, "caller", None)
+    if cached is not None:
+        return cached
     key = bearer_key(request)
     if key is None:
         raise ApiError(401, "unauthenticated", "send Authorization: Bearer <api key>")
-    tenant = await lookup.tenant_for_api_key(key)
-    if tenant is None:
+    caller = await lookup.caller_for_api_key(key)
+    if caller is None:
         raise ApiError(401, "unauthenticated", "the API key is unknown or revoked")
-    return tenant
+    request.state.caller = caller
+    return caller
+
+
+def _lookup(request: Request) -> CallerLookup:
+    # Every HTTP service keeps its connections in app.state.deps, with the record store as
+    # `store`; one that sets app.state.callers (a CallerCache) answers from it.
+    lookup: CallerLookup = (
+        getattr(request.app.state, "callers", None) or request.app.state.deps.store
+    )
+    return lookup
+
+
+async def _current_caller(request: Request) -> Caller:
+    return await caller_of(request, _lookup(request))
 
 
 async def _current_tenant(request: Request) -> Tenant:
-    # Every HTTP service keeps its connections in app.state.deps, with the record store as
-    # `store`; one that sets app.state.tenants (a TenantCache) answers from it.
-    lookup: TenantLookup = (
-        getattr(request.app.state, "tenants", None) or request.app.state.deps.store
-    )
-    return await tenant_of(request, lookup)
+    return (await _current_caller(request)).tenant
 
 
+async def _writing_tenant(request: Request) -> Tenant:
+    caller = await _current_caller(request)
+    if caller.scope != "write":
+        raise ApiError(
+            403, "insufficient_scope", "this API key is read-only; use a key with write scope"
+        )
+    return caller.tenant
+
+
+CurrentCaller = Annotated[Caller, Depends(_current_caller)]
 CurrentTenant = Annotated[Tenant, Depends(_current_tenant)]
+"""The tenant of a key of any scope: for reads."""
+WritingTenant = Annotated[Tenant, Depends(_writing_tenant)]
+"""The tenant of a `write` key: for what creates, changes or deletes (403 for a read key)."""

@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
                 relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
                 deps = Deps.build(settings, store, redis, objects, bus, relay)
-                app.state.tenants = deps.tenants
+                app.state.callers = deps.callers
                 app.state.deps = deps
 
                 async def readiness() -> dict[str, bool]:

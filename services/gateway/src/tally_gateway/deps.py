@@ -16,7 +16,7 @@ from tally_db import OutboxRelay, Store
 from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
 from tally_storage import ObjectStore
-from tally_web import TenantCache
+from tally_web import CallerCache
 
 POLLS_KEPT: Final = 10_000  # sessions whose last polling answer is kept
 # The Lua of a poll (tally_gateway._reads.session_state): one Redis round trip per poll.
@@ -38,7 +38,7 @@ class Deps:
     store: Store
     redis: Redis
     objects: ObjectStore
-    tenants: TenantCache
+    callers: CallerCache
     feeds: FeedHub
     session_script: AsyncScript
     bus: Bus
@@ -65,7 +65,7 @@ class Deps:
             store,
             redis,
             objects,
-            TenantCache(store, settings.api_key_cache_s),
+            CallerCache(store, settings.api_key_cache_s),
             FeedHub(redis, settings.sse_buffer),
             redis.register_script(SESSION_SCRIPT),
             bus,

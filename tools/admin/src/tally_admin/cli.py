@@ -1,7 +1,11 @@
 """`tally admin`: the operator's commands, straight to the record store and the bus.
 
     tally admin create-tenant NAME [--json]     a tenant and its first API key
-    tally admin create-key TENANT_ID [--json]   another API key for a tenant
+    tally admin create-key TENANT_ID [--scope read|write] [--json]
+                                                another API key for a tenant (read: sees
+                                                everything, changes nothing)
+    tally admin set-limits TENANT_ID NAME=VALUE…   the tenant's own limits (NAME= clears one);
+                                                `tally admin set-limits TENANT_ID` shows them
     tally admin dlq list [--queue Q] [--json]   what waits in the dead-letter queues, and why
     tally admin dlq replay [--queue Q] [--limit N]   send it back for fresh attempts
     tally admin revoke-key TENANT_ID KEY_ID     a key stops working (within the gateway's
@@ -24,7 +28,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from tally_bus import Bus, BusUnreachableError, Topology, parked, replay
-from tally_db import ConflictError, NotFoundError, Store
+from tally_db import SCOPES, ConflictError, NotFoundError, Store
+from tally_web.limits import Limits, checked
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tally"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -49,11 +54,38 @@ async def _create_tenant(store: Store, args: argparse.Namespace) -> dict[str, st
 
 
 async def _create_key(store: Store, args: argparse.Namespace) -> dict[str, str]:
-    created = await store.create_api_key(args.tenant_id)
+    created = await store.create_api_key(args.tenant_id, args.scope)
     return {
         "tenant_id": str(args.tenant_id),
         "key_id": str(created.api_key.id),
+        "scope": created.api_key.scope,
         "api_key": created.key,
+    }
+
+
+def _limit(text: str) -> tuple[str, float | None]:
+    name, equals, value = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=VALUE (NAME= clears it)")
+    try:
+        return name, float(value) if value else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a number") from None
+
+
+async def _set_limits(store: Store, args: argparse.Namespace) -> dict[str, str]:
+    changes = checked(dict(args.limits))
+    tenant = (
+        await store.set_tenant_limits(args.tenant_id, changes)
+        if changes
+        else await store.get_tenant(args.tenant_id)
+    )
+    if tenant is None:
+        raise NotFoundError(f"no tenant {args.tenant_id}")
+    effective = Limits().for_tenant(tenant)
+    return {"tenant_id": str(tenant.id)} | {
+        name: f"{getattr(effective, name):g}" + (" (own)" if name in tenant.limits else "")
+        for name in type(effective).model_fields
     }
 
 
@@ -79,12 +111,19 @@ def _parser() -> argparse.ArgumentParser:
     create_tenant.set_defaults(run=_create_tenant)
     create_key = commands.add_parser("create-key", help="another API key for a tenant")
     create_key.add_argument("tenant_id", type=_uuid)
+    create_key.add_argument("--scope", choices=SCOPES, default="write")
     create_key.set_defaults(run=_create_key)
+    set_limits = commands.add_parser(
+        "set-limits", help="a tenant's own limits (rates, streams, quotas); none: show them"
+    )
+    set_limits.add_argument("tenant_id", type=_uuid)
+    set_limits.add_argument("limits", nargs="*", type=_limit, metavar="NAME=VALUE")
+    set_limits.set_defaults(run=_set_limits)
     revoke_key = commands.add_parser("revoke-key", help="revoke an API key")
     revoke_key.add_argument("tenant_id", type=_uuid)
     revoke_key.add_argument("key_id", type=_uuid)
     revoke_key.set_defaults(run=_revoke_key)
-    for sub in (create_tenant, create_key, revoke_key):
+    for sub in (create_tenant, create_key, revoke_key, set_limits):
         sub.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     dlq = commands.add_parser(
         "dlq", help="dead-letter queues (RabbitMQ at TALLY_AMQP_URL, names under TALLY_BUS_PREFIX)"
@@ -145,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         return _dlq_command(args)
     try:
         result = asyncio.run(_run(args.database_url, args.run, args))
-    except (ConflictError, NotFoundError) as exc:
+    except (ConflictError, NotFoundError, ValueError) as exc:
         print(f"tally: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -27,7 +27,7 @@ from tally_gateway._streams import (
 from tally_gateway._views import finished
 from tally_gateway.deps import Deps, DepsDep
 from tally_gateway.schemas import StreamToken
-from tally_web import ApiError, CurrentTenant, tenant_of
+from tally_web import ApiError, CurrentTenant, caller_of
 from tally_web.schemas import error_responses
 
 router = APIRouter(tags=["events"])
@@ -63,7 +63,7 @@ async def _stream_tenant(
     request: Request, deps: Deps, session_id: uuid.UUID, access_token: str | None
 ) -> uuid.UUID:
     if access_token is None:
-        return (await tenant_of(request, deps.tenants)).id
+        return (await caller_of(request, deps.callers)).tenant.id
     grant = _tokens.verify(deps.settings.stream_token_key(), access_token, time.time())
     if grant is None:
         raise ApiError(401, "unauthenticated", "the stream token is invalid or has expired")

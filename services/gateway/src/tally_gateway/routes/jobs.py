@@ -25,7 +25,7 @@ from tally_gateway.deps import DepsDep
 from tally_gateway.schemas import JobCancel, JobDetail, JobPage, JobResult
 from tally_storage import JobResult as StoredResult
 from tally_storage import ObjectNotFoundError, keys
-from tally_web import ApiError, CurrentTenant
+from tally_web import ApiError, CurrentTenant, WritingTenant
 from tally_web.schemas import error_responses
 
 log = logging.getLogger(__name__)
@@ -167,9 +167,9 @@ async def get_photo(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> 
     "/{job_id}",
     status_code=204,
     response_class=Response,
-    responses=error_responses(401, 404, 409, 422),  # 409: the job has not finished
+    responses=error_responses(401, 403, 404, 409, 422),  # 409: the job has not finished
 )
-async def delete_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> Response:
+async def delete_job(job_id: uuid.UUID, deps: DepsDep, tenant: WritingTenant) -> Response:
     """Delete a finished job: its record, result and files; it leaves every view (its
     `deleted` event reaches the projection through the outbox). 409 while it has not finished
     (cancel it first); 404 when there is no such job (deleted already)."""
@@ -195,9 +195,9 @@ async def delete_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
     "/{job_id}/cancel",
     status_code=202,
     response_model=JobCancel,
-    responses=error_responses(401, 404, 409, 422),  # 409: the job has finished
+    responses=error_responses(401, 403, 404, 409, 422),  # 409: the job has finished
 )
-async def cancel_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> dict[str, Any]:
+async def cancel_job(job_id: uuid.UUID, deps: DepsDep, tenant: WritingTenant) -> dict[str, Any]:
     """Cancel a job that has not finished: 202 once the request is queued (the job turns
     `cancelled` within moments); 409 for a job that has already finished."""
     record = await _records.get_job(deps.store, tenant.id, job_id)

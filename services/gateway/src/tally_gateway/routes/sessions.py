@@ -19,7 +19,7 @@ from tally_gateway._cancel import request_cancel
 from tally_gateway.config import Settings
 from tally_gateway.deps import DepsDep, Poll, get_deps
 from tally_gateway.schemas import PollBody, SessionCancel, SessionDetail, SessionList
-from tally_web import ApiError, CurrentTenant, tenant_of
+from tally_web import ApiError, CurrentTenant, WritingTenant, caller_of
 from tally_web.schemas import error_responses
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -76,7 +76,7 @@ async def poll_jobs(request: Request) -> Response:
     The hottest request Tally serves, so a PlainRoute: FastAPI's dependency resolution and
     validation cost about as much as the work itself (make bench-status)."""
     deps = get_deps(request)
-    tenant = await tenant_of(request, deps.tenants)
+    tenant = (await caller_of(request, deps.callers)).tenant
     session_id: uuid.UUID = request.path_params["session_id"]
     key = str(session_id)
     kept = deps.polls.get(key)
@@ -170,10 +170,10 @@ def _etags(header: str) -> set[str]:
     "/{session_id}/cancel",
     status_code=202,
     response_model=SessionCancel,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 403, 404, 422),
 )
 async def cancel_session(
-    session_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant
+    session_id: uuid.UUID, deps: DepsDep, tenant: WritingTenant
 ) -> dict[str, Any]:
     """Cancel every job of the session that has not finished (202 once queued); jobs that have
     finished keep their results."""

@@ -20,7 +20,7 @@ from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, stat
 from tally_upload._records import NewJob, add_jobs, new_job_messages
 from tally_upload.deps import Deps, DepsDep
 from tally_upload.schemas import PhotosAccepted, PhotosRefused
-from tally_web import ApiError, CurrentTenant, envelope
+from tally_web import ApiError, WritingTenant, envelope
 from tally_web.schemas import ErrorEnvelope, error_responses
 
 router = APIRouter(prefix="/v1/sessions", tags=["photos"])
@@ -64,7 +64,7 @@ async def _intake(upload: UploadFile, deps: Deps) -> AcceptedPhoto | RejectedPho
     status_code=202,
     response_model=PhotosAccepted,
     responses={
-        **error_responses(400, 401, 404),  # 400: no `file` part, or too many
+        **error_responses(400, 401, 403, 404),  # 400: no `file` part, or too many; 403: read key
         413: {"model": PhotosRefused, "description": "every file is over the size limit"},
         415: {"model": PhotosRefused, "description": "no file is a supported image"},
         422: {
@@ -94,7 +94,7 @@ async def _intake(upload: UploadFile, deps: Deps) -> AcceptedPhoto | RejectedPho
     },
 )
 async def upload_photos(
-    session_id: uuid.UUID, request: Request, deps: DepsDep, tenant: CurrentTenant
+    session_id: uuid.UUID, request: Request, deps: DepsDep, tenant: WritingTenant
 ) -> PhotosAccepted | JSONResponse:
     # The trace of this request continues through the outbox, the bus, Triton and the projector.
     with tracer.start_as_current_span(

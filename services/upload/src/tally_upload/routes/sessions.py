@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
 from tally_upload.deps import DepsDep
-from tally_web import CurrentTenant
+from tally_web import WritingTenant
 from tally_web.schemas import SessionParams, SessionPublic, error_responses
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -21,10 +21,10 @@ class SessionCreate(BaseModel):
     params: SessionParams = Field(default_factory=SessionParams)
 
 
-@router.post("", status_code=201, responses=error_responses(401, 422))
+@router.post("", status_code=201, responses=error_responses(401, 403, 422))
 async def create_session(
     deps: DepsDep,
-    tenant: CurrentTenant,
+    tenant: WritingTenant,
     body: Annotated[SessionCreate | None, Body()] = None,
 ) -> SessionPublic:
     request = body or SessionCreate()
