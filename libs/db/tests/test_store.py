@@ -111,7 +111,10 @@ async def test_a_tenants_own_limits_are_set_and_cleared_by_name(store: Store) ->
         await store.set_tenant_limits(uuid.uuid4(), {"read_rate": 1})
 
 
-async def test_tenant_names_are_unique_and_keys_need_a_tenant(store: Store) -> None:
+async def test_tenant_names_are_unique_printable_and_keys_need_a_tenant(store: Store) -> None:
+    for bad in ("", " ", "a\x00b", "a\nb", "x" * 201):
+        with pytest.raises(ValueError, match="control characters"):
+            await store.create_tenant(bad)
     await store.create_tenant("greenhouse-a")
     with pytest.raises(ConflictError):
         await store.create_tenant("greenhouse-a")

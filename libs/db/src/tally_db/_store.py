@@ -237,6 +237,9 @@ class Store:
     # Tenants and API keys (administration).
 
     async def create_tenant(self, name: str) -> Tenant:
+        if not name.strip() or len(name) > 200 or any(c < " " or c == "\x7f" for c in name):
+            # PostgreSQL refuses NUL in text; the rest would reach every log and screen.
+            raise ValueError("a tenant name is 1-200 characters, none of them control characters")
         try:
             row = await self._pool.fetchrow(
                 "INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING *", uuid.uuid4(), name
