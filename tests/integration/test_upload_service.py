@@ -234,6 +234,23 @@ async def test_session_parameters_are_validated(service: Service) -> None:
     assert (kept.status_code, kept.json()["name"]) == (201, "Serre 3 · été")
 
 
+async def test_a_confidence_the_bus_would_round_to_1_is_refused(service: Service) -> None:
+    """0.99999999 was accepted, became 1.0 as a 32-bit float on the bus, and every chunk of its
+    jobs failed in the detector, retried, and was dead-lettered."""
+    auth = service.auth(service.key_a)
+    for confidence in (0.99999999, 1e-50):
+        refused = await service.http.post(
+            "/v1/sessions", json={"params": {"confidence": confidence}}, headers=auth
+        )
+        assert refused.status_code == 422, confidence
+        assert refused.json()["error"]["code"] == "invalid_request"
+        assert "32-bit float" in refused.json()["error"]["message"]
+    kept = await service.http.post(
+        "/v1/sessions", json={"params": {"confidence": 0.9999999}}, headers=auth
+    )
+    assert kept.status_code == 201
+
+
 async def test_health_readiness_and_metrics(service: Service) -> None:
     assert (await service.http.get("/healthz")).json() == {"status": "ok"}
     ready = await service.http.get("/readyz")
