@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import signal
 import sys
@@ -28,7 +29,7 @@ from tally_contracts.v1 import (
     JobRef,
     PhotoUploaded,
 )
-from tally_db import Store
+from tally_db import Store, usage_days, usage_now
 from tally_gateway import _records
 from tally_inference import SliceParams, plan_slices
 from tally_orchestrator.config import Settings
@@ -188,6 +189,74 @@ async def test_cancelling_a_session_cancels_what_has_not_finished_once(deps: Dep
     )
     await handle_photo_uploaded(uploaded, deps)
     assert await deps.relay.drain() == 0  # no progress, no chunks for cancelled jobs
+
+
+async def test_cancelled_and_failed_jobs_refund_their_unprocessed_slices_to_their_day(
+    deps: Deps, database: str
+) -> None:
+    """Each job planned 12 slices at upload (counted in the tenant's usage of that day). A job
+    cancelled half done gives back 6, one cancelled queued 12, one failed before any result 12
+    (to the day it was uploaded: yesterday); a completed one keeps its 12. The queued work the
+    quota counts is empty at once."""
+    store = deps.store
+    tenant = await store.create_tenant(f"t-{uuid.uuid4().hex[:6]}")
+    session, other = await store.create_session(tenant.id), await store.create_session(tenant.id)
+    running, waiting, done = await add_jobs(
+        store,
+        [
+            NewJob(tenant.id, session.id, f"{n}.jpg", f"k/{n}/original.jpg", 1000, 800, 12, 100)
+            for n in ("running", "waiting", "done")
+        ],
+        [],
+    )
+    (failing,) = await add_jobs(
+        store, [NewJob(tenant.id, other.id, "f.jpg", "k/f/original.jpg", 1000, 800, 12, 100)], []
+    )
+    connection = await asyncpg.connect(database)
+    try:
+        # The failing job was uploaded yesterday: its 12 slices were counted then.
+        await connection.execute(
+            "UPDATE jobs SET created_at = created_at - interval '1 day' WHERE id = $1", failing.id
+        )
+        await connection.execute(
+            """UPDATE usage_daily SET day = day - 1, slices = 12, photos = 1, bytes = 100
+               WHERE tenant_id = $1""",
+            tenant.id,
+        )
+        await connection.execute(
+            """INSERT INTO usage_daily (tenant_id, day, photos, slices, bytes)
+               VALUES ($1, (now() AT TIME ZONE 'UTC')::date, 3, 36, 300)""",
+            tenant.id,
+        )
+    finally:
+        await connection.close()
+    for job in (running, waiting, done, failing):
+        await deps.records.plan_job(tenant.id, job.id, 12, 2, [])
+    await deps.records.record_chunk(tenant.id, running.id, 0, 6, b"")
+    await deps.records.record_chunk(tenant.id, done.id, 0, 6, b"")
+    await deps.records.complete_job(tenant.id, done.id, {}, 0, "k/done/result.json", [], [])
+
+    await handle_cancel(
+        Cancel(job=JobRef(tenant_id=str(tenant.id), session_id=str(session.id))), deps
+    )
+    assert (await usage_now(store.pool, tenant.id)).queued_photos == 1  # the failing one
+    failure = ChunkResult(
+        job=JobRef(tenant_id=str(tenant.id), session_id=str(other.id), job_id=str(failing.id)),
+        chunk_index=0,
+    )
+    failure.failure.code = "invalid_request"
+    await handle_chunk_result(failure, deps)
+    await handle_chunk_result(failure, deps)  # again: refunded once
+
+    now = await usage_now(store.pool, tenant.id)
+    assert (now.queued_photos, now.queued_slices) == (0, 0)
+    days = await usage_days(
+        store.pool, tenant.id, now.today - datetime.timedelta(days=1), now.today
+    )
+    assert [(d.photos, d.slices, d.bytes) for d in days] == [
+        (1, 0, 100),  # yesterday: the failed job, none of it processed
+        (3, 36 - 6 - 12, 300),  # today: the completed job's 12 and the 6 done of the cancelled
+    ]
 
 
 async def test_a_job_that_stops_moving_fails_instead_of_processing_forever(
