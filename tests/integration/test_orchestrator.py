@@ -43,7 +43,8 @@ from tally_orchestrator.handlers import (
 )
 from tally_stack import free_port
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
-from tally_upload._records import NewJob, add_jobs
+from tally_upload._quota import planned_slices
+from tally_upload._records import NewJob, add_jobs, detection_params, new_job_messages
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +125,31 @@ async def test_a_photo_is_planned_and_its_chunks_dispatched_once(deps: Deps) -> 
     )
     assert job is not None
     assert (job.phase, job.total, job.status) == ("planned", 88, "queued")
+
+
+@pytest.mark.parametrize(
+    ("slice_size", "overlap", "side"),
+    # 480 at 0.45: 1444 slices with the session's float64 overlap, 1369 with the float32 the
+    # bus carries (and the orchestrator plans with).
+    [(512, 0.25, 4000), (480, 0.45, 9999), (256, 0.5, 9999)],
+)
+async def test_the_slices_the_upload_announces_are_the_slices_the_orchestrator_plans(
+    deps: Deps, slice_size: int, overlap: float, side: int
+) -> None:
+    store = deps.store
+    tenant = await store.create_tenant(f"t-{uuid.uuid4().hex[:6]}")
+    params = {"slice_size": slice_size, "overlap": overlap, "confidence": 0.35}
+    session = await store.create_session(tenant.id, params=params)
+    planned = planned_slices(side, side, detection_params(session.params))
+    job = NewJob(tenant.id, session.id, "p.jpg", "k/p.jpg", side, side, planned)
+    await add_jobs(store, [job], [])
+    uploaded = PhotoUploaded.FromString(
+        new_job_messages(job, session.params, deps.bus.topology)[0].payload
+    )
+    await handle_photo_uploaded(uploaded, deps)
+    stored = await _records.get_job(store, tenant.id, job.id)
+    assert stored is not None
+    assert (stored.phase, stored.total) == ("planned", planned)
 
 
 async def test_a_message_naming_another_tenant_changes_nothing(deps: Deps) -> None:
