@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import aio_pika
@@ -492,3 +493,86 @@ def test_an_answer_its_route_does_not_declare_fails_the_conformance_check() -> N
     del summary["cancelled"]
     with pytest.raises(AssertionError):
         conformance.validate("GET", poll, 200, "application/json", json.dumps(polled).encode())
+
+
+async def test_usage_by_day_with_its_totals_queued_work_and_limits_for_a_read_key(
+    world: World,
+) -> None:
+    store: Store = world.app.state.deps.store
+    tenant_id = world.done.tenant_id
+    await store.set_tenant_limits(tenant_id, {"queued_slices": 5000})
+    reader = (await store.create_api_key(tenant_id, "read")).key
+    session = await store.create_session(tenant_id)
+    await add_jobs(
+        store, [NewJob(tenant_id, session.id, "three.jpg", "k/3", 4000, 3000, 88, 5000)], []
+    )
+    today = await store.pool.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
+    await store.pool.execute(
+        """INSERT INTO usage_daily (tenant_id, day, photos, slices, bytes)
+           VALUES ($1, $2, 4, 352, 20000), ($1, $3, 1, 1, 1)""",
+        tenant_id,
+        today - timedelta(days=2),
+        today - timedelta(days=40),  # outside the range asked
+    )
+    start = (today - timedelta(days=3)).isoformat()
+    response = await world.http.get(
+        "/v1/usage", params={"from": start, "to": today.isoformat()}, headers=world.auth(reader)
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["tenant_id"], body["from"], body["to"]) == (
+        str(tenant_id),
+        start,
+        today.isoformat(),
+    )
+    assert [(d["day"], d["photos"], d["slices"], d["bytes"]) for d in body["days"]] == [
+        (start, 0, 0, 0),
+        ((today - timedelta(days=2)).isoformat(), 4, 352, 20000),
+        ((today - timedelta(days=1)).isoformat(), 0, 0, 0),
+        # The fixture's two jobs (planned before slices were counted) and the one above.
+        (today.isoformat(), 3, 88, 5000),
+    ]
+    assert body["totals"] == {"photos": 7, "slices": 440, "bytes": 25000}
+    assert body["queued"] == {"photos": 2, "slices": 88}  # `two.jpg` (0 planned) and three
+    assert body["limits"] == {
+        "queued_slices": 5000,
+        "queued_photos": 10_000,
+        "daily_slices": 2_000_000,
+        "monthly_slices": 30_000_000,
+        "max_slices_per_photo": 2_000,
+        "max_pixels_per_request": 1_000_000_000,
+    }
+
+    recent = (await world.http.get("/v1/usage", headers=world.auth(reader))).json()
+    assert len(recent["days"]) == 30
+    assert recent["to"] == today.isoformat()
+    other = (await world.http.get("/v1/usage", headers=world.auth(world.key_b))).json()
+    assert other["totals"] == {"photos": 0, "slices": 0, "bytes": 0}
+    assert other["queued"] == {"photos": 0, "slices": 0}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "2026-02-30"},
+        {"from": "20260101"},
+        {"to": "\uff12\uff10\uff12\uff16-01-01"},  # digits, but not ASCII ones (fullwidth)
+        {"from": "2026-03-02", "to": "2026-03-01"},
+        {"from": "2025-01-01", "to": "2026-01-02"},  # 367 days
+        {"from": "2999-01-01"},  # after today, the default `to`
+    ],
+    ids=["no-such-day", "not-dashed", "non-ascii", "backwards", "over-366-days", "future"],
+)
+async def test_usage_of_days_that_are_not_a_range_is_a_422_in_the_envelope(
+    world: World, params: dict[str, str]
+) -> None:
+    response = await world.http.get("/v1/usage", params=params, headers=world.auth(world.key_a))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert (
+        await world.http.get(
+            "/v1/usage",
+            params={"from": "2025-01-01", "to": "2026-01-01"},  # 366 days: the most
+            headers=world.auth(world.key_a),
+        )
+    ).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import signal
 import sys
@@ -28,7 +29,7 @@ from tally_contracts.v1 import (
     JobRef,
     PhotoUploaded,
 )
-from tally_db import Store
+from tally_db import Store, usage_days, usage_now
 from tally_gateway import _records
 from tally_inference import SliceParams, plan_slices
 from tally_orchestrator.config import Settings
@@ -42,7 +43,8 @@ from tally_orchestrator.handlers import (
 )
 from tally_stack import free_port
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
-from tally_upload._records import NewJob, add_jobs
+from tally_upload._quota import planned_slices
+from tally_upload._records import NewJob, add_jobs, detection_params, new_job_messages
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +127,31 @@ async def test_a_photo_is_planned_and_its_chunks_dispatched_once(deps: Deps) -> 
     assert (job.phase, job.total, job.status) == ("planned", 88, "queued")
 
 
+@pytest.mark.parametrize(
+    ("slice_size", "overlap", "side"),
+    # 480 at 0.45: 1444 slices with the session's float64 overlap, 1369 with the float32 the
+    # bus carries (and the orchestrator plans with).
+    [(512, 0.25, 4000), (480, 0.45, 9999), (256, 0.5, 9999)],
+)
+async def test_the_slices_the_upload_announces_are_the_slices_the_orchestrator_plans(
+    deps: Deps, slice_size: int, overlap: float, side: int
+) -> None:
+    store = deps.store
+    tenant = await store.create_tenant(f"t-{uuid.uuid4().hex[:6]}")
+    params = {"slice_size": slice_size, "overlap": overlap, "confidence": 0.35}
+    session = await store.create_session(tenant.id, params=params)
+    planned = planned_slices(side, side, detection_params(session.params))
+    job = NewJob(tenant.id, session.id, "p.jpg", "k/p.jpg", side, side, planned)
+    await add_jobs(store, [job], [])
+    uploaded = PhotoUploaded.FromString(
+        new_job_messages(job, session.params, deps.bus.topology)[0].payload
+    )
+    await handle_photo_uploaded(uploaded, deps)
+    stored = await _records.get_job(store, tenant.id, job.id)
+    assert stored is not None
+    assert (stored.phase, stored.total) == ("planned", planned)
+
+
 async def test_a_message_naming_another_tenant_changes_nothing(deps: Deps) -> None:
     uploaded = await _uploaded(deps.store, 1000, 800)
     forged = PhotoUploaded()
@@ -188,6 +215,74 @@ async def test_cancelling_a_session_cancels_what_has_not_finished_once(deps: Dep
     )
     await handle_photo_uploaded(uploaded, deps)
     assert await deps.relay.drain() == 0  # no progress, no chunks for cancelled jobs
+
+
+async def test_cancelled_and_failed_jobs_refund_their_unprocessed_slices_to_their_day(
+    deps: Deps, database: str
+) -> None:
+    """Each job planned 12 slices at upload (counted in the tenant's usage of that day). A job
+    cancelled half done gives back 6, one cancelled queued 12, one failed before any result 12
+    (to the day it was uploaded: yesterday); a completed one keeps its 12. The queued work the
+    quota counts is empty at once."""
+    store = deps.store
+    tenant = await store.create_tenant(f"t-{uuid.uuid4().hex[:6]}")
+    session, other = await store.create_session(tenant.id), await store.create_session(tenant.id)
+    running, waiting, done = await add_jobs(
+        store,
+        [
+            NewJob(tenant.id, session.id, f"{n}.jpg", f"k/{n}/original.jpg", 1000, 800, 12, 100)
+            for n in ("running", "waiting", "done")
+        ],
+        [],
+    )
+    (failing,) = await add_jobs(
+        store, [NewJob(tenant.id, other.id, "f.jpg", "k/f/original.jpg", 1000, 800, 12, 100)], []
+    )
+    connection = await asyncpg.connect(database)
+    try:
+        # The failing job was uploaded yesterday: its 12 slices were counted then.
+        await connection.execute(
+            "UPDATE jobs SET created_at = created_at - interval '1 day' WHERE id = $1", failing.id
+        )
+        await connection.execute(
+            """UPDATE usage_daily SET day = day - 1, slices = 12, photos = 1, bytes = 100
+               WHERE tenant_id = $1""",
+            tenant.id,
+        )
+        await connection.execute(
+            """INSERT INTO usage_daily (tenant_id, day, photos, slices, bytes)
+               VALUES ($1, (now() AT TIME ZONE 'UTC')::date, 3, 36, 300)""",
+            tenant.id,
+        )
+    finally:
+        await connection.close()
+    for job in (running, waiting, done, failing):
+        await deps.records.plan_job(tenant.id, job.id, 12, 2, [])
+    await deps.records.record_chunk(tenant.id, running.id, 0, 6, b"")
+    await deps.records.record_chunk(tenant.id, done.id, 0, 6, b"")
+    await deps.records.complete_job(tenant.id, done.id, {}, 0, "k/done/result.json", [], [])
+
+    await handle_cancel(
+        Cancel(job=JobRef(tenant_id=str(tenant.id), session_id=str(session.id))), deps
+    )
+    assert (await usage_now(store.pool, tenant.id)).queued_photos == 1  # the failing one
+    failure = ChunkResult(
+        job=JobRef(tenant_id=str(tenant.id), session_id=str(other.id), job_id=str(failing.id)),
+        chunk_index=0,
+    )
+    failure.failure.code = "invalid_request"
+    await handle_chunk_result(failure, deps)
+    await handle_chunk_result(failure, deps)  # again: refunded once
+
+    now = await usage_now(store.pool, tenant.id)
+    assert (now.queued_photos, now.queued_slices) == (0, 0)
+    days = await usage_days(
+        store.pool, tenant.id, now.today - datetime.timedelta(days=1), now.today
+    )
+    assert [(d.photos, d.slices, d.bytes) for d in days] == [
+        (1, 0, 100),  # yesterday: the failed job, none of it processed
+        (3, 36 - 6 - 12, 300),  # today: the completed job's 12 and the 6 done of the cancelled
+    ]
 
 
 async def test_a_job_that_stops_moving_fails_instead_of_processing_forever(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import aio_pika
 import httpx
@@ -55,6 +57,8 @@ class Service:
     key_b: str
     amqp_url: str
     objects: ObjectStore  # the service's bucket, opened by the test
+    database: str
+    tenant_a: uuid.UUID
 
     def auth(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
@@ -69,6 +73,25 @@ class Service:
         return await self.http.post(
             f"/v1/sessions/{sid}/photos", files=parts, headers=self.auth(key)
         )
+
+    async def limit(self, **limits: float) -> None:
+        """Tenant A's own limits (read by the service at each request)."""
+        async with Store.open(self.database) as store:
+            await store.set_tenant_limits(self.tenant_a, limits)
+
+    async def stored_keys(self) -> list[str]:
+        """Every object in the service's bucket (the test's own client's listing)."""
+        listing = await self.objects._client.list_objects_v2(Bucket=self.objects.bucket)
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+    async def usage(self) -> list[tuple[int, int, int]]:
+        """Tenant A's usage rows: (photos, slices, bytes) per day."""
+        async with Store.open(self.database) as store:
+            rows = await store.pool.fetch(
+                "SELECT photos, slices, bytes FROM usage_daily WHERE tenant_id = $1 ORDER BY day",
+                self.tenant_a,
+            )
+        return [(r["photos"], r["slices"], r["bytes"]) for r in rows]
 
     async def messages(self, queue: str, count: int) -> list[aio_pika.abc.AbstractIncomingMessage]:
         connection = await aio_pika.connect(self.amqp_url)
@@ -100,7 +123,8 @@ async def service(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterat
         relay_interval_s=0.2,
     )
     async with Store.open(database) as store:
-        key_a = (await store.create_api_key((await store.create_tenant("a")).id)).key
+        tenant_a = (await store.create_tenant("a")).id
+        key_a = (await store.create_api_key(tenant_a)).key
         key_b = (await store.create_api_key((await store.create_tenant("b")).id)).key
     app = create_app(settings)
     s3 = S3Settings(
@@ -119,7 +143,7 @@ async def service(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterat
         ) as http,
         ObjectStore.open(s3) as objects,
     ):
-        yield Service(http, settings, topology, key_a, key_b, amqp_url, objects)
+        yield Service(http, settings, topology, key_a, key_b, amqp_url, objects, database, tenant_a)
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         await topology.delete(await connection.channel())
@@ -232,6 +256,136 @@ async def test_session_parameters_are_validated(service: Service) -> None:
         "/v1/sessions", json={"name": "Serre 3 · été"}, headers=service.auth(service.key_a)
     )
     assert (kept.status_code, kept.json()["name"]) == (201, "Serre 3 · été")
+
+
+async def test_the_202_tells_the_slices_each_photo_plans_and_counts_them_in_todays_usage(
+    service: Service,
+) -> None:
+    sid = await service.session(service.key_a)
+    first, second = _jpeg(800, 600), _jpeg(1500, 1000)
+    response = await service.upload(service.key_a, sid, [("a.jpg", first), ("b.jpg", second)])
+    assert response.status_code == 202, response.text
+    body = response.json()
+    # SAHI at slice_size 512, overlap 0.25: 2x2 windows for 800x600, 4x3 for 1500x1000.
+    assert [j["planned_slices"] for j in body["jobs"]] == [4, 12]
+    assert body["planned_slices"] == 16
+    async with Store.open(service.database) as store:
+        stored = await store.pool.fetch(
+            "SELECT planned_slices FROM jobs WHERE session_id = $1 ORDER BY filename",
+            uuid.UUID(sid),
+        )
+    assert [r["planned_slices"] for r in stored] == [4, 12]
+    assert await service.usage() == [(2, 16, len(first) + len(second))]
+    (uploaded,) = [
+        decode(m, PhotoUploaded)
+        for m in await service.messages(service.topology.photos_queue.name, 2)
+        if decode(m, PhotoUploaded).filename == "b.jpg"
+    ]
+    assert (uploaded.width, uploaded.height) == (1500, 1000)
+
+
+async def test_a_photo_planning_too_many_slices_is_refused_naming_the_limit(
+    service: Service,
+) -> None:
+    await service.limit(max_slices_per_photo=8)
+    sid = await service.session(service.key_a)
+    mixed = await service.upload(
+        service.key_a, sid, [("big.jpg", _jpeg(1500, 1000)), ("ok.jpg", _jpeg(800, 600))]
+    )
+    assert mixed.status_code == 202, mixed.text
+    assert [j["filename"] for j in mixed.json()["jobs"]] == ["ok.jpg"]
+    (refused,) = mixed.json()["rejected"]
+    assert (refused["filename"], refused["code"]) == ("big.jpg", "too_many_slices")
+    assert "12 slices" in refused["message"]
+    assert "max_slices_per_photo" in refused["message"]
+
+    alone = await service.upload(service.key_a, sid, [("big.jpg", _jpeg(1500, 1000))])
+    assert alone.status_code == 422
+    assert alone.json()["error"]["code"] == "too_many_slices"
+    assert alone.json()["jobs"] == []
+
+
+async def test_the_photos_past_the_requests_pixel_limit_are_refused(service: Service) -> None:
+    await service.limit(max_pixels_per_request=1_000_000)  # two 800x600 photos fit
+    sid = await service.session(service.key_a)
+    response = await service.upload(
+        service.key_a, sid, [(f"{n}.jpg", _jpeg(800, 600)) for n in range(3)]
+    )
+    assert response.status_code == 202, response.text
+    assert [j["filename"] for j in response.json()["jobs"]] == ["0.jpg", "1.jpg"]
+    assert [(r["filename"], r["code"]) for r in response.json()["rejected"]] == [
+        ("2.jpg", "request_pixel_limit")
+    ]
+
+
+async def test_an_upload_over_a_quota_is_a_429_and_stores_nothing(service: Service) -> None:
+    await service.limit(queued_slices=6)
+    sid = await service.session(service.key_a)
+    assert (await service.upload(service.key_a, sid, [("a.jpg", _jpeg())])).status_code == 202
+    before = (await service.stored_keys(), await service.usage())
+
+    refused = await service.upload(service.key_a, sid, [("b.jpg", _jpeg())])
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "60"
+    assert refused.json()["error"] == {
+        "code": "quota_exceeded",
+        "message": "the queued_slices quota is 6 slices queued at once; 4 are queued and this "
+        "request plans 4",
+    }
+    assert (await service.stored_keys(), await service.usage()) == before
+    # Another tenant's quota is its own.
+    other = await service.session(service.key_b)
+    assert (await service.upload(service.key_b, other, [("b.jpg", _jpeg())])).status_code == 202
+
+
+async def test_the_daily_quota_asks_to_retry_after_utc_midnight(service: Service) -> None:
+    await service.limit(daily_slices=5)
+    sid = await service.session(service.key_a)
+    assert (await service.upload(service.key_a, sid, [("a.jpg", _jpeg())])).status_code == 202
+    refused = await service.upload(service.key_a, sid, [("b.jpg", _jpeg())])
+    assert refused.status_code == 429
+    assert "daily_slices quota is 5" in refused.json()["error"]["message"]
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    assert abs(int(refused.headers["Retry-After"]) - (midnight - now).total_seconds()) < 60
+
+
+async def test_parallel_uploads_of_one_tenant_cannot_both_pass_a_nearly_full_quota(
+    service: Service,
+) -> None:
+    """Each request passes the check made before its photos are stored; the check again under
+    the tenant's lock, as the jobs are added, lets only as many in as the quota holds, and the
+    objects of the others are deleted."""
+    await service.limit(queued_photos=3)
+    sid = await service.session(service.key_a)
+    photo = _jpeg()
+    answers = await asyncio.gather(
+        *(service.upload(service.key_a, sid, [(f"{n}.jpg", photo)]) for n in range(8))
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [202] * 3 + [429] * 5, [a.text for a in answers]
+    accepted = [a.json()["jobs"][0]["job_id"] for a in answers if a.status_code == 202]
+    stored = await service.stored_keys()
+    assert len(stored) == 2 * 3  # an original and a thumbnail of each accepted photo only
+    assert {key.split("/")[2] for key in stored} == set(accepted)
+    assert await service.usage() == [(3, 12, 3 * len(photo))]
+
+
+async def test_a_confidence_the_bus_would_round_to_1_is_refused(service: Service) -> None:
+    """0.99999999 was accepted, became 1.0 as a 32-bit float on the bus, and every chunk of its
+    jobs failed in the detector, retried, and was dead-lettered."""
+    auth = service.auth(service.key_a)
+    for confidence in (0.99999999, 1e-50):
+        refused = await service.http.post(
+            "/v1/sessions", json={"params": {"confidence": confidence}}, headers=auth
+        )
+        assert refused.status_code == 422, confidence
+        assert refused.json()["error"]["code"] == "invalid_request"
+        assert "32-bit float" in refused.json()["error"]["message"]
+    kept = await service.http.post(
+        "/v1/sessions", json={"params": {"confidence": 0.9999999}}, headers=auth
+    )
+    assert kept.status_code == 201
 
 
 async def test_health_readiness_and_metrics(service: Service) -> None:

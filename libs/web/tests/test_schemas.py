@@ -5,8 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from pydantic import TypeAdapter
+import pytest
+from pydantic import TypeAdapter, ValidationError
 
+from tally_contracts.v1 import DetectionParams
+from tally_inference import DetectParams, SliceParams
 from tally_web import envelope
 from tally_web.schemas import ErrorEnvelope, Moment, SessionParams, SessionPublic
 
@@ -26,3 +29,18 @@ def test_a_moment_is_written_as_every_service_writes_times() -> None:
     )
     assert session.model_dump(mode="json")["created_at"] == now.isoformat()
     assert moment.json_schema(mode="serialization") == {"type": "string", "format": "date-time"}
+
+
+@pytest.mark.parametrize("confidence", [0.99999999, 1 - 1e-9, 1e-50, 1e-46])
+def test_a_confidence_the_bus_would_carry_as_0_or_1_is_refused(confidence: float) -> None:
+    with pytest.raises(ValidationError, match="32-bit float"):
+        SessionParams(confidence=confidence)
+
+
+def test_every_accepted_parameter_reaches_the_detectors_in_the_range_they_take() -> None:
+    for confidence in (0.9999999, 1e-6, 0.35):
+        carried = DetectionParams(confidence=SessionParams(confidence=confidence).confidence)
+        DetectParams(confidence=carried.confidence)  # raises out of (0, 1)
+    for overlap in (0.0, 0.5, 0.49999999999, 1e-50, 0.3):
+        carried = DetectionParams(overlap=SessionParams(overlap=overlap).overlap)
+        SliceParams(512, carried.overlap)  # raises out of [0, 0.9)

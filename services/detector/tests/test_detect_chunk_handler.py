@@ -175,3 +175,29 @@ async def test_triton_away_raises_so_the_chunk_returns_to_its_queue() -> None:
     with pytest.raises(ConnectionError):
         await handle_detect_chunk(_chunk(), _deps(bus, model=FakeModel(away=True)))
     assert bus.messages(bus.topology.chunk_result) == []
+
+
+async def test_a_chunk_with_parameters_the_detector_refuses_fails_its_job_at_once() -> None:
+    """A confidence of 1.0 (0.99999999 sent as a 32-bit float) once raised ValueError on every
+    attempt: retried for ~100 s, then dead-lettered. It is a permanent failure: one result, not
+    retryable, through the consumer, and the message is not returned to its queue."""
+    bus = MemoryBus()
+    model = FakeModel()
+    deps = _deps(bus, model=model)
+    await bus.consume(
+        bus.topology.chunks_queue,
+        functools.partial(handle_detect_chunk, deps=deps),
+        prefetch=1,
+        publish_to=bus.topology.chunk_result,
+    )
+    chunk = _chunk()
+    chunk.confidence = 0.99999999
+    assert chunk.confidence == 1.0
+    await bus.publish(bus.topology.detect_chunk, chunk)
+
+    (result,) = bus.messages(bus.topology.chunk_result)
+    assert result.WhichOneof("outcome") == "failure"
+    assert (result.failure.code, result.failure.retryable) == ("invalid_request", False)
+    assert "confidence 1" in result.failure.message
+    assert "ValueError" not in result.failure.message
+    assert model.batches == 0

@@ -41,6 +41,7 @@ def test_every_route_of_the_contract_is_documented() -> None:
         ("GET", "/v1/jobs/{job_id}/thumbnail"),
         ("GET", "/v1/jobs/{job_id}/photo"),
         ("POST", "/v1/jobs/{job_id}/cancel"),
+        ("GET", "/v1/usage"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),

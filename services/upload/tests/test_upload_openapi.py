@@ -68,7 +68,10 @@ def test_refused_photos_are_documented_with_the_envelope_and_their_reasons() -> 
         refused = _schemas(responses[status]["content"]["application/json"]["schema"])[0]
         assert {"error", "jobs", "rejected"} <= set(refused["required"]), status
     accepted = _schemas(responses["202"]["content"]["application/json"]["schema"])[0]
-    assert set(accepted["required"]) == {"session_id", "jobs", "rejected"}
+    assert set(accepted["required"]) == {"session_id", "jobs", "planned_slices", "rejected"}
+    job = SPEC["components"]["schemas"]["JobQueued"]
+    assert "planned_slices" in job["required"]
+    assert "Retry-After" in responses["429"]["headers"]  # quota_exceeded
     assert (
         "multipart/form-data"
         in OPERATIONS["POST", "/v1/sessions/{session_id}/photos"]["requestBody"]["content"]

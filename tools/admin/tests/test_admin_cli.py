@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import uuid
 from importlib.metadata import entry_points
@@ -91,6 +92,63 @@ def test_a_tenants_limits_are_set_shown_and_cleared_by_name(
     code, _, err = _run(capsys, database, "set-limits", str(uuid.uuid4()), "read_rate=1")
     assert code == 1
     assert "no tenant" in err
+
+
+def test_usage_shows_a_tenants_days_totals_queued_work_and_quotas(
+    capsys: pytest.CaptureFixture[str], database: str
+) -> None:
+    _, out, _ = _run(capsys, database, "create-tenant", "e", "--json")
+    tenant = json.loads(out)["tenant_id"]
+
+    async def used() -> str:
+        async with Store.open(database) as store:
+            session = await store.create_session(uuid.UUID(tenant))
+            await store.pool.execute(
+                """INSERT INTO jobs (id, tenant_id, session_id, image_id, filename, object_key,
+                                     width, height, planned_slices)
+                   VALUES (gen_random_uuid(), $1, $2, gen_random_uuid(), 'a.jpg', 'k', 800,
+                           600, 4)""",
+                uuid.UUID(tenant),
+                session.id,
+            )
+            today: datetime.date = await store.pool.fetchval(
+                "SELECT (now() AT TIME ZONE 'UTC')::date"
+            )
+            await store.pool.execute(
+                """INSERT INTO usage_daily (tenant_id, day, photos, slices, bytes)
+                   VALUES ($1, $2, 1, 4, 1000), ($1, $3, 2, 30, 5000)""",
+                uuid.UUID(tenant),
+                today,
+                today - datetime.timedelta(days=1),
+            )
+            return today.isoformat()
+
+    today = asyncio.run(used())
+    code, out, _ = _run(capsys, database, "usage", tenant, "--days", "3", "--json")
+    assert code == 0
+    usage = json.loads(out)
+    assert [(d["photos"], d["slices"], d["bytes"]) for d in usage["days"]] == [
+        (0, 0, 0),
+        (2, 30, 5000),
+        (1, 4, 1000),
+    ]
+    assert (usage["to"], usage["totals"]) == (today, {"photos": 3, "slices": 34, "bytes": 6000})
+    assert usage["queued"] == {"photos": 1, "slices": 4}
+    assert usage["limits"]["daily_slices"] == 2_000_000
+
+    code, out, _ = _run(capsys, database, "usage", tenant, "--days", "2")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["day", "photos", "slices", "bytes"]
+    assert lines[2].split() == [today, "1", "4", "1000"]
+    assert lines[3].split() == ["total", "3", "34", "6000"]
+    assert lines[4].startswith("queued: 1 of 10000 photos, 4 of 200000 slices; today 4 of")
+
+    code, _, err = _run(capsys, database, "usage", str(uuid.uuid4()))
+    assert code == 1
+    assert "no tenant" in err
+    with pytest.raises(SystemExit):
+        _run(capsys, database, "usage", tenant, "--days", "0")
 
 
 def test_a_key_for_an_unknown_tenant_is_an_error(

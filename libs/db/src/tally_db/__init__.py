@@ -24,6 +24,7 @@ from tally_db._store import (
     job_from_row,
     session_from_row,
 )
+from tally_db._usage import UsageDay, UsageNow, usage_days, usage_now
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -46,10 +47,14 @@ __all__ = [
     "Session",
     "Store",
     "Tenant",
+    "UsageDay",
+    "UsageNow",
     "digest",
     "enqueue",
     "job_from_row",
     "migrate",
     "migrations",
     "session_from_row",
+    "usage_days",
+    "usage_now",
 ]

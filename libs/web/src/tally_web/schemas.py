@@ -7,9 +7,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema, field_validator
 
 from tally_contracts.statuses import JobStatus
+from tally_contracts.v1 import DetectionParams
 
 # A moment as every Tally service writes it: datetime.isoformat() ("…+00:00", not pydantic's
 # "…Z"), so a time read back from the projection or the records is answered unchanged.
@@ -38,8 +39,23 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 class SessionParams(BaseModel):
     slice_size: int = Field(default=512, ge=256, le=2048, multiple_of=32)
+    # Any overlap in range stays in it as a 32-bit float (0 and 0.5 are exact, rounding keeps
+    # the order), well inside the [0, 0.9) the orchestrator's slicing takes.
     overlap: float = Field(default=0.25, ge=0.0, le=0.5)
     confidence: float = Field(default=0.35, gt=0.0, lt=1.0)
+
+    @field_validator("confidence")
+    @classmethod
+    def _confidence_as_carried(cls, value: float) -> float:
+        """The detectors get a 32-bit float (DetectionParams' proto `float`): 0.99999999 is 1.0
+        there and 1e-50 is 0.0, both out of the (0, 1) they take."""
+        carried = DetectionParams(confidence=value).confidence
+        if not 0.0 < carried < 1.0:
+            raise ValueError(
+                f"{value} is {carried:g} as the detectors get it (a 32-bit float); "
+                "it must be strictly between 0 and 1"
+            )
+        return value
 
 
 class SessionPublic(BaseModel):

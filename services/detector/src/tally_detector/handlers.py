@@ -112,6 +112,24 @@ def _started(message: DetectChunk) -> JobEvent:
     )
 
 
+def _params(message: DetectChunk, deps: Deps) -> tuple[SliceParams, DetectParams]:
+    """The chunk's slicing and detection parameters; a ChunkFailedError when the message holds
+    values they refuse (a permanent error: retrying the same message fails the same way)."""
+    try:
+        return SliceParams(slice_size=message.slice_size), DetectParams(
+            confidence=message.confidence,
+            batch_size=deps.settings.batch_size,
+            max_in_flight=deps.settings.max_in_flight,
+        )
+    except ValueError as exc:
+        log.warning("job %s chunk %d: %s", message.job.job_id, message.chunk_index, exc)
+        raise ChunkFailedError(
+            "invalid_request",
+            f"the detection parameters cannot be used (slice_size {message.slice_size}, "
+            f"confidence {message.confidence:g})",
+        ) from None
+
+
 async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> ChunkResult | None:
     """Announce `started`, run the model on the chunk's slices and return the ChunkResult for
     the orchestrator (the consumer publishes it, confirmed, to `chunk_result`). A chunk that can
@@ -130,16 +148,8 @@ async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> ChunkResult |
     )
     await deps.bus.publish(deps.bus.topology.job_event, _started(message))
     try:
+        detector = SlicedDetector(deps.model, *_params(message, deps))
         photo = await _photo(message, deps)
-        detector = SlicedDetector(
-            deps.model,
-            SliceParams(slice_size=message.slice_size),
-            DetectParams(
-                confidence=message.confidence,
-                batch_size=deps.settings.batch_size,
-                max_in_flight=deps.settings.max_in_flight,
-            ),
-        )
         boxes = [(s.x1, s.y1, s.x2, s.y2) for s in message.slices]
 
         async def between_batches(_done: int) -> None:

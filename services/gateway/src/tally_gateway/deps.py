@@ -17,6 +17,7 @@ from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
 from tally_storage import ObjectStore
 from tally_web import CallerCache
+from tally_web.limits import Limits
 
 POLLS_KEPT: Final = 10_000  # sessions whose last polling answer is kept
 # The Lua of a poll (tally_gateway._reads.session_state): one Redis round trip per poll.
@@ -46,6 +47,9 @@ class Deps:
     # The last polling answer of each recently polled session (session id → Poll), so that a
     # poll of a session whose version has not moved costs one small Redis reply and no JSON.
     polls: LRUCache[str, Poll] = field(default_factory=lambda: LRUCache(POLLS_KEPT))
+    # Every tenant's limits by default (TALLY_LIMIT_*, read once at start); a tenant's own
+    # values go over them (`limits.for_tenant`).
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def build(

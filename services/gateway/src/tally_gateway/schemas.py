@@ -5,6 +5,7 @@ it, and the tests check every answer against these schemas."""
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Annotated, Literal, NotRequired
 
 from pydantic import BaseModel, Field
@@ -131,3 +132,47 @@ class StreamToken(BaseModel):
     session_id: uuid.UUID
     expires_at: Moment
     expires_in: int = Field(description="seconds")
+
+
+class UsageTotals(BaseModel):
+    photos: int = Field(description="photos accepted")
+    slices: int = Field(
+        description="slices planned, less those refunded (a cancelled or failed job's "
+        "unprocessed slices go back to the day it was uploaded)"
+    )
+    bytes: int = Field(description="bytes of the photos accepted")
+
+
+class UsageOfDay(UsageTotals):
+    day: date = Field(description="a UTC day")
+
+
+class QueuedWork(BaseModel):
+    """The tenant's jobs queued or processing: their count and the slices they have left."""
+
+    photos: int
+    slices: int
+
+
+class UsageLimits(BaseModel):
+    """The tenant's quotas and bounds (its own values, else the service's defaults)."""
+
+    queued_slices: int
+    queued_photos: int
+    daily_slices: int
+    monthly_slices: int
+    max_slices_per_photo: int
+    max_pixels_per_request: int
+
+
+class Usage(BaseModel):
+    """GET /v1/usage: what the tenant used each UTC day from `from` to `to` (both included,
+    days without any as zeros), what is queued now, and its limits."""
+
+    tenant_id: uuid.UUID
+    from_: date = Field(alias="from")
+    to: date
+    days: list[UsageOfDay]
+    totals: UsageTotals
+    queued: QueuedWork
+    limits: UsageLimits

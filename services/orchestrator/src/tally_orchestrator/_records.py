@@ -49,6 +49,17 @@ _WAITING_TENANTS = """
     ORDER BY t.last_turn NULLS FIRST, w.tenant_id"""
 
 
+# A job that ends unprocessed (cancelled, failed) gives its tenant back the slices it planned and
+# did not process (never fewer than none), in the usage of the day it was created: what the
+# daily and monthly quotas count. A completed job keeps its planned count.
+_REFUND = """
+    UPDATE usage_daily u SET slices = u.slices - r.slices
+    FROM (SELECT tenant_id, (created_at AT TIME ZONE 'UTC')::date AS day,
+                 sum(greatest(planned_slices - processed, 0)) AS slices
+          FROM jobs WHERE id = ANY($1::uuid[]) GROUP BY 1, 2) r
+    WHERE u.tenant_id = r.tenant_id AND u.day = r.day AND r.slices > 0"""
+
+
 @dataclass(frozen=True, slots=True)
 class Backlog:
     open_slices: int  # planned and not detected yet
@@ -355,7 +366,8 @@ class Records:
         message: str,
         messages: Sequence[OutboxEntry],
     ) -> bool:
-        """Mark a job failed, once; False if it had reached a final status already."""
+        """Mark a job failed, once, refunding its unprocessed slices; False if it had reached
+        a final status already."""
         async with self._store.transaction() as connection:
             status = await connection.execute(
                 """UPDATE jobs SET status = 'failed', phase = 'done', error_code = $3,
@@ -369,6 +381,7 @@ class Records:
             )
             if status != "UPDATE 1":
                 return False
+            await connection.execute(_REFUND, [job_id])
             # Its other chunks are not sent; those out finish, and their results are dropped.
             await connection.execute("DELETE FROM chunk_dispatch WHERE job_id = $1", job_id)
             await enqueue(connection, messages)
@@ -382,7 +395,8 @@ class Records:
         reason: str,
     ) -> list[Job]:
         """Cancel the session's jobs that have not finished (or just `job_id`), each with its
-        `cancelled` event, in one transaction; return those cancelled."""
+        `cancelled` event and the refund of its unprocessed slices, in one transaction; return
+        those cancelled."""
         async with self._store.transaction() as connection:
             rows = await connection.fetch(
                 """UPDATE jobs SET status = 'cancelled', phase = 'done', error_code = 'cancelled',
@@ -397,6 +411,7 @@ class Records:
                 _FINAL,
             )
             jobs = sorted((job_from_row(row) for row in rows), key=lambda j: (j.created_at, j.id))
+            await connection.execute(_REFUND, [j.id for j in jobs])
             await connection.execute(
                 "DELETE FROM chunk_dispatch WHERE job_id = ANY($1::uuid[])", [j.id for j in jobs]
             )

@@ -1,20 +1,26 @@
-"""The upload service's records: new jobs, written with the messages that announce them."""
+"""The upload service's records: new jobs, written with the messages that announce them, and
+the tenant's usage they add (checked against its quotas in the same transaction)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from tally_bus import Topology
 from tally_contracts import sequence
 from tally_contracts.events import job_event, timestamp
 from tally_contracts.v1 import DetectionParams, JobEvent, JobRef, PhotoUploaded
-from tally_db import Job, OutboxEntry, Store, enqueue, job_from_row
+from tally_db import Job, OutboxEntry, Store, enqueue, job_from_row, usage_now
+from tally_upload._quota import QuotaExceededError, first_breach
+from tally_web.limits import Limits
 
 SOURCE = "upload"  # the JobEvents' source
+# Uploads of one tenant take turns between their quota check and their commit (the two-key
+# form of the advisory lock, keyed by the tenant: no other lock of Tally's shares its space).
+QUOTA_LOCK = 0x7A11_0003
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +31,19 @@ class NewJob:
     object_key: str
     width: int
     height: int
+    planned_slices: int = 0  # SAHI's plan of the photo with its session's params
+    size: int = 0  # bytes of the original
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     image_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+def detection_params(params: Mapping[str, Any]) -> DetectionParams:
+    """A session's `params` as the bus carries them to the orchestrator."""
+    return DetectionParams(
+        slice_size=params["slice_size"],
+        overlap=params["overlap"],
+        confidence=params["confidence"],
+    )
 
 
 def new_job_messages(
@@ -49,11 +66,7 @@ def new_job_messages(
         object_key=job.object_key,
         width=job.width,
         height=job.height,
-        params=DetectionParams(
-            slice_size=params["slice_size"],
-            overlap=params["overlap"],
-            confidence=params["confidence"],
-        ),
+        params=detection_params(params),
         uploaded_at=timestamp(moment),
     )
     queued = job_event(
@@ -72,16 +85,34 @@ def new_job_messages(
 
 
 async def add_jobs(
-    store: Store, jobs: Sequence[NewJob], messages: Sequence[OutboxEntry]
+    store: Store,
+    jobs: Sequence[NewJob],
+    messages: Sequence[OutboxEntry],
+    limits: Limits | None = None,
 ) -> list[Job]:
-    """Insert jobs and their outbox messages in one transaction: all of it, or none."""
+    """Insert jobs and their outbox messages, and count them (photos, planned slices, bytes)
+    in their tenant's usage of the day (UTC), in one transaction: all of it, or none.
+
+    With `limits`, the tenant's quotas are checked first under its advisory lock, so that two
+    uploads of one tenant cannot both pass a nearly full quota: QuotaExceededError, and nothing
+    written, when these jobs would go over one. (`jobs` are of one tenant.)"""
     async with store.transaction() as connection:
+        if jobs and limits is not None:
+            tenant_id = jobs[0].tenant_id
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", QUOTA_LOCK, str(tenant_id)
+            )
+            now = await usage_now(connection, tenant_id)
+            slices = sum(job.planned_slices for job in jobs)
+            breach = first_breach(now, limits, len(jobs), slices)
+            if breach is not None:
+                raise QuotaExceededError(breach)
         created = []
         for job in jobs:
             row = await connection.fetchrow(
                 """INSERT INTO jobs (id, tenant_id, session_id, image_id, filename,
-                                     object_key, width, height)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
+                                     object_key, width, height, planned_slices)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *""",
                 job.id,
                 job.tenant_id,
                 job.session_id,
@@ -90,8 +121,31 @@ async def add_jobs(
                 job.object_key,
                 job.width,
                 job.height,
+                job.planned_slices,
             )
             assert row is not None
             created.append(job_from_row(row))
+        # Counted on the day each job was created, the day its refund goes to if it is
+        # cancelled or fails.
+        days: dict[tuple[uuid.UUID, date], list[NewJob]] = {}
+        for job, made in zip(jobs, created, strict=True):
+            day = made.created_at.astimezone(UTC).date()
+            days.setdefault((job.tenant_id, day), []).append(job)
+        await connection.executemany(
+            """INSERT INTO usage_daily AS u (tenant_id, day, photos, slices, bytes)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (tenant_id, day) DO UPDATE SET photos = u.photos + excluded.photos,
+                   slices = u.slices + excluded.slices, bytes = u.bytes + excluded.bytes""",
+            [
+                (
+                    tenant_id,
+                    day,
+                    len(day_jobs),
+                    sum(j.planned_slices for j in day_jobs),
+                    sum(j.size for j in day_jobs),
+                )
+                for (tenant_id, day), day_jobs in days.items()
+            ],
+        )
         await enqueue(connection, messages)
         return created

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +13,7 @@ from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_storage import ObjectStore
 from tally_upload.config import Settings
+from tally_web.limits import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,9 @@ class Deps:
     objects: ObjectStore
     bus: Bus
     relay: OutboxRelay
+    # Every tenant's limits by default (TALLY_LIMIT_*, read once at start); a tenant's own
+    # values go over them (`limits.for_tenant`).
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     @contextlib.asynccontextmanager

@@ -14,16 +14,32 @@ class PhotoRejection(BaseModel):
 
     filename: str = Field(examples=["broken.jpg"])
     code: str = Field(
-        examples=["file_too_large", "unsupported_format", "empty_file", "corrupt_image"]
+        examples=[
+            "file_too_large",
+            "unsupported_format",
+            "empty_file",
+            "corrupt_image",
+            "too_many_slices",
+            "request_pixel_limit",
+        ]
     )
     message: str
+
+
+class JobQueued(JobBase):
+    """A job as the upload queues it, with what it costs."""
+
+    planned_slices: int = Field(
+        ge=0, description="the slices the photo plans with the session's params (SAHI)"
+    )
 
 
 class PhotosAccepted(BaseModel):
     """202: a queued job for each good file; the refused ones, if any, in `rejected`."""
 
     session_id: uuid.UUID
-    jobs: list[JobBase]
+    jobs: list[JobQueued]
+    planned_slices: int = Field(ge=0, description="of every job queued by this request")
     rejected: list[PhotoRejection]
 
 

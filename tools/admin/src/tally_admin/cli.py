@@ -10,6 +10,8 @@
     tally admin dlq replay [--queue Q] [--limit N]   send it back for fresh attempts
     tally admin revoke-key TENANT_ID KEY_ID     a key stops working (within the gateway's
                                                 key cache time, 10 s by default)
+    tally admin usage TENANT_ID [--days N] [--json]   photos, slices and bytes by UTC day (the
+                                                last N days, 30 by default), queued work, quotas
 
 Tenant and key commands talk to PostgreSQL (TALLY_DATABASE_URL, or --database-url), `dlq` to
 RabbitMQ (TALLY_AMQP_URL, names under TALLY_BUS_PREFIX): they are for operators, not for tenants,
@@ -26,9 +28,11 @@ import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
 
 from tally_bus import Bus, BusUnreachableError, Topology, parked, replay
-from tally_db import SCOPES, ConflictError, NotFoundError, Store
+from tally_db import SCOPES, ConflictError, NotFoundError, Store, usage_days, usage_now
 from tally_web.limits import Limits, checked
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tally"
@@ -96,6 +100,78 @@ async def _revoke_key(store: Store, args: argparse.Namespace) -> dict[str, str]:
 
 
 Command = Callable[[Store, argparse.Namespace], Awaitable[dict[str, str]]]
+# The limits `usage` shows beside what is used: the quotas and bounds of uploads.
+USAGE_LIMITS = (
+    "queued_slices",
+    "queued_photos",
+    "daily_slices",
+    "monthly_slices",
+    "max_slices_per_photo",
+    "max_pixels_per_request",
+)
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 1 <= days <= 366:
+        raise argparse.ArgumentTypeError("--days is from 1 to 366")
+    return days
+
+
+async def _usage(database_url: str, tenant_id: uuid.UUID, days: int) -> dict[str, Any]:
+    """The tenant's usage as GET /v1/usage answers it, for the last `days` UTC days."""
+    async with Store.open(database_url, max_size=1) as store:
+        tenant = await store.get_tenant(tenant_id)
+        if tenant is None:
+            raise NotFoundError(f"no tenant {tenant_id}")
+        now = await usage_now(store.pool, tenant_id)
+        first = now.today - timedelta(days=days - 1)
+        by_day = await usage_days(store.pool, tenant_id, first, now.today)
+    limits = Limits().for_tenant(tenant)
+    return {
+        "tenant_id": str(tenant_id),
+        "from": first.isoformat(),
+        "to": now.today.isoformat(),
+        "days": [
+            {"day": d.day.isoformat(), "photos": d.photos, "slices": d.slices, "bytes": d.bytes}
+            for d in by_day
+        ],
+        "totals": {
+            "photos": sum(d.photos for d in by_day),
+            "slices": sum(d.slices for d in by_day),
+            "bytes": sum(d.bytes for d in by_day),
+        },
+        "queued": {"photos": now.queued_photos, "slices": now.queued_slices},
+        "today": {"slices": now.daily_slices},
+        "month": {"slices": now.monthly_slices},
+        "limits": {name: getattr(limits, name) for name in USAGE_LIMITS},
+    }
+
+
+def _usage_command(args: argparse.Namespace) -> int:
+    try:
+        usage = asyncio.run(_usage(args.database_url, args.tenant_id, args.days))
+    except NotFoundError as exc:
+        print(f"tally: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(usage))
+        return 0
+    print(f"{'day':10}  {'photos':>8}  {'slices':>12}  {'bytes':>15}")
+    for day in usage["days"]:
+        print(f"{day['day']:10}  {day['photos']:8}  {day['slices']:12}  {day['bytes']:15}")
+    totals, queued, limits = usage["totals"], usage["queued"], usage["limits"]
+    print(f"{'total':10}  {totals['photos']:8}  {totals['slices']:12}  {totals['bytes']:15}")
+    print(
+        f"queued: {queued['photos']} of {limits['queued_photos']} photos, "
+        f"{queued['slices']} of {limits['queued_slices']} slices; "
+        f"today {usage['today']['slices']} of {limits['daily_slices']} slices, "
+        f"this month {usage['month']['slices']} of {limits['monthly_slices']}"
+    )
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,7 +199,12 @@ def _parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("tenant_id", type=_uuid)
     revoke_key.add_argument("key_id", type=_uuid)
     revoke_key.set_defaults(run=_revoke_key)
-    for sub in (create_tenant, create_key, revoke_key, set_limits):
+    usage = commands.add_parser(
+        "usage", help="a tenant's photos, slices and bytes by UTC day, queued work and quotas"
+    )
+    usage.add_argument("tenant_id", type=_uuid)
+    usage.add_argument("--days", type=_days, default=30, help="the last N days (default 30)")
+    for sub in (create_tenant, create_key, revoke_key, set_limits, usage):
         sub.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     dlq = commands.add_parser(
         "dlq", help="dead-letter queues (RabbitMQ at TALLY_AMQP_URL, names under TALLY_BUS_PREFIX)"
@@ -182,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "dlq":
         return _dlq_command(args)
+    if args.command == "usage":
+        return _usage_command(args)
     try:
         result = asyncio.run(_run(args.database_url, args.run, args))
     except (ConflictError, NotFoundError, ValueError) as exc:

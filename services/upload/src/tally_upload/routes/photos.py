@@ -14,13 +14,21 @@ from prometheus_client import Counter
 from starlette.datastructures import UploadFile
 
 from tally_bus import trace_headers
-from tally_db import OutboxEntry, Session, Tenant
+from tally_db import OutboxEntry, Session, Tenant, usage_now
 from tally_storage import keys
 from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
-from tally_upload._records import NewJob, add_jobs, new_job_messages
+from tally_upload._quota import (
+    Costed,
+    QuotaExceededError,
+    first_breach,
+    planned_slices,
+    within_bounds,
+)
+from tally_upload._records import NewJob, add_jobs, detection_params, new_job_messages
 from tally_upload.deps import Deps, DepsDep
 from tally_upload.schemas import PhotosAccepted, PhotosRefused
 from tally_web import ApiError, WritingTenant, envelope
+from tally_web.limits import Limits
 from tally_web.schemas import ErrorEnvelope, error_responses
 
 router = APIRouter(prefix="/v1/sessions", tags=["photos"])
@@ -69,8 +77,20 @@ async def _intake(upload: UploadFile, deps: Deps) -> AcceptedPhoto | RejectedPho
         415: {"model": PhotosRefused, "description": "no file is a supported image"},
         422: {
             "model": PhotosRefused | ErrorEnvelope,
-            "description": "every file refused (unreadable, over the pixel limit, or refused "
-            "for different reasons); or the request itself is invalid",
+            "description": "every file refused (unreadable, over the pixel limit, planning "
+            "more slices than a photo may, past the request's pixel limit, or refused for "
+            "different reasons); or the request itself is invalid",
+        },
+        429: {
+            "model": ErrorEnvelope,
+            "description": "`quota_exceeded`: the photos would go over one of the tenant's "
+            "quotas (queued work, slices a day or a month); nothing was stored",
+            "headers": {
+                "Retry-After": {
+                    "description": "seconds until the quota may have room",
+                    "schema": {"type": "integer"},
+                }
+            },
         },
     },
     openapi_extra={
@@ -125,11 +145,20 @@ async def _upload_photos(
                 accepted.append(outcome)
             else:
                 rejected.append(outcome)
+    limits = deps.limits.for_tenant(tenant)
+    params = detection_params(session.params)
+    costs = await asyncio.to_thread(
+        lambda: [planned_slices(p.width, p.height, params) for p in accepted]
+    )
+    kept, refused = within_bounds(
+        [Costed(p, n) for p, n in zip(accepted, costs, strict=True)], limits, params.slice_size
+    )
+    rejected += refused
     for r in rejected:
         PHOTOS.labels("rejected", r.code).inc()
 
     rejections = [r.to_json() for r in rejected]
-    if not accepted:
+    if not kept:
         status = status_for(rejected)
         codes = {r.code for r in rejected}
         code = codes.pop() if len(codes) == 1 else "photos_rejected"
@@ -138,10 +167,23 @@ async def _upload_photos(
         )
         return JSONResponse(body, status_code=status)
 
-    jobs = await _store(session, accepted, deps)
+    try:
+        # Checked here before anything is stored, and again, race-safe, as the jobs are added.
+        usage = await usage_now(deps.store.pool, tenant.id)
+        breach = first_breach(usage, limits, len(kept), sum(c.slices for c in kept))
+        if breach is not None:
+            raise QuotaExceededError(breach)
+        jobs = await _store(session, kept, deps, limits)
+    except QuotaExceededError as exc:
+        PHOTOS.labels("refused", "quota_exceeded").inc(len(kept))
+        return JSONResponse(
+            envelope("quota_exceeded", exc.breach.message),
+            status_code=429,
+            headers={"Retry-After": str(exc.breach.retry_after_s)},
+        )
     PHOTOS.labels("accepted", "").inc(len(jobs))
     TENANT_PHOTOS.labels(str(tenant.id)).inc(len(jobs))
-    TENANT_BYTES.labels(str(tenant.id)).inc(sum(len(photo.data) for photo in accepted))
+    TENANT_BYTES.labels(str(tenant.id)).inc(sum(j.size for j in jobs))
     payload: dict[str, Any] = {
         "session_id": str(session.id),
         "jobs": [
@@ -150,21 +192,28 @@ async def _upload_photos(
                 "image_id": str(j.image_id),
                 "filename": j.filename,
                 "status": "queued",
+                "planned_slices": j.planned_slices,
             }
             for j in jobs
         ],
+        "planned_slices": sum(j.planned_slices for j in jobs),
         "rejected": rejections,
     }
     return PhotosAccepted.model_validate(payload)
 
 
-async def _store(session: Session, photos: list[AcceptedPhoto], deps: Deps) -> list[NewJob]:
-    """Originals and thumbnails to S3, then job rows and their messages in one transaction."""
+async def _store(
+    session: Session, photos: list[Costed], deps: Deps, limits: Limits
+) -> list[NewJob]:
+    """Originals and thumbnails to S3, then job rows, their messages and the tenant's usage in
+    one transaction (QuotaExceededError, and nothing kept, if the tenant's quotas were filled
+    meanwhile)."""
     jobs: list[NewJob] = []
     messages: list[OutboxEntry] = []
     written: list[str] = []
     try:
-        for photo in photos:
+        for costed in photos:
+            photo = costed.photo
             job_id = uuid.uuid4()
             original = keys.original(session.tenant_id, session.id, job_id, photo.extension)
             thumbnail = keys.thumbnail(original)
@@ -179,12 +228,14 @@ async def _store(session: Session, photos: list[AcceptedPhoto], deps: Deps) -> l
                 original,
                 photo.width,
                 photo.height,
+                planned_slices=costed.slices,
+                size=len(photo.data),
                 id=job_id,
             )
             # The upload request's trace continues in the consumers.
             messages += new_job_messages(job, session.params, deps.bus.topology, trace_headers())
             jobs.append(job)
-        await add_jobs(deps.store, jobs, messages)
+        await add_jobs(deps.store, jobs, messages, limits)
     except BaseException:
         # Nothing was committed: do not leave objects that no job points to.
         for key in written:
