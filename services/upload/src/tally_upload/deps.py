@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_storage import ObjectStore
+from tally_upload._budget import PixelBudget
 from tally_upload.config import Settings
 
 
@@ -22,6 +23,7 @@ class Deps:
     objects: ObjectStore
     bus: Bus
     relay: OutboxRelay
+    budget: PixelBudget  # the pixels this process's decodes may hold at once
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -34,7 +36,8 @@ class Deps:
             await settings.connect_bus() as bus,
         ):
             relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
-            yield cls(settings, store, objects, bus, relay)
+            budget = PixelBudget(settings.decode_pixel_budget)
+            yield cls(settings, store, objects, bus, relay, budget)
 
 
 def get_deps(request: Request) -> Deps:
