@@ -56,15 +56,15 @@ def _bmp_header(width: int, height: int) -> bytes:
 def _multipart(*parts: tuple[bytes, bytes | None, bytes]) -> tuple[bytes, dict[str, str]]:
     """A multipart body made by hand, (name, filename, data) a part, and its Content-Type: httpx
     would escape what these tests must send as it is (a NUL in a filename)."""
-    body = b""
+    body: list[bytes] = []
     for name, filename, data in parts:
         disposition = b'form-data; name="' + name + b'"'
         if filename is not None:
             disposition += b'; filename="' + filename + b'"'
-        body += f"--{BOUNDARY}\r\n".encode() + b"Content-Disposition: " + disposition
-        body += b"\r\nContent-Type: image/jpeg\r\n\r\n" + data + b"\r\n"
-    body += f"--{BOUNDARY}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+        body += [f"--{BOUNDARY}\r\n".encode(), b"Content-Disposition: ", disposition]
+        body += [b"\r\nContent-Type: image/jpeg\r\n\r\n", data, b"\r\n"]
+    body.append(f"--{BOUNDARY}--\r\n".encode())
+    return b"".join(body), {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
 @dataclass

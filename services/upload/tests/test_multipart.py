@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 
 from tally_upload._multipart import (
     MAX_PART_HEADER_BYTES,
@@ -179,3 +180,13 @@ def test_the_boundary_is_read_from_the_content_type() -> None:
     headers = Headers({"content-type": 'multipart/form-data; boundary="x-boundary-7"'})
     assert boundary_of(headers, LIMITS) == BOUNDARY
     assert boundary_of(Headers({}), LIMITS) is None
+
+
+async def test_a_client_leaving_mid_body_ends_the_request_as_a_4xx_not_a_5xx() -> None:
+    async def leaving() -> AsyncIterator[bytes]:
+        yield _part(b"file", b"a.jpg", b"A" * 100)
+        raise ClientDisconnect
+
+    with pytest.raises(ApiError) as caught:
+        [part async for part in read_files(BOUNDARY, leaving(), LIMITS)]
+    assert (caught.value.status, caught.value.code) == (400, "incomplete_request")
