@@ -14,20 +14,26 @@ from datetime import UTC, datetime, timedelta
 import aio_pika
 import httpx
 import pytest
+import uvicorn
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from PIL import Image
 from pydantic import SecretStr
+from tests.eventually import eventually_async
 from tests.openapi_conformance import Conformance
 
 from tally_bus import Topology, decode
 from tally_contracts.v1 import JobEvent, PhotoUploaded
 from tally_db import Store
+from tally_stack import free_port
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_storage import ObjectStore, S3Settings, keys
 from tally_upload.app import create_app
 from tally_upload.config import Settings
+from tally_upload.deps import Deps
 
 pytestmark = pytest.mark.integration
+BOUNDARY = "tally-test-boundary"
 
 
 def _jpeg(width: int = 800, height: int = 600) -> bytes:
@@ -48,8 +54,23 @@ def _bmp_header(width: int, height: int) -> bytes:
     return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + info
 
 
+def _multipart(*parts: tuple[bytes, bytes | None, bytes]) -> tuple[bytes, dict[str, str]]:
+    """A multipart body made by hand, (name, filename, data) a part, and its Content-Type: httpx
+    would escape what these tests must send as it is (a NUL in a filename)."""
+    body: list[bytes] = []
+    for name, filename, data in parts:
+        disposition = b'form-data; name="' + name + b'"'
+        if filename is not None:
+            disposition += b'; filename="' + filename + b'"'
+        body += [f"--{BOUNDARY}\r\n".encode(), b"Content-Disposition: ", disposition]
+        body += [b"\r\nContent-Type: image/jpeg\r\n\r\n", data, b"\r\n"]
+    body.append(f"--{BOUNDARY}--\r\n".encode())
+    return b"".join(body), {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
 @dataclass
 class Service:
+    app: FastAPI
     http: httpx.AsyncClient
     settings: Settings
     topology: Topology
@@ -120,6 +141,9 @@ async def service(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterat
         s3_access_key_id=MOTO_ACCESS_KEY,
         s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
         max_file_bytes=2_000_000,
+        max_files_per_request=6,
+        max_request_bytes=8_000_000,
+        decode_wait_s=0.2,  # only the test that holds the whole budget ever waits
         relay_interval_s=0.2,
     )
     async with Store.open(database) as store:
@@ -143,7 +167,9 @@ async def service(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterat
         ) as http,
         ObjectStore.open(s3) as objects,
     ):
-        yield Service(http, settings, topology, key_a, key_b, amqp_url, objects, database, tenant_a)
+        yield Service(
+            app, http, settings, topology, key_a, key_b, amqp_url, objects, database, tenant_a
+        )
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         await topology.delete(await connection.channel())
@@ -409,3 +435,161 @@ async def test_the_other_answers_match_their_declared_schemas_too(service: Servi
     named = await service.http.post("/v1/sessions", json={"name": "tray 8"}, headers=auth)
     assert named.json()["name"] == "tray 8"
     assert (await service.http.post("/v1/sessions", headers=auth)).status_code == 201
+
+
+async def test_a_file_over_the_byte_limit_is_refused_and_the_next_one_still_accepted(
+    service: Service,
+) -> None:
+    sid = await service.session(service.key_a)
+    files = [
+        ("big.jpg", _jpeg(3000, 2500)),
+        ("small.jpg", _jpeg()),
+        ("big-2.jpg", b"x" * 3_000_000),
+    ]
+    response = await service.upload(service.key_a, sid, files)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert [j["filename"] for j in body["jobs"]] == ["small.jpg"]
+    assert [(r["filename"], r["code"]) for r in body["rejected"]] == [
+        ("big.jpg", "file_too_large"),
+        ("big-2.jpg", "file_too_large"),
+    ]
+
+
+async def test_filenames_are_stored_and_answered_as_safe_basenames(service: Service) -> None:
+    sid = await service.session(service.key_a)
+    body, headers = _multipart(
+        (b"file", "../../trays/\u202eTray\t 7\x1b.jpg".encode(), _jpeg()),
+        (b"file", b"C:\\Users\\ana\\" + b"a" * 3000 + b".jpg", _jpeg()),
+        (b"file", None, _jpeg()),
+    )
+    response = await service.http.post(
+        f"/v1/sessions/{sid}/photos", content=body, headers=headers | service.auth(service.key_a)
+    )
+    assert response.status_code == 202, response.text
+    names = [j["filename"] for j in response.json()["jobs"]]
+    assert names == ["Tray 7.jpg", "a" * 251 + ".jpg", "unnamed"]
+    uploaded = [
+        decode(m, PhotoUploaded)
+        for m in await service.messages(service.topology.photos_queue.name, 3)
+    ]
+    assert sorted(u.filename for u in uploaded) == sorted(names)
+
+
+@pytest.mark.parametrize(
+    ("parts", "code"),
+    [
+        ([(b"file", b"a.jpg", b"x"), (b"junk", None, b"j" * 1_000_000)], "unknown_field"),
+        ([(b"file", f"{n}.jpg".encode(), b"x") for n in range(7)], "too_many_files"),
+    ],
+    ids=["unknown-field", "too-many-files"],
+)
+async def test_a_request_with_another_field_or_too_many_parts_is_a_400(
+    service: Service, parts: list[tuple[bytes, bytes | None, bytes]], code: str
+) -> None:
+    sid = await service.session(service.key_a)
+    body, headers = _multipart(*parts)
+    response = await service.http.post(
+        f"/v1/sessions/{sid}/photos", content=body, headers=headers | service.auth(service.key_a)
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (400, code)
+
+
+async def test_a_body_that_is_no_photo_upload_is_a_4xx_in_the_envelope(service: Service) -> None:
+    sid = await service.session(service.key_a)
+    auth = service.auth(service.key_a)
+    url = f"/v1/sessions/{sid}/photos"
+    as_json = await service.http.post(url, json={"file": "a.jpg"}, headers=auth)
+    assert (as_json.status_code, as_json.json()["error"]["code"]) == (415, "unsupported_media_type")
+    cases = {
+        b"--" + BOUNDARY.encode() + b"\r\nbroken header\r\n\r\nx": "malformed_multipart",
+        _multipart((b"file", b"a.jpg", _jpeg()))[0][:-30]: "malformed_multipart",  # cut short
+    }
+    for body, code in cases.items():
+        headers = auth | {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+        response = await service.http.post(url, content=body, headers=headers)
+        assert (response.status_code, response.json()["error"]["code"]) == (400, code)
+    no_boundary = await service.http.post(
+        url, content=b"x", headers=auth | {"Content-Type": "multipart/form-data"}
+    )
+    assert (no_boundary.status_code, no_boundary.json()["error"]["code"]) == (
+        400,
+        "malformed_multipart",
+    )
+
+
+async def test_a_request_declared_over_the_limit_is_a_413_before_its_body_is_read(
+    service: Service,
+) -> None:
+    sid = await service.session(service.key_a)
+    body, headers = _multipart((b"file", b"a.jpg", _jpeg()))
+    read: list[int] = []
+
+    async def counted() -> AsyncIterator[bytes]:
+        read.append(len(body))
+        yield body
+
+    response = await service.http.post(
+        f"/v1/sessions/{sid}/photos",
+        content=counted(),
+        headers=headers | service.auth(service.key_a) | {"Content-Length": "8000001"},
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "request_too_large")
+    assert read == []
+
+
+async def test_files_that_find_no_room_to_be_decoded_are_a_503_to_send_again(
+    service: Service,
+) -> None:
+    sid = await service.session(service.key_a)
+    deps: Deps = service.app.state.deps
+    # Every pixel of the budget is taken (as by decodes of other requests) for the whole upload.
+    async with deps.budget.hold(deps.budget.total, 1):
+        busy = await service.upload(service.key_a, sid, [("a.jpg", _jpeg()), ("b.jpg", _jpeg())])
+    assert busy.status_code == 503, busy.text
+    assert busy.json()["error"]["code"] == "busy"
+    assert [r["code"] for r in busy.json()["rejected"]] == ["busy", "busy"]
+    assert int(busy.headers["Retry-After"]) >= 1
+    again = await service.upload(service.key_a, sid, [("a.jpg", _jpeg())])
+    assert again.status_code == 202
+
+
+async def test_a_nul_in_a_filename_leaves_the_connection_good_for_the_next_tenant(
+    service: Service,
+) -> None:
+    """Over a real socket: a NUL once reached PostgreSQL (a 500), and the next request on the
+    same keep-alive connection, whoever sent it, got a 502 from the edge."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            service.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        await eventually_async(lambda: server.started, every_s=0.02)  # uvicorn has no event
+        sid = await service.session(service.key_a)
+        body, headers = _multipart((b"file", b"tray\x00.jpg", _jpeg()))
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            limits=httpx.Limits(max_connections=1),
+            event_hooks={"response": [Conformance(service.app).check]},
+        ) as http:
+            nul = await http.post(
+                f"/v1/sessions/{sid}/photos",
+                content=body,
+                headers=headers | service.auth(service.key_a),
+            )
+            assert nul.status_code == 202, nul.text
+            assert nul.json()["jobs"][0]["filename"] == "tray.jpg"
+            other = await http.post("/v1/sessions", json={}, headers=service.auth(service.key_b))
+            assert other.status_code == 201, other.text
+
+            def local_port(response: httpx.Response) -> int:
+                stream = response.extensions["network_stream"]
+                return int(stream.get_extra_info("client_addr")[1])
+
+            assert local_port(nul) == local_port(other)  # the same connection, kept alive
+    finally:
+        server.should_exit = True
+        await serving

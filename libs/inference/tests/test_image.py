@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tally_inference import ImageError, decode_image, inspect_image
+from tally_inference import ImageError, decode_image, decode_upright, inspect_image
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
@@ -34,6 +34,11 @@ def _png_header_only(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b""))
         + chunk(b"IEND", b"")
     )
+
+
+def _bmp_header(bits: int) -> bytes:
+    info = struct.pack("<IiiHHIIiiII", 40, 64, 64, 1, bits, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + info
 
 
 def _code(data: bytes) -> str:
@@ -117,3 +122,34 @@ def test_the_pixel_limit_is_configurable() -> None:
     data = _encode(Image.new("RGB", (400, 300)), "PNG")
     with pytest.raises(ImageError, match="over the limit"):
         decode_image(data, max_pixels=100_000)
+
+
+def test_a_grey_photo_is_decoded_as_grey_one_byte_a_pixel() -> None:
+    with decode_upright(_encode(Image.new("L", (640, 480), 7), "PNG")) as image:
+        assert (image.mode, image.size) == ("L", (640, 480))
+
+
+def test_decode_upright_turns_the_image_per_its_exif() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotated 90° counter-clockwise
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 100)).save(buffer, format="JPEG", exif=exif)
+    with decode_upright(buffer.getvalue()) as image:
+        assert image.size == (100, 300)
+        assert 0x0112 not in image.getexif()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_bmp_header(bits=7), "the image header cannot be read"),  # Pillow: "Unsupported BMP…"
+        (_encode(Image.effect_noise((400, 300), 50), "PNG")[:600], "the PNG data is damaged"),
+        (_encode(Image.effect_noise((400, 300), 50), "JPEG")[:700], "the JPEG data is damaged"),
+    ],
+    ids=["png-header", "png-data", "jpeg-data"],
+)
+def test_messages_are_our_own_sentences_not_pillows(data: bytes, message: str) -> None:
+    """A customer reads the message: Pillow's text (and its changes) stay in our logs."""
+    with pytest.raises(ImageError) as caught:
+        decode_image(data)
+    assert (caught.value.code, caught.value.message) == ("corrupt_image", message)

@@ -19,6 +19,7 @@ from tally_inference._image import (
     ImageErrorCode,
     ImageInfo,
     decode_image,
+    decode_upright,
     inspect_image,
 )
 from tally_inference._metrics import ImageEval, average_precision, count_error
@@ -50,6 +51,7 @@ __all__ = [
     "decode_batch",
     "decode_image",
     "decode_slice",
+    "decode_upright",
     "inspect_image",
     "iou_matrix",
     "merge_detections",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -18,6 +19,8 @@ ImageErrorCode = Literal[
 SUPPORTED_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "BMP"})
 DEFAULT_MAX_PIXELS: Final = 100_000_000  # 100 MP: 2.5× a 4000×3000 photo's 12 MP, far below a bomb
 DEFAULT_MIN_SIDE: Final = 32
+
+logger = logging.getLogger(__name__)
 
 
 class ImageError(ValueError):
@@ -60,7 +63,9 @@ def inspect_image(
             "unsupported_format", "not an image in a supported format (JPEG, PNG, WebP, TIFF, BMP)"
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError("corrupt_image", f"the image header cannot be read: {exc}") from None
+        # Pillow's text is for us, not for the customer (the message is shown to them as is).
+        logger.info("unreadable image header: %s: %s", type(exc).__name__, exc)
+        raise ImageError("corrupt_image", "the image header cannot be read") from None
     if fmt not in SUPPORTED_FORMATS:
         raise ImageError("unsupported_format", f"{fmt or 'this'} images are not supported")
     if width * height > max_pixels:
@@ -76,19 +81,32 @@ def inspect_image(
     return ImageInfo(fmt, width, height)
 
 
-def decode_image(
+def decode_upright(
     data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE
-) -> NDArray[np.uint8]:
-    """Decode to an H×W×3 RGB array, upright per EXIF. Blocking: call it from a worker thread."""
+) -> Image.Image:
+    """Decode every pixel (a header can lie about what follows it), in the file's own mode: a
+    grey photo stays 1 byte a pixel, where RGB would take 4. Upright per EXIF, turned in place
+    (no copy when there is nothing to turn). Blocking: call it from a worker thread."""
     info = inspect_image(data, max_pixels, min_side)
     try:
         with warnings.catch_warnings():
             # The size was checked above against our own limit; Pillow's bomb warning is moot.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                upright = ImageOps.exif_transpose(image)
-                rgb = upright.convert("RGB")
+            image = Image.open(io.BytesIO(data))
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError("corrupt_image", f"the {info.format} data is damaged: {exc}") from None
-    return np.asarray(rgb)
+        logger.info("damaged %s data: %s: %s", info.format, type(exc).__name__, exc)
+        raise ImageError("corrupt_image", f"the {info.format} data is damaged") from None
+    return image
+
+
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE
+) -> NDArray[np.uint8]:
+    """Decode to an H×W×3 RGB array, upright per EXIF. Blocking: call it from a worker thread."""
+    with decode_upright(data, max_pixels, min_side) as image:
+        if image.mode == "RGB":
+            return np.asarray(image)
+        with image.convert("RGB") as rgb:
+            return np.asarray(rgb)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import io
+import unicodedata
 from dataclasses import dataclass
 
-from PIL import Image
-
-from tally_inference import ImageError, decode_image, inspect_image
+from tally_inference import ImageError, decode_upright
 
 # HTTP status for each refusal code, when every file of a request is refused.
 STATUS_FOR_CODE: dict[str, int] = {
@@ -17,7 +16,13 @@ STATUS_FOR_CODE: dict[str, int] = {
     "corrupt_image": 422,
     "image_too_small": 422,
     "image_too_large": 422,
+    "busy": 503,  # no room in the decode budget in time: the same file may be sent again
 }
+# Modes a thumbnail can be made from before converting it (resampling them is exact); the others
+# (palette, 1-bit, 16-bit, CMYK…) are converted whole first, as before.
+THUMBNAIL_FIRST_MODES = frozenset({"L", "RGB"})
+MAX_FILENAME_CHARS = 255
+MAX_EXTENSION_CHARS = 16  # a longer "extension" is just the end of a long name
 
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",
@@ -60,18 +65,49 @@ class RejectedPhoto:
 def check_photo(
     filename: str, data: bytes, max_pixels: int, thumbnail_size: int
 ) -> AcceptedPhoto | RejectedPhoto:
-    """Fully decode the photo (a header can lie), and make its thumbnail. Blocking."""
+    """Fully decode the photo (a header can lie), and make its thumbnail. Blocking.
+
+    The decoded image is the only full-size copy: it stays in the file's own mode (a grey photo
+    is 1 byte a pixel) and the thumbnail is cut from it before any conversion to RGB."""
     try:
-        info = inspect_image(data, max_pixels=max_pixels)
-        pixels = decode_image(data, max_pixels=max_pixels)
+        image = decode_upright(data, max_pixels=max_pixels)
     except ImageError as exc:
         return RejectedPhoto(filename, exc.code, exc.message)
-    height, width = pixels.shape[:2]
-    thumb = Image.fromarray(pixels)
-    thumb.thumbnail((thumbnail_size, thumbnail_size))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=85)
-    return AcceptedPhoto(filename, data, info.format, width, height, buffer.getvalue())
+    with image:
+        fmt, (width, height) = image.format or "", image.size
+        thumb = image if image.mode in THUMBNAIL_FIRST_MODES else image.convert("RGB")
+        # thumbnail() works in place; copy() is not needed: `image` is not used after this.
+        thumb.thumbnail((thumbnail_size, thumbnail_size))
+        if thumb.mode != "RGB":
+            thumb = thumb.convert("RGB")
+        buffer = io.BytesIO()
+        thumb.save(buffer, format="JPEG", quality=85)
+        thumb.close()
+    return AcceptedPhoto(filename, data, fmt, width, height, buffer.getvalue())
+
+
+def safe_filename(sent: str) -> str:
+    """The name a client sent, made fit to store and show: its last path component (clients send
+    `C:\\photos\\a.jpg` or `../a.jpg`), NFC, without control or format characters (NUL is refused
+    by PostgreSQL; U+202E turns `gpj.exe` around on screen), runs of white space as one space,
+    at most 255 characters with its extension kept; "unnamed" when nothing is left."""
+    base = sent.replace("\\", "/").rsplit("/", 1)[-1]
+    kept: list[str] = []
+    for char in unicodedata.normalize("NFC", base):
+        if char.isspace():
+            kept.append(" ")
+        # Cc: controls (NUL, ESC…); Cf: bidi overrides, zero-width marks; Cs: lone surrogates,
+        # which no UTF-8 column can hold.
+        elif unicodedata.category(char) not in ("Cc", "Cf", "Cs"):
+            kept.append(char)
+    name = " ".join("".join(kept).split())
+    if len(name) > MAX_FILENAME_CHARS:
+        stem, dot, extension = name.rpartition(".")
+        if dot and stem and len(extension) < MAX_EXTENSION_CHARS:
+            name = stem[: MAX_FILENAME_CHARS - len(extension) - 1].rstrip() + "." + extension
+        else:
+            name = name[:MAX_FILENAME_CHARS].rstrip()
+    return name if name.strip(". ") else "unnamed"
 
 
 def status_for(rejected: list[RejectedPhoto]) -> int:

@@ -20,6 +20,13 @@ class Settings(S3Fields, BusFields):
     max_file_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_files_per_request: int = Field(default=100, gt=0)
     max_pixels: int = Field(default=100_000_000, gt=0)
+    # A request over this (by its Content-Length, or as it streams) is refused: the edge's limit.
+    max_request_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    # Pixels this process may be decoding at once (a 100 MP grey PNG is ~100 MB decoded, RGB
+    # 4 bytes a pixel): one photo at the pixel limit at a time, with room for smaller ones.
+    decode_pixel_budget: int = Field(default=150_000_000, gt=0)
+    # How long a decode waits for room in the budget before its file is refused as `busy`.
+    decode_wait_s: float = Field(default=10.0, gt=0)
     thumbnail_size: int = Field(default=320, gt=16)
     relay_interval_s: float = Field(default=1.0, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_storage import ObjectStore
+from tally_upload._budget import PixelBudget
 from tally_upload.config import Settings
 from tally_web.limits import Limits
 
@@ -23,6 +24,7 @@ class Deps:
     objects: ObjectStore
     bus: Bus
     relay: OutboxRelay
+    budget: PixelBudget  # the pixels this process's decodes may hold at once
     # Every tenant's limits by default (TALLY_LIMIT_*, read once at start); a tenant's own
     # values go over them (`limits.for_tenant`).
     limits: Limits = field(default_factory=Limits)
@@ -38,7 +40,8 @@ class Deps:
             await settings.connect_bus() as bus,
         ):
             relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
-            yield cls(settings, store, objects, bus, relay)
+            budget = PixelBudget(settings.decode_pixel_budget)
+            yield cls(settings, store, objects, bus, relay, budget)
 
 
 def get_deps(request: Request) -> Deps:

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import propagate, trace
 from prometheus_client import Counter
-from starlette.datastructures import UploadFile
 
 from tally_bus import trace_headers
 from tally_db import OutboxEntry, Session, Tenant, usage_now
+from tally_inference import ImageError, inspect_image
 from tally_storage import keys
-from tally_upload._intake import AcceptedPhoto, RejectedPhoto, check_photo, status_for
+from tally_upload._budget import BudgetBusyError, release_freed_memory
+from tally_upload._intake import (
+    AcceptedPhoto,
+    RejectedPhoto,
+    check_photo,
+    safe_filename,
+    status_for,
+)
+from tally_upload._multipart import FilePart, PartLimits, boundary_of, read_files
 from tally_upload._quota import (
     Costed,
     QuotaExceededError,
@@ -25,6 +35,7 @@ from tally_upload._quota import (
     within_bounds,
 )
 from tally_upload._records import NewJob, add_jobs, detection_params, new_job_messages
+from tally_upload.config import Settings
 from tally_upload.deps import Deps, DepsDep
 from tally_upload.schemas import PhotosAccepted, PhotosRefused
 from tally_web import ApiError, WritingTenant, envelope
@@ -39,32 +50,63 @@ TENANT_PHOTOS = Counter("tally_tenant_photos", "Photos accepted, by tenant", ["t
 TENANT_BYTES = Counter(
     "tally_tenant_photo_bytes", "Bytes of photos accepted, by tenant", ["tenant"]
 )
-READ_CHUNK = 1024 * 1024
 tracer = trace.get_tracer("tally_upload")
+T = TypeVar("T")
+# After a decode this large, freed memory goes back to the system (a few ms; small ones would
+# only pay for it).
+TRIM_AFTER_PIXELS = 10_000_000
 
 
-async def _read_capped(upload: UploadFile, limit: int) -> bytes | None:
-    """The file's bytes, or None once it is over `limit` (the rest is not read)."""
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await upload.read(READ_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
+def _limits(settings: Settings) -> PartLimits:
+    return PartLimits(
+        max_file_bytes=settings.max_file_bytes,
+        max_files=settings.max_files_per_request,
+        max_request_bytes=settings.max_request_bytes,
+    )
 
 
-async def _intake(upload: UploadFile, deps: Deps) -> AcceptedPhoto | RejectedPhoto:
+async def _intake(part: FilePart, deps: Deps) -> AcceptedPhoto | RejectedPhoto:
     settings = deps.settings
-    filename = upload.filename or "unnamed"
-    data = await _read_capped(upload, settings.max_file_bytes)
-    if data is None:
+    filename = safe_filename(part.filename)
+    if part.data is None:
         mb = settings.max_file_bytes / 1024 / 1024
         return RejectedPhoto(filename, "file_too_large", f"the file is over {mb:.0f} MB")
-    return await asyncio.to_thread(
-        check_photo, filename, data, settings.max_pixels, settings.thumbnail_size
-    )
+    data = part.data
+    try:
+        # The header alone says what the decode will cost, and refuses what is over the limits.
+        info = await asyncio.to_thread(inspect_image, data, settings.max_pixels)
+    except ImageError as exc:
+        return RejectedPhoto(filename, exc.code, exc.message)
+    pixels = info.width * info.height
+    try:
+        async with deps.budget.hold(pixels, settings.decode_wait_s):
+            return await _to_the_end(_check, filename, data, settings, pixels)
+    except BudgetBusyError:
+        return RejectedPhoto(
+            filename, "busy", "too many photos are being checked at once: send this one again"
+        )
+
+
+def _check(
+    filename: str, data: bytes, settings: Settings, pixels: int
+) -> AcceptedPhoto | RejectedPhoto:
+    """The decode and its clean-up, in one worker thread."""
+    outcome = check_photo(filename, data, settings.max_pixels, settings.thumbnail_size)
+    if pixels >= TRIM_AFTER_PIXELS:
+        release_freed_memory()
+    return outcome
+
+
+async def _to_the_end(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a worker thread. A caller cancelled meanwhile still waits for the
+    thread to finish before it goes on (and so lets go of the budget): the decode's memory is
+    only free then."""
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 @router.post(
@@ -72,9 +114,17 @@ async def _intake(upload: UploadFile, deps: Deps) -> AcceptedPhoto | RejectedPho
     status_code=202,
     response_model=PhotosAccepted,
     responses={
-        **error_responses(400, 401, 403, 404),  # 400: no `file` part, or too many; 403: read key
-        413: {"model": PhotosRefused, "description": "every file is over the size limit"},
-        415: {"model": PhotosRefused, "description": "no file is a supported image"},
+        # 400: no `file` part, another field, too many parts, a malformed body; 403: a read key
+        **error_responses(400, 401, 403, 404),
+        413: {
+            "model": PhotosRefused | ErrorEnvelope,
+            "description": "every file is over the size limit; or the request is over its limit "
+            "(`request_too_large`, refused by its Content-Length before it is read)",
+        },
+        415: {
+            "model": PhotosRefused | ErrorEnvelope,
+            "description": "no file is a supported image; or the body is not multipart/form-data",
+        },
         422: {
             "model": PhotosRefused | ErrorEnvelope,
             "description": "every file refused (unreadable, over the pixel limit, planning "
@@ -91,6 +141,12 @@ async def _intake(upload: UploadFile, deps: Deps) -> AcceptedPhoto | RejectedPho
                     "schema": {"type": "integer"},
                 }
             },
+        },
+        503: {
+            "model": PhotosRefused,
+            "description": "every file waited too long for room to be decoded (`busy`): send "
+            "them again after `Retry-After` seconds",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
         },
     },
     openapi_extra={
@@ -129,29 +185,33 @@ async def upload_photos(
 async def _upload_photos(
     session_id: uuid.UUID, request: Request, deps: Deps, tenant: Tenant
 ) -> PhotosAccepted | JSONResponse:
+    limits = _limits(deps.settings)
+    boundary = boundary_of(request.headers, limits)  # refuses by the headers, before the body
     session = await deps.store.get_session(tenant.id, session_id)
     if session is None:
         raise ApiError(404, "not_found", f"no session {session_id}")
     accepted: list[AcceptedPhoto] = []
     rejected: list[RejectedPhoto] = []
-    # The form's spooled files are closed when the block ends.
-    async with request.form(max_files=deps.settings.max_files_per_request) as form:
-        uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
-        if not uploads:
-            raise ApiError(400, "no_files", "send one or more multipart parts named 'file'")
-        for upload in uploads:
-            outcome = await _intake(upload, deps)
-            if isinstance(outcome, AcceptedPhoto):
-                accepted.append(outcome)
-            else:
-                rejected.append(outcome)
-    limits = deps.limits.for_tenant(tenant)
+    if boundary is not None:
+        # Each file is checked as soon as its part has ended; a refused one's bytes go at once.
+        async with contextlib.aclosing(read_files(boundary, request.stream(), limits)) as parts:
+            async for part in parts:
+                outcome = await _intake(part, deps)
+                if isinstance(outcome, AcceptedPhoto):
+                    accepted.append(outcome)
+                else:
+                    rejected.append(outcome)
+    if not accepted and not rejected:
+        raise ApiError(400, "no_files", "send one or more multipart parts named 'file'")
+    tenant_limits = deps.limits.for_tenant(tenant)
     params = detection_params(session.params)
     costs = await asyncio.to_thread(
         lambda: [planned_slices(p.width, p.height, params) for p in accepted]
     )
     kept, refused = within_bounds(
-        [Costed(p, n) for p, n in zip(accepted, costs, strict=True)], limits, params.slice_size
+        [Costed(p, n) for p, n in zip(accepted, costs, strict=True)],
+        tenant_limits,
+        params.slice_size,
     )
     rejected += refused
     for r in rejected:
@@ -165,15 +225,17 @@ async def _upload_photos(
         body = envelope(
             code, "no file in the request is an acceptable photo", jobs=[], rejected=rejections
         )
-        return JSONResponse(body, status_code=status)
+        # Busy files may be sent again as they are, once the decodes ahead of them are done.
+        headers = {"Retry-After": str(math.ceil(deps.settings.decode_wait_s))}
+        return JSONResponse(body, status_code=status, headers=headers if status == 503 else None)
 
     try:
         # Checked here before anything is stored, and again, race-safe, as the jobs are added.
         usage = await usage_now(deps.store.pool, tenant.id)
-        breach = first_breach(usage, limits, len(kept), sum(c.slices for c in kept))
+        breach = first_breach(usage, tenant_limits, len(kept), sum(c.slices for c in kept))
         if breach is not None:
             raise QuotaExceededError(breach)
-        jobs = await _store(session, kept, deps, limits)
+        jobs = await _store(session, kept, deps, tenant_limits)
     except QuotaExceededError as exc:
         PHOTOS.labels("refused", "quota_exceeded").inc(len(kept))
         return JSONResponse(
