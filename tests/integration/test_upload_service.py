@@ -255,3 +255,14 @@ async def test_the_other_answers_match_their_declared_schemas_too(service: Servi
     named = await service.http.post("/v1/sessions", json={"name": "tray 8"}, headers=auth)
     assert named.json()["name"] == "tray 8"
     assert (await service.http.post("/v1/sessions", headers=auth)).status_code == 201
+
+
+async def test_a_trailing_slash_is_no_route_and_never_a_redirect(service: Service) -> None:
+    auth = service.auth(service.key_a) | {"Host": "evil:1"}
+    created = await service.http.post("/v1/sessions", json={}, headers=auth)
+    session_id = created.json()["session_id"]
+    for path in ("/v1/sessions/", f"/v1/sessions/{session_id}/photos/"):
+        response = await service.http.post(path, json={}, headers=auth)
+        assert response.status_code in (404, 405), path
+        assert "location" not in response.headers
+        assert response.json()["error"]["code"] in ("not_found", "method_not_allowed")
