@@ -91,8 +91,7 @@ def up(timeout_s: float) -> int:
     )
     config = StackConfig.fresh()
     asyncio.run(_prepare_database(config.database_url))
-    (RUN_DIR / "nginx" / "tmp").mkdir(parents=True, exist_ok=True)
-    (RUN_DIR / "nginx" / "nginx.conf").write_text(config.nginx_conf(RUN_DIR))
+    edge = config.prepare_edge(RUN_DIR)
     config.save(STATE)
     # In a session of its own: it outlives this command, and a kill takes its children with it.
     supervisor = launcher.start(
@@ -111,7 +110,7 @@ def up(timeout_s: float) -> int:
     except BaseException:
         down()
         raise
-    print(f"Tally is up: {config.edge_url} (logs: {LOG})")
+    print(f"Tally is up: {config.edge_url} (logs: {LOG}; the edge's: {edge})")
     for name, port in config.probes.items():
         print(f"  {name}: http://127.0.0.1:{port}/metrics")
     return 0
