@@ -76,17 +76,17 @@ class Upstream:
                     return
                 status, body = (
                     200,
-                    {
-                        "service": upstream.name,
-                        "method": self.command,
-                        "path": self.path,
-                        "host": self.headers.get("host"),
-                        "body_bytes": length,
-                    },
+                    dict[str, Any](
+                        service=upstream.name,
+                        method=self.command,
+                        path=self.path,
+                        host=self.headers.get("host"),
+                        body_bytes=length,
+                    ),
                 )
                 if self.path.startswith("/v1/own-error/"):
                     status = int(self.path.rsplit("/", 1)[1])
-                    body = {"error": {"code": "upstream_says", "message": f"{upstream.name}"}}
+                    body = {"error": {"code": "upstream_says", "message": upstream.name}}
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
