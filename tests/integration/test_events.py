@@ -554,3 +554,24 @@ async def test_revoking_a_key_ends_its_open_streams_and_refuses_its_tokens(stage
         assert late.status_code == 401
         assert late.json()["error"]["code"] == "unauthenticated"
     await eventually_async(lambda: _open_count(stage, doomed.api_key.id), 5, until=lambda n: n == 0)
+
+
+async def test_an_open_streams_lease_is_refreshed_and_put_back_if_redis_lost_it(
+    stage: Stage,
+) -> None:
+    key_id = await stage.key_id(stage.key_a)
+    async with (
+        httpx.AsyncClient(timeout=5) as http,
+        connect(http, stage.events_url, stage.auth()) as stream,
+    ):
+        assert (await stream.next()) is not None
+        leases = key_streams_key(key_id)
+        first: Any = await stage.redis.zrange(leases, 0, -1, withscores=True)
+        assert len(first) == 1
+        # Refreshed every tick (0.2 s here): the expiry moves on.
+        await eventually_async(
+            lambda: stage.redis.zscore(leases, first[0][0]), 5, until=lambda s: s > first[0][1]
+        )
+        await stage.redis.delete(leases)  # Redis lost it (a flush, a failover)
+        await eventually_async(lambda: _open_count(stage, key_id), 5, until=lambda n: n == 1)
+    await eventually_async(lambda: _open_count(stage, key_id), 5, until=lambda n: n == 0)

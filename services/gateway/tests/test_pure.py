@@ -73,7 +73,7 @@ def test_a_stream_token_names_the_key_that_minted_it_and_older_tokens_are_refuse
     [
         ("tray 7.jpg", "inline; filename=\"tray 7.jpg\"; filename*=UTF-8''tray%207.jpg"),
         (
-            "Sämling \"1\".jpg",
+            'Sämling "1".jpg',
             "inline; filename=\"Samling _1_.jpg\"; filename*=UTF-8''S%C3%A4mling%20%221%22.jpg",
         ),
         ("../../etc/x.jpg", "inline; filename=\"x.jpg\"; filename*=UTF-8''x.jpg"),

@@ -136,13 +136,19 @@ class StreamLeases:
         if not self.streams:
             return
         expiry = time.time() + self.lease_s
+        streams = tuple(self.streams.values())
         pipe = self.redis.pipeline(transaction=False)
-        for stream in tuple(self.streams.values()):
+        for stream in streams:
             for key in (key_streams_key(stream.key_id), tenant_streams_key(stream.tenant_id)):
                 pipe.zadd(key, {stream.id: expiry})
                 pipe.expire(key, self._ttl())
         try:
             await pipe.execute()
+            # A stream that ended while the refresh was on its way: its lease is put back
+            # there; take it away again, or it would hold a place for a whole lease.
+            for stream in streams:
+                if stream.id not in self.streams:
+                    await self.release(stream)
         except RedisError as exc:
             log.warning("stream leases not refreshed: Redis failed (%s)", exc)
 
