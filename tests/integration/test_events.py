@@ -448,6 +448,10 @@ async def test_a_slow_client_skips_to_a_snapshot_and_holds_nobody_up(stage: Stag
         await tight.feeds.close()
 
 
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def _drain(stream: Stream) -> None:
     while await stream.next() is not None:
         pass
@@ -469,8 +473,10 @@ async def test_a_key_opens_only_so_many_streams_and_a_closed_one_makes_room(stag
             for stream in (first, second):
                 assert stream.response.status_code == 200
                 assert (await stream.next()) is not None
+            refused_before = _sample("tally_sse_refused_total", cap="key")
             refused = await http.get(stage.events_url, headers=stage.auth())
             assert refused.status_code == 429
+            assert _sample("tally_sse_refused_total", cap="key") == refused_before + 1
             assert refused.headers["retry-after"] == "5"
             assert refused.json()["error"]["code"] == "too_many_streams"
             assert "this API key has 2 streams open" in refused.json()["error"]["message"]
@@ -538,6 +544,7 @@ async def test_revoking_a_key_ends_its_open_streams_and_refuses_its_tokens(stage
             for stream in (by_header, by_token, unrelated):
                 assert stream.response.status_code == 200
                 assert (await stream.next()) is not None
+            revoked_before = _sample("tally_sse_revoked_total")
             assert await stage.store.revoke_api_key(tenant_id, doomed.api_key.id)
             revoked_at = time.monotonic()
             await asyncio.wait_for(asyncio.gather(_drain(by_header), _drain(by_token)), 5)
@@ -550,6 +557,7 @@ async def test_revoking_a_key_ends_its_open_streams_and_refuses_its_tokens(stage
             assert event is not None
             assert event.event == "job"
         assert ended_after < 2  # a tick is 0.2 s
+        assert _sample("tally_sse_revoked_total") == revoked_before + 2
         late = await http.get(f"{stage.events_url}?access_token={tokens[1]}")
         assert late.status_code == 401
         assert late.json()["error"]["code"] == "unauthenticated"

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Final, Literal, Protocol
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -34,6 +35,11 @@ log = logging.getLogger("tally_gateway.leases")
 
 LEASE_SCRIPT: Final = resources.files("tally_gateway").joinpath("_lease.lua").read_text()
 Cap = Literal["key", "tenant"]
+
+REFUSED = Counter(
+    "tally_sse_refused", "Streams refused: their key or tenant had its most open", ["cap"]
+)
+REVOKED = Counter("tally_sse_revoked", "Open streams ended because their key was revoked")
 
 
 # Only the gateway reads and writes these sets.
@@ -94,7 +100,9 @@ class StreamLeases:
             log.warning("stream caps counted on this process only: Redis failed (%s)", exc)
             answer = self._local(key_id, tenant_id, per_key, per_tenant)
         if answer != "open":
-            raise TooManyStreamsError("key" if answer == "key" else "tenant")
+            cap: Cap = "key" if answer == "key" else "tenant"
+            REFUSED.labels(cap).inc()
+            raise TooManyStreamsError(cap)
         self.streams[stream.id] = stream
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="stream leases")
@@ -163,7 +171,8 @@ class StreamLeases:
             log.warning("the keys of %d open streams not checked (%s)", len(streams), exc)
             return
         for stream in streams:
-            if stream.key_id not in live:
+            if stream.key_id not in live and not stream.ended.is_set():
+                REVOKED.inc()
                 stream.ended.set()
 
     async def close(self) -> None:
