@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from tally_contracts import projection as redis_keys
 from tally_db import Tenant
 from tally_gateway import _reads, _tokens
-from tally_gateway._leases import TooManyStreamsError
+from tally_gateway._leases import Cap, TooManyStreamsError
 from tally_gateway._streams import (
     ORIGIN,
     EventStreamResponse,
@@ -86,7 +86,7 @@ async def _stream_caller(
     return tenant, grant.key_id
 
 
-def _too_many_streams(cap: str, limits: Limits) -> JSONResponse:
+def _too_many_streams(cap: Cap, limits: Limits) -> JSONResponse:
     if cap == "key":
         message = f"this API key has {limits.streams_per_key} streams open, its limit"
     else:

@@ -38,7 +38,8 @@ DELETED_TTL_S = 48 * 3600  # as long as the projection keeps a job
 Sort = Literal["created_at", "-created_at"]
 
 # The photo's content type from the format upload decoded and named its object after
-# (tally_storage.keys.original), never from the name the client sent.
+# (tally_storage.keys.original; the extensions of tally_upload._intake.EXTENSIONS, which a
+# service cannot import), never from the name the client sent.
 CONTENT_TYPES: Final = {
     ".jpg": "image/jpeg",
     ".png": "image/png",
