@@ -91,6 +91,7 @@ def up(timeout_s: float) -> int:
     )
     config = StackConfig.fresh()
     asyncio.run(_prepare_database(config.database_url))
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
     edge = config.prepare_edge(RUN_DIR)
     config.save(STATE)
     # In a session of its own: it outlives this command, and a kill takes its children with it.
