@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tally_stack._config import EDGE_USER, StackConfig, edge_dir, edge_user
+from tally_stack._config import EDGE_USER, StackConfig, edge_dir, edge_user, release_edge_dir
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the edge changes user only as root")
 REPO = Path(__file__).resolve().parents[3]
@@ -64,3 +64,19 @@ def test_the_edges_folder_and_files_belong_to_its_user(reachable: Path) -> None:
     assert f"include {folder}/tally-server.conf;" in conf
     for name in ("tally-http.conf", "tally-server.conf"):
         assert (folder / name).read_bytes() == (REPO / "deploy" / "nginx" / name).read_bytes()
+
+
+def test_an_edge_folder_made_elsewhere_goes_with_the_stack_and_its_logs_come_home(
+    reachable: Path,
+) -> None:
+    closed = reachable / "home"
+    run_dir = closed / "checkout" / ".run"
+    run_dir.mkdir(parents=True)
+    closed.chmod(0o700)
+    folder = _config().prepare_edge(run_dir)
+    assert not folder.is_relative_to(run_dir)
+    (folder / "edge-error.log").write_text("an error\n")
+    release_edge_dir(run_dir)
+    assert not folder.exists()
+    assert (run_dir / "edge-error.log").read_text() == "an error\n"
+    assert (run_dir / "edge-access.log").exists()

@@ -45,6 +45,18 @@ def edge_dir(run_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"tally-edge-{digest}"
 
 
+def release_edge_dir(run_dir: Path) -> None:
+    """After the stack: an edge folder made outside `run_dir` (see `edge_dir`) goes, its logs
+    moved into `run_dir`."""
+    folder = edge_dir(run_dir)
+    if folder == run_dir / "nginx" or not folder.exists():
+        return
+    for log in EDGE_LOGS:
+        if (folder / log).exists():
+            shutil.move(folder / log, run_dir / log)
+    shutil.rmtree(folder)
+
+
 def edge_user() -> list[str]:
     """What nginx is started under: as root, `setpriv` to nobody first, so that its master runs
     unprivileged as well as its workers (nginx's `user` directive changes the workers only).

@@ -20,7 +20,7 @@ import asyncpg
 
 from tally_db import migrate
 from tally_stack import launcher
-from tally_stack._config import REPO_ROOT, RUN_DIR, StackConfig
+from tally_stack._config import REPO_ROOT, RUN_DIR, StackConfig, release_edge_dir
 
 STATE = RUN_DIR / "state.json"
 PID = RUN_DIR / "supervisor.pid"
@@ -124,6 +124,7 @@ def down() -> int:
     # The supervisor stops its children (each given GRACE_S to drain); SIGKILL to all if not.
     launcher.stop_pid(int(PID.read_text()), grace_s=GRACE_S + 15)
     PID.unlink(missing_ok=True)
+    release_edge_dir(RUN_DIR)
     print("the stack is down")
     return 0
 
