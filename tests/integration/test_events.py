@@ -34,6 +34,7 @@ from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import Job, Store
 from tally_gateway import _tokens
+from tally_gateway._leases import StreamLeases, TooManyStreamsError, key_streams_key
 from tally_gateway._streams import FeedHub
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
@@ -71,6 +72,16 @@ class Stage:
 
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key_a}"}
+
+    @property
+    def store(self) -> Store:
+        store: Store = self.app.state.deps.store
+        return store
+
+    async def key_id(self, key: str) -> uuid.UUID:
+        caller = await self.store.caller_for_api_key(key)
+        assert caller is not None
+        return caller.key_id
 
     @property
     def events_url(self) -> str:
@@ -129,6 +140,7 @@ async def stage(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
         s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
         sse_heartbeat_s=0.3,
         sse_retry_ms=500,
+        stream_key_check_s=0.2,
     )
     async with Store.open(database) as store:
         a, b = await store.create_tenant("a"), await store.create_tenant("b")
@@ -360,9 +372,11 @@ async def test_stream_tokens_are_short_lived_and_scoped(stage: Stage) -> None:
             assert first.event == "snapshot"
 
         key = stage.settings.stream_token_key()
-        a_tenant = uuid.UUID(str(stage.jobs[0].tenant_id))
+        a_tenant = stage.jobs[0].tenant_id
+        key_id = await stage.key_id(stage.key_a)
+        session_id = uuid.UUID(stage.session_id)
         expired = _tokens.issue(
-            key, _tokens.StreamGrant(a_tenant, uuid.UUID(stage.session_id), int(time.time()) - 1)
+            key, _tokens.StreamGrant(a_tenant, session_id, key_id, int(time.time()) - 1)
         )
         forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
         for bad in (expired, forged, "nonsense"):
@@ -370,7 +384,7 @@ async def test_stream_tokens_are_short_lived_and_scoped(stage: Stage) -> None:
             assert answer.status_code == 401
             assert answer.json()["error"]["code"] == "unauthenticated"
         other = _tokens.issue(
-            key, _tokens.StreamGrant(a_tenant, uuid.uuid4(), int(time.time()) + 30)
+            key, _tokens.StreamGrant(a_tenant, uuid.uuid4(), key_id, int(time.time()) + 30)
         )
         assert (await http.get(f"{stage.events_url}?access_token={other}")).status_code == 403
 
@@ -432,3 +446,140 @@ async def test_a_slow_client_skips_to_a_snapshot_and_holds_nobody_up(stage: Stag
         await slow.aclose()
         await brisk.aclose()
         await tight.feeds.close()
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def _drain(stream: Stream) -> None:
+    while await stream.next() is not None:
+        pass
+
+
+async def _open_count(stage: Stage, key_id: uuid.UUID) -> int:
+    return int(await stage.redis.zcard(key_streams_key(key_id)))
+
+
+async def test_a_key_opens_only_so_many_streams_and_a_closed_one_makes_room(stage: Stage) -> None:
+    """A cap of 2 per key: the third open is a 429 before any stream starts, on this replica
+    and on any other (the leases are in Redis); closing one lets the next in."""
+    tenant_id = stage.jobs[0].tenant_id
+    key_id = await stage.key_id(stage.key_a)
+    await stage.store.set_tenant_limits(tenant_id, {"streams_per_key": 2})
+    async with httpx.AsyncClient(timeout=5) as http, contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(connect(http, stage.events_url, stage.auth()))
+        async with connect(http, stage.events_url, stage.auth()) as second:
+            for stream in (first, second):
+                assert stream.response.status_code == 200
+                assert (await stream.next()) is not None
+            refused_before = _sample("tally_sse_refused_total", cap="key")
+            refused = await http.get(stage.events_url, headers=stage.auth())
+            assert refused.status_code == 429
+            assert _sample("tally_sse_refused_total", cap="key") == refused_before + 1
+            assert refused.headers["retry-after"] == "5"
+            assert refused.json()["error"]["code"] == "too_many_streams"
+            assert "this API key has 2 streams open" in refused.json()["error"]["message"]
+            # Another gateway replica (another process's leases, the same Redis) is full too.
+            replica = StreamLeases(stage.redis, stage.store, key_check_s=30, lease_s=90)
+            with pytest.raises(TooManyStreamsError):
+                await replica.open(key_id, tenant_id, 2, 200)
+            assert await _open_count(stage, key_id) == 2
+        # The second has gone: its lease with it, and the next open is let in.
+        await eventually_async(lambda: _open_count(stage, key_id), 5, until=lambda n: n == 1)
+        async with connect(http, stage.events_url, stage.auth()) as third:
+            assert third.response.status_code == 200
+            assert (await third.next()) is not None
+    await eventually_async(lambda: _open_count(stage, key_id), 5, until=lambda n: n == 0)
+
+
+async def test_a_tenant_opens_only_so_many_streams_whatever_its_keys(stage: Stage) -> None:
+    tenant_id = stage.jobs[0].tenant_id
+    await stage.store.set_tenant_limits(tenant_id, {"streams_per_tenant": 2})
+    other = (await stage.store.create_api_key(tenant_id, scope="read")).key
+    async with (
+        httpx.AsyncClient(timeout=5) as http,
+        connect(http, stage.events_url, stage.auth()) as mine,
+        connect(http, stage.events_url, stage.auth(other)) as theirs,
+    ):
+        assert (mine.response.status_code, theirs.response.status_code) == (200, 200)
+        for key in (stage.key_a, other):
+            refused = await http.get(stage.events_url, headers=stage.auth(key))
+            assert refused.status_code == 429
+            assert "this tenant has 2 streams open" in refused.json()["error"]["message"]
+        # Another tenant's streams are not this one's.
+        b_session = await stage.store.create_session((await _tenant_of(stage, stage.key_b)), "b")
+        b_url = f"{stage.base}/v1/sessions/{b_session.id}/events"
+        async with connect(http, b_url, stage.auth(stage.key_b)) as b_stream:
+            assert b_stream.response.status_code == 200
+
+
+async def _tenant_of(stage: Stage, key: str) -> uuid.UUID:
+    caller = await stage.store.caller_for_api_key(key)
+    assert caller is not None
+    return caller.tenant.id
+
+
+async def test_revoking_a_key_ends_its_open_streams_and_refuses_its_tokens(stage: Stage) -> None:
+    """Streams opened with the key itself and with a token it minted both end within the
+    re-check period (0.2 s here, 30 s by default); a token it minted before the revocation no
+    longer opens one; the tenant's other keys go on."""
+    tenant_id = stage.jobs[0].tenant_id
+    doomed = await stage.store.create_api_key(tenant_id, scope="read")
+    async with httpx.AsyncClient(timeout=5) as http:
+        tokens = []
+        for _ in range(2):
+            issued = await http.post(
+                f"{stage.base}/v1/stream-tokens",
+                json={"session_id": stage.session_id},
+                headers=stage.auth(doomed.key),
+            )
+            assert issued.status_code == 201
+            tokens.append(issued.json()["token"])
+        async with (
+            connect(http, stage.events_url, stage.auth(doomed.key)) as by_header,
+            connect(http, f"{stage.events_url}?access_token={tokens[0]}", {}) as by_token,
+            connect(http, stage.events_url, stage.auth()) as unrelated,
+        ):
+            for stream in (by_header, by_token, unrelated):
+                assert stream.response.status_code == 200
+                assert (await stream.next()) is not None
+            revoked_before = _sample("tally_sse_revoked_total")
+            assert await stage.store.revoke_api_key(tenant_id, doomed.api_key.id)
+            revoked_at = time.monotonic()
+            await asyncio.wait_for(asyncio.gather(_drain(by_header), _drain(by_token)), 5)
+            ended_after = time.monotonic() - revoked_at
+            # The other key's stream is open still: it gets the next event.
+            await stage.emit(
+                stage.jobs[0], planned=JobEvent.Planned(total_slices=SLICES, chunk_count=2)
+            )
+            event = await asyncio.wait_for(unrelated.next(), 5)
+            assert event is not None
+            assert event.event == "job"
+        assert ended_after < 2  # a tick is 0.2 s
+        assert _sample("tally_sse_revoked_total") == revoked_before + 2
+        late = await http.get(f"{stage.events_url}?access_token={tokens[1]}")
+        assert late.status_code == 401
+        assert late.json()["error"]["code"] == "unauthenticated"
+    await eventually_async(lambda: _open_count(stage, doomed.api_key.id), 5, until=lambda n: n == 0)
+
+
+async def test_an_open_streams_lease_is_refreshed_and_put_back_if_redis_lost_it(
+    stage: Stage,
+) -> None:
+    key_id = await stage.key_id(stage.key_a)
+    async with (
+        httpx.AsyncClient(timeout=5) as http,
+        connect(http, stage.events_url, stage.auth()) as stream,
+    ):
+        assert (await stream.next()) is not None
+        leases = key_streams_key(key_id)
+        first: Any = await stage.redis.zrange(leases, 0, -1, withscores=True)
+        assert len(first) == 1
+        # Refreshed every tick (0.2 s here): the expiry moves on.
+        await eventually_async(
+            lambda: stage.redis.zscore(leases, first[0][0]), 5, until=lambda s: s > first[0][1]
+        )
+        await stage.redis.delete(leases)  # Redis lost it (a flush, a failover)
+        await eventually_async(lambda: _open_count(stage, key_id), 5, until=lambda n: n == 1)
+    await eventually_async(lambda: _open_count(stage, key_id), 5, until=lambda n: n == 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
+from PIL import Image
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from tests.openapi_conformance import Conformance
@@ -576,3 +578,57 @@ async def test_usage_of_days_that_are_not_a_range_is_a_422_in_the_envelope(
             headers=world.auth(world.key_a),
         )
     ).status_code == 200
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (30, 120, 40)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+async def test_downloads_cannot_be_sniffed_or_run_as_a_page_whatever_they_carry(
+    world: World,
+) -> None:
+    """A JPEG with HTML after it (a valid photo to Pillow) comes back as the uploaded bytes,
+    typed by the format upload stored it as (not by the object's stored content type or the
+    client's name), never sniffed, sandboxed, and named after the client's file."""
+    laced = _jpeg() + b"<html><body><script>alert(document.cookie)</script></body></html>"
+    objects: ObjectStore = world.app.state.deps.objects
+    await objects.put_bytes(world.done.object_key, laced, "text/html")
+    a = world.auth(world.key_a)
+    photo = await world.http.get(f"/v1/jobs/{world.done.id}/photo", headers=a)
+    assert (photo.status_code, photo.content) == (200, laced)
+    assert photo.headers["content-type"] == "image/jpeg"
+    assert photo.headers["x-content-type-options"] == "nosniff"
+    assert photo.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert photo.headers["content-disposition"] == (
+        "inline; filename=\"one.jpg\"; filename*=UTF-8''one.jpg"
+    )
+    thumb = await world.http.get(f"/v1/jobs/{world.done.id}/thumbnail", headers=a)
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.headers["x-content-type-options"] == "nosniff"
+    assert thumb.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert thumb.headers["content-disposition"].startswith('inline; filename="one.thumbnail.jpg"')
+    result = await world.http.get(f"/v1/jobs/{world.done.id}/result", headers=a)
+    assert result.headers["content-type"] == "application/json"
+    assert result.headers["x-content-type-options"] == "nosniff"
+    assert result.headers["content-disposition"].startswith(
+        'attachment; filename="one.result.json"'
+    )
+
+
+async def test_a_trailing_slash_is_no_route_and_never_a_redirect(world: World) -> None:
+    a = world.auth(world.key_a)
+    for method, path in (
+        ("POST", "/v1/sessions/"),
+        ("GET", "/v1/sessions/"),
+        ("GET", f"/v1/sessions/{world.session_id}/jobs/"),
+        ("GET", "/v1/jobs/"),
+        ("GET", f"/v1/jobs/{world.done.id}/"),
+        ("POST", "/v1/stream-tokens/"),
+        ("POST", f"/v1/jobs/{world.waiting.id}/cancel/"),
+    ):
+        response = await world.http.request(method, path, headers=a | {"Host": "evil:1"})
+        assert response.status_code in (404, 405), (method, path)
+        assert "location" not in response.headers
+        assert response.json()["error"]["code"] in ("not_found", "method_not_allowed")

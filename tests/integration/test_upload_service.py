@@ -593,3 +593,14 @@ async def test_a_nul_in_a_filename_leaves_the_connection_good_for_the_next_tenan
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_a_trailing_slash_is_no_route_and_never_a_redirect(service: Service) -> None:
+    auth = service.auth(service.key_a) | {"Host": "evil:1"}
+    created = await service.http.post("/v1/sessions", json={}, headers=auth)
+    session_id = created.json()["session_id"]
+    for path in ("/v1/sessions/", f"/v1/sessions/{session_id}/photos/"):
+        response = await service.http.post(path, json={}, headers=auth)
+        assert response.status_code in (404, 405), path
+        assert "location" not in response.headers
+        assert response.json()["error"]["code"] in ("not_found", "method_not_allowed")

@@ -42,16 +42,47 @@ def test_stream_ids_that_are_no_redis_ids_are_none(bad: str) -> None:
 
 def test_stream_tokens_verify_only_as_issued_and_until_they_expire() -> None:
     key = b"k" * 32
-    grant = _tokens.StreamGrant(uuid.uuid4(), uuid.uuid4(), 1_000)
+    grant = _tokens.StreamGrant(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), 1_000)
     token = _tokens.issue(key, grant)
     assert _tokens.verify(key, token, now=999.0) == grant
     assert _tokens.verify(key, token, now=1_000.0) is None  # expired
     assert _tokens.verify(b"x" * 32, token, now=0) is None  # another gateway's secret
     signature = token.rsplit(".", 1)[1]
-    other = _tokens.issue(key, _tokens.StreamGrant(uuid.uuid4(), grant.session_id, 10**10))
+    other = _tokens.issue(
+        key, _tokens.StreamGrant(uuid.uuid4(), grant.session_id, grant.key_id, 10**10)
+    )
     other_payload = other.removeprefix(_tokens.PREFIX).split(".")[0]
     assert _tokens.verify(key, f"{_tokens.PREFIX}{other_payload}.{signature}", 0) is None
     assert _tokens.verify(key, "not a token", 0) is None
+
+
+def test_a_stream_token_names_the_key_that_minted_it_and_older_tokens_are_refused() -> None:
+    key = b"k" * 32
+    grant = _tokens.StreamGrant(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), 10**10)
+    assert _tokens.verify(key, _tokens.issue(key, grant), 0).key_id == grant.key_id  # type: ignore[union-attr]
+    # A genuinely signed st1 token (tenant.session.expiry, no key): not a grant any more.
+    payload = _tokens._b64(f"{grant.tenant_id}.{grant.session_id}.{10**10}".encode())
+    old = f"st1.{payload}.{_tokens._sign(key, payload)}"
+    assert _tokens.verify(key, old, 0) is None
+    relabelled = f"{_tokens.PREFIX}{payload}.{_tokens._sign(key, payload)}"
+    assert _tokens.verify(key, relabelled, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("filename", "header"),
+    [
+        ("tray 7.jpg", "inline; filename=\"tray 7.jpg\"; filename*=UTF-8''tray%207.jpg"),
+        (
+            'Sämling "1".jpg',
+            "inline; filename=\"Samling _1_.jpg\"; filename*=UTF-8''S%C3%A4mling%20%221%22.jpg",
+        ),
+        ("../../etc/x.jpg", "inline; filename=\"x.jpg\"; filename*=UTF-8''x.jpg"),
+        ("日本.jpg", "inline; filename=\".jpg\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.jpg"),
+        ("a\r\nb.jpg", "inline; filename=\"a__b.jpg\"; filename*=UTF-8''a%0D%0Ab.jpg"),
+    ],
+)
+def test_download_names_follow_rfc_6266_with_an_ascii_fallback(filename: str, header: str) -> None:
+    assert jobs_route.content_disposition("inline", filename) == header
 
 
 def _frame(ms: int, kind: str = "job") -> Frame:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -238,14 +238,30 @@ SSE_CONNECTIONS = Gauge("tally_sse_connections", "Event streams open on this gat
 
 
 class EventStreamResponse(Response):
-    """A response that sends what `events` yields until it ends or the client leaves (noticed
-    at once from the `http.disconnect` message, not at the next write)."""
+    """A response that sends what `events` yields until it ends, the client leaves (noticed
+    at once from the `http.disconnect` message, not at the next write) or `until` is set (its
+    key was revoked: the stream ends cleanly, and the client's reconnect meets a 401). Then
+    `on_close` runs (the stream's lease goes), however it ended."""
 
-    def __init__(self, events: Callable[[], AsyncGenerator[bytes]]) -> None:
+    def __init__(
+        self,
+        events: Callable[[], AsyncGenerator[bytes]],
+        until: asyncio.Event | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(status_code=200, media_type="text/event-stream")
         self.events = events
+        self.until = until or asyncio.Event()
+        self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(receive, send)
+        finally:
+            if self.on_close is not None:
+                await self.on_close()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -258,15 +274,17 @@ class EventStreamResponse(Response):
         )
         writer = asyncio.create_task(self._write(send))
         listener = asyncio.create_task(self._listen(receive))
+        ended = asyncio.create_task(self.until.wait())
         SSE_CONNECTIONS.inc()
         try:
-            await asyncio.wait({writer, listener}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({writer, listener, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             SSE_CONNECTIONS.dec()
-            for task in (writer, listener):
+            for task in (writer, listener, ended):
                 task.cancel()
-            await asyncio.gather(writer, listener, return_exceptions=True)
-        if writer.done() and not writer.cancelled() and writer.exception() is None:
+            await asyncio.gather(writer, listener, ended, return_exceptions=True)
+        finished = writer.done() and not writer.cancelled() and writer.exception() is None
+        if finished or self.until.is_set():
             with contextlib.suppress(OSError):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 

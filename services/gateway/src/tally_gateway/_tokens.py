@@ -1,8 +1,10 @@
 """Stream tokens: what an `EventSource` (which cannot send headers) shows instead of an API key.
 
-A token names one tenant and one session and expires within a minute: it is good for starting
-a stream of that session only. It is signed (HMAC-SHA256 with the gateway's secret), so every
-gateway replica verifies it without shared state. Pure functions.
+A token names one tenant, one session and the API key that minted it, and expires within a
+minute: it is good for starting a stream of that session only, and only while that key is live
+(the route asks; a stream it opened is re-checked like one opened with the key). It is signed
+(HMAC-SHA256 with the gateway's secret), so every gateway replica verifies it without shared
+state. Pure functions.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
-PREFIX = "st1."
+PREFIX = "st2."  # st1 tokens named no key: refused
 
 
 @dataclass(frozen=True, slots=True)
 class StreamGrant:
     tenant_id: uuid.UUID
     session_id: uuid.UUID
+    key_id: uuid.UUID  # the API key that minted it
     expires_at: int  # epoch seconds
 
 
@@ -37,7 +40,8 @@ def _sign(secret: bytes, payload: str) -> str:
 
 
 def issue(secret: bytes, grant: StreamGrant) -> str:
-    payload = _b64(f"{grant.tenant_id}.{grant.session_id}.{grant.expires_at}".encode())
+    fields = (grant.tenant_id, grant.session_id, grant.key_id, grant.expires_at)
+    payload = _b64(".".join(str(f) for f in fields).encode())
     return f"{PREFIX}{payload}.{_sign(secret, payload)}"
 
 
@@ -50,8 +54,8 @@ def verify(secret: bytes, token: str, now: float) -> StreamGrant | None:
     ):
         return None
     try:
-        tenant, session, expires = _unb64(payload).decode().split(".")
-        grant = StreamGrant(uuid.UUID(tenant), uuid.UUID(session), int(expires))
+        tenant, session, key, expires = _unb64(payload).decode().split(".")
+        grant = StreamGrant(uuid.UUID(tenant), uuid.UUID(session), uuid.UUID(key), int(expires))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
     return grant if grant.expires_at > now else None

@@ -49,12 +49,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 finally:
                     app.state.readiness = None
                     await deps.feeds.close()
+                    await deps.streams.close()
                     relay_task.cancel()
                     await relay.drain()
         finally:
             await redis.aclose()
 
-    app = FastAPI(title="Tally gateway", version="1", lifespan=lifespan)
+    # No redirect to the path with(out) its slash: POST /v1/sessions/ is a 404 in the envelope,
+    # not a 307 to a URL built from whatever Host the client sent.
+    app = FastAPI(title="Tally gateway", version="1", lifespan=lifespan, redirect_slashes=False)
     install_error_handlers(app)
     app.add_middleware(RequestMetrics, service="gateway")
     app.include_router(sessions.router)

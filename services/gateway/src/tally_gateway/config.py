@@ -32,6 +32,12 @@ class Settings(S3Fields, BusFields):
     sse_heartbeat_s: float = Field(default=15.0, gt=0, le=15.0)
     sse_retry_ms: int = Field(default=3000, ge=100, le=60000)
     sse_buffer: int = Field(default=256, ge=1)
+    # Open streams: how often each process re-checks the keys of its open streams (one query
+    # for all of them; a revoked key's streams end within this), and how long a stream's lease
+    # (its place under the per-key and per-tenant caps, kept in Redis for every replica) lasts
+    # unless refreshed, which each process does for its streams every third of it.
+    stream_key_check_s: float = Field(default=30.0, gt=0, le=300)
+    stream_lease_s: float = Field(default=90.0, ge=1, le=3600)
     stream_token_secret: SecretStr = SecretStr(LOCAL_STREAM_TOKEN_SECRET)
     stream_token_ttl_s: int = Field(default=60, ge=1, le=60)
     # How long this process trusts an API key it has looked up (a revoked key works here for

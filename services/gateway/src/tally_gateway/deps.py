@@ -13,6 +13,7 @@ from redis.commands.core import AsyncScript
 
 from tally_bus import Bus
 from tally_db import OutboxRelay, Store
+from tally_gateway._leases import StreamLeases
 from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
 from tally_storage import ObjectStore
@@ -44,6 +45,8 @@ class Deps:
     session_script: AsyncScript
     bus: Bus
     relay: OutboxRelay  # publishes what the gateway writes to the outbox (job deletions)
+    streams: StreamLeases  # open streams: their caps and their keys' liveness
+    limits: Limits  # every tenant's defaults (a tenant's own: limits.for_tenant(tenant))
     # The last polling answer of each recently polled session (session id → Poll), so that a
     # poll of a session whose version has not moved costs one small Redis reply and no JSON.
     polls: LRUCache[str, Poll] = field(default_factory=lambda: LRUCache(POLLS_KEPT))
@@ -62,8 +65,9 @@ class Deps:
         relay: OutboxRelay,
     ) -> Deps:
         """The gateway's Deps around its connections (the app's lifespan opens them; a test may
-        bring its own): what is made from them, the API key cache, the SSE feeds of `redis` and
-        the polling script registered on it, is made here and nowhere else."""
+        bring its own): what is made from them, the API key cache, the SSE feeds of `redis`,
+        the open streams' leases and the polling script registered on it, is made here and
+        nowhere else."""
         return cls(
             settings,
             store,
@@ -74,6 +78,8 @@ class Deps:
             redis.register_script(SESSION_SCRIPT),
             bus,
             relay,
+            StreamLeases(redis, store, settings.stream_key_check_s, settings.stream_lease_s),
+            Limits(),
         )
 
 

@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await relay_task
 
-    app = FastAPI(title="Tally upload", version="1", lifespan=lifespan)
+    # No redirect to the path with(out) its slash: POST /v1/sessions/ is a 404 in the envelope,
+    # not a 307 to a URL built from whatever Host the client sent.
+    app = FastAPI(title="Tally upload", version="1", lifespan=lifespan, redirect_slashes=False)
     install_error_handlers(app)
     app.add_middleware(RequestMetrics, service="upload")
     app.include_router(sessions.router)

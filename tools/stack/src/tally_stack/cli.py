@@ -20,7 +20,7 @@ import asyncpg
 
 from tally_db import migrate
 from tally_stack import launcher
-from tally_stack._config import REPO_ROOT, RUN_DIR, StackConfig
+from tally_stack._config import REPO_ROOT, RUN_DIR, StackConfig, release_edge_dir
 
 STATE = RUN_DIR / "state.json"
 PID = RUN_DIR / "supervisor.pid"
@@ -91,8 +91,8 @@ def up(timeout_s: float) -> int:
     )
     config = StackConfig.fresh()
     asyncio.run(_prepare_database(config.database_url))
-    (RUN_DIR / "nginx" / "tmp").mkdir(parents=True, exist_ok=True)
-    (RUN_DIR / "nginx" / "nginx.conf").write_text(config.nginx_conf(RUN_DIR))
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    edge = config.prepare_edge(RUN_DIR)
     config.save(STATE)
     # In a session of its own: it outlives this command, and a kill takes its children with it.
     supervisor = launcher.start(
@@ -111,7 +111,7 @@ def up(timeout_s: float) -> int:
     except BaseException:
         down()
         raise
-    print(f"Tally is up: {config.edge_url} (logs: {LOG})")
+    print(f"Tally is up: {config.edge_url} (logs: {LOG}; the edge's: {edge})")
     for name, port in config.probes.items():
         print(f"  {name}: http://127.0.0.1:{port}/metrics")
     return 0
@@ -124,6 +124,7 @@ def down() -> int:
     # The supervisor stops its children (each given GRACE_S to drain); SIGKILL to all if not.
     launcher.stop_pid(int(PID.read_text()), grace_s=GRACE_S + 15)
     PID.unlink(missing_ok=True)
+    release_edge_dir(RUN_DIR)
     print("the stack is down")
     return 0
 

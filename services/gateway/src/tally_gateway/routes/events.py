@@ -9,10 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from tally_contracts import projection as redis_keys
+from tally_db import Tenant
 from tally_gateway import _reads, _tokens
+from tally_gateway._leases import Cap, TooManyStreamsError
 from tally_gateway._streams import (
     ORIGIN,
     EventStreamResponse,
@@ -27,10 +30,13 @@ from tally_gateway._streams import (
 from tally_gateway._views import finished
 from tally_gateway.deps import Deps, DepsDep
 from tally_gateway.schemas import StreamToken
-from tally_web import ApiError, CurrentTenant, caller_of
+from tally_web import ApiError, CurrentCaller, caller_of, envelope
+from tally_web.limits import Limits
 from tally_web.schemas import error_responses
 
 router = APIRouter(tags=["events"])
+# Streams end at any time (a tab closed, a session done): soon there may be room again.
+STREAMS_RETRY_AFTER_S = 5
 
 
 class StreamTokenRequest(BaseModel):
@@ -44,13 +50,15 @@ class StreamTokenRequest(BaseModel):
     responses=error_responses(401, 404, 422),
 )
 async def create_stream_token(
-    body: StreamTokenRequest, deps: DepsDep, tenant: CurrentTenant
+    body: StreamTokenRequest, deps: DepsDep, caller: CurrentCaller
 ) -> dict[str, Any]:
-    """A token that lets an EventSource start this session's stream within the next minute."""
-    if await deps.store.get_session(tenant.id, body.session_id) is None:
+    """A token that lets an EventSource start this session's stream within the next minute,
+    while the key that asked for it is live."""
+    if await deps.store.get_session(caller.tenant.id, body.session_id) is None:
         raise ApiError(404, "not_found", f"no session {body.session_id}")
     ttl = deps.settings.stream_token_ttl_s
-    grant = _tokens.StreamGrant(tenant.id, body.session_id, int(time.time()) + ttl)
+    expires_at = int(time.time()) + ttl
+    grant = _tokens.StreamGrant(caller.tenant.id, body.session_id, caller.key_id, expires_at)
     return {
         "token": _tokens.issue(deps.settings.stream_token_key(), grant),
         "session_id": str(body.session_id),
@@ -59,17 +67,35 @@ async def create_stream_token(
     }
 
 
-async def _stream_tenant(
+async def _stream_caller(
     request: Request, deps: Deps, session_id: uuid.UUID, access_token: str | None
-) -> uuid.UUID:
+) -> tuple[Tenant, uuid.UUID]:
+    """The tenant and the key of a stream: the request's API key, or the key that minted its
+    stream token (which must be live still)."""
     if access_token is None:
-        return (await caller_of(request, deps.callers)).tenant.id
+        caller = await caller_of(request, deps.callers)
+        return caller.tenant, caller.key_id
     grant = _tokens.verify(deps.settings.stream_token_key(), access_token, time.time())
     if grant is None:
         raise ApiError(401, "unauthenticated", "the stream token is invalid or has expired")
     if grant.session_id != session_id:
         raise ApiError(403, "forbidden", "the stream token is for another session")
-    return grant.tenant_id
+    tenant = await deps.store.get_tenant(grant.tenant_id)
+    if tenant is None or not await deps.store.live_keys([grant.key_id]):
+        raise ApiError(401, "unauthenticated", "the key that issued the stream token is revoked")
+    return tenant, grant.key_id
+
+
+def _too_many_streams(cap: Cap, limits: Limits) -> JSONResponse:
+    if cap == "key":
+        message = f"this API key has {limits.streams_per_key} streams open, its limit"
+    else:
+        message = f"this tenant has {limits.streams_per_tenant} streams open, its limit"
+    return JSONResponse(
+        envelope("too_many_streams", f"{message}; close one and try again"),
+        status_code=429,
+        headers={"Retry-After": str(STREAMS_RETRY_AFTER_S)},
+    )
 
 
 @router.get(
@@ -81,7 +107,8 @@ async def _stream_tenant(
             "description": "`snapshot`, then `job` and `summary` events, `done` last",
         },
         204: {"description": "the session has finished and the client has its last event"},
-        **error_responses(401, 403, 404, 422),  # 403: a stream token for another session
+        # 403: a stream token for another session; 429: the key or tenant has its most streams
+        **error_responses(401, 403, 404, 422, 429),
     },
 )
 async def sessionsession_event_stream(
@@ -94,8 +121,11 @@ async def sessionsession_event_stream(
     """The session's events: a `snapshot` first (unless resuming), then `job` and `summary` as
     they happen, `done` last. `Last-Event-ID` (header, or `last_event_id` in the query) resumes
     after that event; an id the stream no longer has gets a fresh snapshot. A finished session
-    answers a reconnect from its last event with 204, so EventSource stops."""
-    tenant_id = await _stream_tenant(request, deps, session_id, access_token)
+    answers a reconnect from its last event with 204, so EventSource stops. A key and a tenant
+    may have only so many streams open at once (429 `too_many_streams` beyond), and a stream
+    ends soon after its key is revoked."""
+    tenant, key_id = await _stream_caller(request, deps, session_id, access_token)
+    tenant_id = tenant.id
     sent = request.headers.get("last-event-id") or last_event_id
     # An id that is not one of ours resumes from nowhere: the stream has nothing that old.
     resume = (parse_id(sent) or ORIGIN) if sent else None
@@ -103,7 +133,18 @@ async def sessionsession_event_stream(
     assert state is not None
     if resume is not None and state.version == format_id(resume) and finished(state.summary):
         return Response(status_code=204)
-    return EventStreamResponse(lambda: session_event_stream(deps, tenant_id, session_id, resume))
+    limits = deps.limits.for_tenant(tenant)
+    try:
+        lease = await deps.streams.open(
+            key_id, tenant_id, limits.streams_per_key, limits.streams_per_tenant
+        )
+    except TooManyStreamsError as exc:
+        return _too_many_streams(exc.cap, limits)
+    return EventStreamResponse(
+        lambda: session_event_stream(deps, tenant_id, session_id, resume),
+        until=lease.ended,
+        on_close=lambda: deps.streams.release(lease),
+    )
 
 
 async def session_event_stream(

@@ -7,10 +7,12 @@ import base64
 import binascii
 import json
 import logging
-import mimetypes
+import posixpath
+import unicodedata
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response
 from redis.exceptions import RedisError
@@ -34,6 +36,39 @@ DELETED_TTL_S = 48 * 3600  # as long as the projection keeps a job
 
 
 Sort = Literal["created_at", "-created_at"]
+
+# The photo's content type from the format upload decoded and named its object after
+# (tally_storage.keys.original; the extensions of tally_upload._intake.EXTENSIONS, which a
+# service cannot import), never from the name the client sent.
+CONTENT_TYPES: Final = {
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".tif": "image/tiff",
+    ".bmp": "image/bmp",
+}
+# What downloads say about themselves: no sniffing their bytes into another type, and (photos:
+# bytes as a client uploaded them, maybe a JPEG with HTML after it) nothing in them may run
+# even when opened on its own.
+DOWNLOAD_HEADERS: Final = {"X-Content-Type-Options": "nosniff"}
+PHOTO_HEADERS: Final = DOWNLOAD_HEADERS | {
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private, max-age=3600",
+}
+
+
+def content_disposition(disposition: str, filename: str) -> str:
+    """RFC 6266: an ASCII `filename` for old clients (anything else, quotes and backslashes
+    as `_`) and the name itself as `filename*` (UTF-8, percent-encoded)."""
+    name = posixpath.basename(filename.replace("\\", "/")) or "download"
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    plain = "".join(c if c.isprintable() and c not in '"\\' else "_" for c in plain)
+    encoded = quote(name, safe="")
+    return f"{disposition}; filename=\"{plain or 'download'}\"; filename*=UTF-8''{encoded}"
+
+
+def _stem(job: Job) -> str:
+    return posixpath.splitext(posixpath.basename(job.filename))[0] or str(job.id)
 
 
 def _cursor(job: Job) -> str:
@@ -108,7 +143,9 @@ async def get_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> di
     response_model=JobResult,
     responses=error_responses(401, 404, 409, 422),  # 409: the job has not completed
 )
-async def get_result(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> dict[str, Any]:
+async def get_result(
+    job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant, response: Response
+) -> dict[str, Any]:
     """Detections in original-image pixels and counts per label, once the job has completed."""
     record = await _records.get_job(deps.store, tenant.id, job_id)
     if record is None:
@@ -117,6 +154,8 @@ async def get_result(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) ->
     if stored is None:
         raise ApiError(409, "not_completed", f"job {job_id} is {record.status}, not completed")
     body = StoredResult.from_bytes(await deps.objects.get_bytes(stored["object_key"])).model_dump()
+    disposition = content_disposition("attachment", f"{_stem(record)}.result.json")
+    response.headers.update(DOWNLOAD_HEADERS | {"Content-Disposition": disposition})
     return {
         "job_id": str(job_id),
         "width": body["width"],
@@ -140,9 +179,9 @@ async def get_thumbnail(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant)
         data = await deps.objects.get_bytes(key)
     except ObjectNotFoundError:
         raise ApiError(404, "not_found", f"job {job_id} has no thumbnail") from None
-    return Response(
-        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
-    )
+    disposition = content_disposition("inline", f"{_stem(record)}.thumbnail.jpg")
+    headers = PHOTO_HEADERS | {"Content-Disposition": disposition}
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @router.get(
@@ -159,8 +198,13 @@ async def get_photo(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> 
         data = await deps.objects.get_bytes(record.object_key)
     except ObjectNotFoundError:
         raise ApiError(404, "not_found", f"job {job_id} has no photo any more") from None
-    media = mimetypes.guess_type(record.object_key)[0] or "application/octet-stream"
-    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+    extension = posixpath.splitext(record.object_key)[1]
+    media = CONTENT_TYPES.get(extension, "application/octet-stream")
+    # Inline: the dashboard shows it in an <img>; a browser that opens it alone shows it too,
+    # sandboxed. Named after the client's file, with the extension of what it is.
+    name = f"{_stem(record)}{extension}"
+    headers = PHOTO_HEADERS | {"Content-Disposition": content_disposition("inline", name)}
+    return Response(data, media_type=media, headers=headers)
 
 
 @router.delete(
