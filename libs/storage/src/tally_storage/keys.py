@@ -9,9 +9,23 @@ Upload names the original; everyone else finds the other two beside the job's `o
 
 from __future__ import annotations
 
+import posixpath
 import uuid
+from typing import Final
 
 Id = str | uuid.UUID
+
+# The photo formats upload takes (Pillow's names): the extension their original is stored under
+# and the content type it is served as. A download's type comes from here, by the stored key's
+# extension, never from the name a client sent.
+PHOTO_FORMATS: Final = {
+    "JPEG": (".jpg", "image/jpeg"),
+    "PNG": (".png", "image/png"),
+    "WEBP": (".webp", "image/webp"),
+    "TIFF": (".tif", "image/tiff"),
+    "BMP": (".bmp", "image/bmp"),
+}
+_TYPES_BY_EXTENSION: Final = dict(PHOTO_FORMATS.values())
 
 
 def job_folder(tenant_id: Id, session_id: Id, job_id: Id) -> str:
@@ -21,6 +35,12 @@ def job_folder(tenant_id: Id, session_id: Id, job_id: Id) -> str:
 def original(tenant_id: Id, session_id: Id, job_id: Id, extension: str) -> str:
     """The uploaded photo's key; `extension` with its dot (`.jpg`)."""
     return f"{job_folder(tenant_id, session_id, job_id)}/original{extension}"
+
+
+def original_content_type(original_key: str) -> str:
+    """The content type of the original stored at `original_key`."""
+    extension = posixpath.splitext(original_key)[1]
+    return _TYPES_BY_EXTENSION.get(extension, "application/octet-stream")
 
 
 def _beside(original_key: str, name: str) -> str:

@@ -50,9 +50,6 @@ class Deps:
     # The last polling answer of each recently polled session (session id → Poll), so that a
     # poll of a session whose version has not moved costs one small Redis reply and no JSON.
     polls: LRUCache[str, Poll] = field(default_factory=lambda: LRUCache(POLLS_KEPT))
-    # Every tenant's limits by default (TALLY_LIMIT_*, read once at start); a tenant's own
-    # values go over them (`limits.for_tenant`).
-    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def build(

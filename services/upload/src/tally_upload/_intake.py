@@ -7,6 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from tally_inference import ImageError, decode_upright
+from tally_storage import keys
 
 # HTTP status for each refusal code, when every file of a request is refused.
 STATUS_FOR_CODE: dict[str, int] = {
@@ -24,15 +25,6 @@ THUMBNAIL_FIRST_MODES = frozenset({"L", "RGB"})
 MAX_FILENAME_CHARS = 255
 MAX_EXTENSION_CHARS = 16  # a longer "extension" is just the end of a long name
 
-CONTENT_TYPES = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "TIFF": "image/tiff",
-    "BMP": "image/bmp",
-}
-EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
-
 
 @dataclass(frozen=True, slots=True)
 class AcceptedPhoto:
@@ -45,11 +37,11 @@ class AcceptedPhoto:
 
     @property
     def content_type(self) -> str:
-        return CONTENT_TYPES[self.format]
+        return keys.PHOTO_FORMATS[self.format][1]
 
     @property
     def extension(self) -> str:
-        return EXTENSIONS[self.format]
+        return keys.PHOTO_FORMATS[self.format][0]
 
 
 @dataclass(frozen=True, slots=True)

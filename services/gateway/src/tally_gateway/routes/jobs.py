@@ -37,16 +37,6 @@ DELETED_TTL_S = 48 * 3600  # as long as the projection keeps a job
 
 Sort = Literal["created_at", "-created_at"]
 
-# The photo's content type from the format upload decoded and named its object after
-# (tally_storage.keys.original; the extensions of tally_upload._intake.EXTENSIONS, which a
-# service cannot import), never from the name the client sent.
-CONTENT_TYPES: Final = {
-    ".jpg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".tif": "image/tiff",
-    ".bmp": "image/bmp",
-}
 # What downloads say about themselves: no sniffing their bytes into another type, and (photos:
 # bytes as a client uploaded them, maybe a JPEG with HTML after it) nothing in them may run
 # even when opened on its own.
@@ -199,7 +189,7 @@ async def get_photo(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> 
     except ObjectNotFoundError:
         raise ApiError(404, "not_found", f"job {job_id} has no photo any more") from None
     extension = posixpath.splitext(record.object_key)[1]
-    media = CONTENT_TYPES.get(extension, "application/octet-stream")
+    media = keys.original_content_type(record.object_key)
     # Inline: the dashboard shows it in an <img>; a browser that opens it alone shows it too,
     # sandboxed. Named after the client's file, with the extension of what it is.
     name = f"{_stem(record)}{extension}"
