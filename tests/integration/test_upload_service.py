@@ -92,6 +92,7 @@ async def service(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterat
         database_url=SecretStr(database),
         amqp_url=SecretStr(amqp_url),
         bus_prefix=topology.prefix,
+        redis_url=SecretStr("redis://127.0.0.1:6379/15"),  # the rate limits' buckets
         s3_endpoint_url=s3_endpoint,
         s3_bucket=f"up-{uuid.uuid4().hex[:10]}",
         s3_access_key_id=MOTO_ACCESS_KEY,

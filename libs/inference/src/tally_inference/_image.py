@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -18,6 +19,7 @@ ImageErrorCode = Literal[
 SUPPORTED_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "BMP"})
 DEFAULT_MAX_PIXELS: Final = 100_000_000  # 100 MP: 2.5× a 4000×3000 photo's 12 MP, far below a bomb
 DEFAULT_MIN_SIDE: Final = 32
+log = logging.getLogger("tally_inference.image")
 
 
 class ImageError(ValueError):
@@ -60,7 +62,9 @@ def inspect_image(
             "unsupported_format", "not an image in a supported format (JPEG, PNG, WebP, TIFF, BMP)"
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError("corrupt_image", f"the image header cannot be read: {exc}") from None
+        # Pillow's own words stay in the log: they name its internals, not the customer's file.
+        log.info("image header unreadable: %r", exc)
+        raise ImageError("corrupt_image", "the image header cannot be read") from None
     if fmt not in SUPPORTED_FORMATS:
         raise ImageError("unsupported_format", f"{fmt or 'this'} images are not supported")
     if width * height > max_pixels:
@@ -90,5 +94,6 @@ def decode_image(
                 upright = ImageOps.exif_transpose(image)
                 rgb = upright.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError("corrupt_image", f"the {info.format} data is damaged: {exc}") from None
+        log.info("%s data undecodable: %r", info.format, exc)
+        raise ImageError("corrupt_image", f"the {info.format} data is damaged") from None
     return np.asarray(rgb)

@@ -16,7 +16,8 @@ from tally_db import OutboxRelay, Store
 from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
 from tally_storage import ObjectStore
-from tally_web import CallerCache
+from tally_web import CallerCache, RateLimiter
+from tally_web.limits import Limits
 
 POLLS_KEPT: Final = 10_000  # sessions whose last polling answer is kept
 # The Lua of a poll (tally_gateway._reads.session_state): one Redis round trip per poll.
@@ -43,6 +44,7 @@ class Deps:
     session_script: AsyncScript
     bus: Bus
     relay: OutboxRelay  # publishes what the gateway writes to the outbox (job deletions)
+    limiter: RateLimiter  # request rates, in buckets on `redis` (this process's own while it fails)
     # The last polling answer of each recently polled session (session id → Poll), so that a
     # poll of a session whose version has not moved costs one small Redis reply and no JSON.
     polls: LRUCache[str, Poll] = field(default_factory=lambda: LRUCache(POLLS_KEPT))
@@ -58,8 +60,9 @@ class Deps:
         relay: OutboxRelay,
     ) -> Deps:
         """The gateway's Deps around its connections (the app's lifespan opens them; a test may
-        bring its own): what is made from them, the API key cache, the SSE feeds of `redis` and
-        the polling script registered on it, is made here and nowhere else."""
+        bring its own): what is made from them, the API key cache, the SSE feeds of `redis`, the
+        polling script registered on it and the rate limiter's buckets there, is made here and
+        nowhere else."""
         return cls(
             settings,
             store,
@@ -70,6 +73,7 @@ class Deps:
             redis.register_script(SESSION_SCRIPT),
             bus,
             relay,
+            RateLimiter(redis, Limits()),
         )
 
 

@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from redis.asyncio import Redis
 
 from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_storage import ObjectStore
 from tally_upload.config import Settings
+from tally_web import CallerCache, RateLimiter
+from tally_web.limits import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,19 +25,28 @@ class Deps:
     objects: ObjectStore
     bus: Bus
     relay: OutboxRelay
+    redis: Redis  # the rate limits' buckets only
+    callers: CallerCache
+    limiter: RateLimiter
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[Deps]:
-        """The service's connections as `settings` say (closed when the block ends), and the
-        outbox relay over them (the caller runs it)."""
-        async with (
-            Store.open(settings.database_url.get_secret_value()) as store,
-            ObjectStore.open(settings.s3, create_bucket=True) as objects,
-            await settings.connect_bus() as bus,
-        ):
-            relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
-            yield cls(settings, store, objects, bus, relay)
+        """The service's connections as `settings` say (closed when the block ends), the outbox
+        relay over them (the caller runs it), the API key cache and the rate limiter."""
+        redis = Redis.from_url(settings.redis_url.get_secret_value())
+        try:
+            async with (
+                Store.open(settings.database_url.get_secret_value()) as store,
+                ObjectStore.open(settings.s3, create_bucket=True) as objects,
+                await settings.connect_bus() as bus,
+            ):
+                relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
+                callers = CallerCache(store, settings.api_key_cache_s)
+                limiter = RateLimiter(redis, Limits())
+                yield cls(settings, store, objects, bus, relay, redis, callers, limiter)
+        finally:
+            await redis.aclose()
 
 
 def get_deps(request: Request) -> Deps:

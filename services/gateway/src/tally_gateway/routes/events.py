@@ -27,7 +27,7 @@ from tally_gateway._streams import (
 from tally_gateway._views import finished
 from tally_gateway.deps import Deps, DepsDep
 from tally_gateway.schemas import StreamToken
-from tally_web import ApiError, CurrentTenant, caller_of
+from tally_web import ApiError, CurrentTenant, caller_of, ratelimit
 from tally_web.schemas import error_responses
 
 router = APIRouter(tags=["events"])
@@ -69,6 +69,15 @@ async def _stream_tenant(
         raise ApiError(401, "unauthenticated", "the stream token is invalid or has expired")
     if grant.session_id != session_id:
         raise ApiError(403, "forbidden", "the stream token is for another session")
+    # No key came with it (the rate limiter charged the address): the tenant's stream bucket
+    # pays for the open, or one token would open streams without limit for its minute.
+    tenant = await deps.store.get_tenant(grant.tenant_id)
+    if tenant is None:
+        raise ApiError(401, "unauthenticated", "the stream token is invalid or has expired")
+    buckets = ratelimit.tenant_buckets(tenant, "stream", deps.limiter.limits)
+    decision = await deps.limiter.take(buckets, ratelimit.STREAM_COST)
+    if not decision.allowed:
+        raise ratelimit.rate_limited(decision, "stream")
     return grant.tenant_id
 
 
