@@ -593,19 +593,29 @@ async def test_writes_and_stream_opens_have_buckets_of_their_own(world: World) -
 async def test_unknown_keys_are_401_and_a_flood_of_them_is_limited_per_address(
     world: World,
 ) -> None:
-    """Each made-up key is a 401 (one lookup each) until the address has spent a key's read
-    burst; then 429s. Probes and metrics are never limited, and a real key still works."""
+    """Each made-up key is a 401 (one lookup each) until its address has spent a key's read
+    burst; then 429s before any lookup. Probes and metrics are never limited; a key already
+    looked up works on from that address, a key not yet looked up waits with its address."""
     address = {"X-Forwarded-For": "203.0.113.77"}  # as the edge sets it
     burst = 20
     # The defaults' burst of 200 at 50/s would refill as fast as this test sends.
     world.app.state.limiter = RateLimiter(world.redis, Limits(read_burst=burst, read_rate=0.001))
+    known = address | world.auth(world.key_a)
+    assert (await world.http.get("/v1/jobs", headers=known)).status_code == 200
     statuses: Counter[int] = Counter()
     for n in range(burst + 5):
         made_up = address | {"Authorization": f"Bearer tly_{n}"}
         statuses[(await world.http.get("/v1/jobs", headers=made_up)).status_code] += 1
-    assert statuses == {401: burst, 429: 5}
-    assert (await world.http.get("/v1/jobs", headers=address)).status_code == 429  # no key
+    assert statuses == {401: burst - 1, 429: 6}  # the known key's lookup paid one
+    refused = await world.http.get("/v1/jobs", headers=address)  # no key at all
+    assert refused.status_code == 429
+    assert refused.json()["error"]["message"].startswith(
+        "too many read requests for this client address"
+    )
     assert (await world.http.get("/healthz", headers=address)).status_code == 200
     assert (await world.http.get("/metrics", headers=address)).status_code == 200
-    real = await world.http.get("/v1/jobs", headers=address | world.auth(world.key_a))
-    assert real.status_code == 200
+    assert (await world.http.get("/v1/jobs", headers=known)).status_code == 200
+    unseen = address | world.auth(world.key_b)
+    assert (await world.http.get("/v1/jobs", headers=unseen)).status_code == 429
+    elsewhere = {"X-Forwarded-For": "203.0.113.78"} | world.auth(world.key_b)
+    assert (await world.http.get("/v1/jobs", headers=elsewhere)).status_code == 200

@@ -54,6 +54,11 @@ class CallerCache:
             self._unknown[digest] = True
         return caller
 
+    def remembers(self, key: str) -> bool:
+        """Whether `key` is remembered, live or unknown: its lookup would cost no query."""
+        digest = hashlib.sha256(key.encode()).digest()
+        return digest in self._known or digest in self._unknown
+
     def forget(self, key: str) -> None:
         """Drop what is remembered of `key` (a key just created or revoked here)."""
         digest = hashlib.sha256(key.encode()).digest()
