@@ -518,7 +518,7 @@ async def test_a_key_over_its_read_limit_gets_429_with_retry_after_and_the_ratel
     world: World,
 ) -> None:
     key, _ = await _limited_key(world, read_burst=3)
-    answers = [await world.http.get("/v1/jobs", headers=world.auth(key)) for _ in range(4)]
+    answers = [await world.http.get("/v1/sessions", headers=world.auth(key)) for _ in range(4)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[0].headers["ratelimit-policy"].startswith('"read-key";q=3;w=')
     assert answers[0].headers["ratelimit"].startswith('"read-key";r=2;')
@@ -538,7 +538,7 @@ async def test_a_key_over_its_read_limit_gets_429_with_retry_after_and_the_ratel
 
 
 async def test_a_conditional_poll_costs_a_fifth_unless_answered_in_full(world: World) -> None:
-    key, caller = await _limited_key(world, read_burst=10)
+    key, caller = await _limited_key(world, read_burst=30)
     store: Store = world.app.state.deps.store
     session = await store.create_session(caller.tenant.id, "polled")
     bucket = caller_buckets(caller, "read", Limits())[0].key
@@ -549,17 +549,17 @@ async def test_a_conditional_poll_costs_a_fifth_unless_answered_in_full(world: W
 
     first = await world.http.get(path, headers=world.auth(key))
     assert first.status_code == 200
-    assert await left() == pytest.approx(9, abs=0.05)
+    assert await left() == pytest.approx(29, abs=0.05)
     unchanged = await world.http.get(
         path, headers=world.auth(key) | {"If-None-Match": first.headers["etag"]}
     )
     assert unchanged.status_code == 304
-    assert await left() == pytest.approx(8.8, abs=0.05)
+    assert await left() == pytest.approx(28.8, abs=0.05)
     stale = await world.http.get(path, headers=world.auth(key) | {"If-None-Match": '"old"'})
     assert stale.status_code == 200
-    assert await left() == pytest.approx(7.8, abs=0.05)  # 0.2 first, the other 0.8 after
+    assert await left() == pytest.approx(27.8, abs=0.05)  # 0.2 first, the other 0.8 after
     await world.http.get("/v1/jobs?limit=200", headers=world.auth(key))
-    assert await left() == pytest.approx(3.8, abs=0.05)  # a page of 200 costs 4
+    assert await left() == pytest.approx(7.8, abs=0.05)  # a page of 200 costs 20
 
 
 async def test_writes_and_stream_opens_have_buckets_of_their_own(world: World) -> None:
@@ -601,21 +601,21 @@ async def test_unknown_keys_are_401_and_a_flood_of_them_is_limited_per_address(
     # The defaults' burst of 200 at 50/s would refill as fast as this test sends.
     world.app.state.limiter = RateLimiter(world.redis, Limits(read_burst=burst, read_rate=0.001))
     known = address | world.auth(world.key_a)
-    assert (await world.http.get("/v1/jobs", headers=known)).status_code == 200
+    assert (await world.http.get("/v1/sessions", headers=known)).status_code == 200
     statuses: Counter[int] = Counter()
     for n in range(burst + 5):
         made_up = address | {"Authorization": f"Bearer tly_{n}"}
-        statuses[(await world.http.get("/v1/jobs", headers=made_up)).status_code] += 1
+        statuses[(await world.http.get("/v1/sessions", headers=made_up)).status_code] += 1
     assert statuses == {401: burst - 1, 429: 6}  # the known key's lookup paid one
-    refused = await world.http.get("/v1/jobs", headers=address)  # no key at all
+    refused = await world.http.get("/v1/sessions", headers=address)  # no key at all
     assert refused.status_code == 429
     assert refused.json()["error"]["message"].startswith(
         "too many read requests for this client address"
     )
     assert (await world.http.get("/healthz", headers=address)).status_code == 200
     assert (await world.http.get("/metrics", headers=address)).status_code == 200
-    assert (await world.http.get("/v1/jobs", headers=known)).status_code == 200
+    assert (await world.http.get("/v1/sessions", headers=known)).status_code == 200
     unseen = address | world.auth(world.key_b)
-    assert (await world.http.get("/v1/jobs", headers=unseen)).status_code == 429
+    assert (await world.http.get("/v1/sessions", headers=unseen)).status_code == 429
     elsewhere = {"X-Forwarded-For": "203.0.113.78"} | world.auth(world.key_b)
-    assert (await world.http.get("/v1/jobs", headers=elsewhere)).status_code == 200
+    assert (await world.http.get("/v1/sessions", headers=elsewhere)).status_code == 200

@@ -47,10 +47,11 @@ def test_the_cost_table() -> None:
     assert poll is not None
     assert (poll.klass, poll.cost) == ("read", 0.2)
     assert poll.unless_304 == pytest.approx(0.8)
-    assert charge_for("GET", "/v1/jobs", {"limit": "200"}, False) == Charge("read", 4.0)
-    assert charge_for("GET", "/v1/jobs", {"limit": "10"}, False) == Charge("read", 1.0)
-    assert charge_for("GET", "/v1/jobs", {"limit": "9999"}, False) == Charge("read", 4.0)
-    assert charge_for("GET", "/v1/jobs", {"limit": "x"}, False) == Charge("read", 1.0)
+    assert charge_for("GET", "/v1/jobs", {"limit": "200"}, False) == Charge("read", 20.0)
+    assert charge_for("GET", "/v1/jobs", {}, False) == Charge("read", 5.0)
+    assert charge_for("GET", "/v1/jobs", {"limit": "5"}, False) == Charge("read", 1.0)
+    assert charge_for("GET", "/v1/jobs", {"limit": "9999"}, False) == Charge("read", 20.0)
+    assert charge_for("GET", "/v1/jobs", {"limit": "x"}, False) == Charge("read", 5.0)
     assert charge_for("POST", "/v1/sessions", {}, False) == Charge("write", 1.0)
     assert charge_for("DELETE", "/v1/jobs/x", {}, False) == Charge("write", 1.0)
     assert charge_for("POST", "/v1/stream-tokens", {}, False) == Charge("stream", 1.0)
@@ -145,3 +146,52 @@ async def test_with_redis_unreachable_the_limits_hold_in_this_process(
         assert len(failures) == 1  # once per outage, not once per request
     finally:
         await redis.aclose()
+
+
+class Script:
+    """The Lua script's answers, from LocalBuckets on the test's clock, counting its calls."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.local = LocalBuckets(clock)
+        self.calls = 0
+
+    async def __call__(self, keys: list[str], args: list[str | float]) -> list[object]:
+        self.calls += 1
+        buckets = [
+            Bucket(key, key, key, float(args[2 + 2 * i]), float(args[3 + 2 * i]))
+            for i, key in enumerate(keys)
+        ]
+        decision = self.local.take(buckets, float(args[0]), debit=args[1] == "debit")
+        out: list[object] = [int(decision.allowed), str(decision.retry_after_s)]
+        for level in decision.levels:
+            out += [str(level.tokens), int(level.room)]
+        return out
+
+
+class FakeRedis:
+    def __init__(self, script: Script) -> None:
+        self.script = script
+
+    def register_script(self, _: str) -> Script:
+        return self.script
+
+
+async def test_a_spent_bucket_refuses_without_a_round_trip_until_it_may_have_room() -> None:
+    clock = Clock()
+    script = Script(clock)
+    limiter = RateLimiter(FakeRedis(script), clock=clock)  # type: ignore[arg-type]
+    bucket = _bucket("read-key", rate=1.0, burst=2.0)
+    assert [(await limiter.take([bucket], 1)).allowed for _ in range(3)] == [True, True, False]
+    assert script.calls == 3
+    again = await limiter.take([bucket], 1)
+    assert not again.allowed
+    assert again.retry_after_s == pytest.approx(1.0)
+    assert script.calls == 3  # refused here: the bucket cannot have a token yet
+    clock.now += 0.5
+    assert not (await limiter.take([bucket], 1)).allowed
+    assert script.calls == 3
+    assert (await limiter.take([bucket], 0.2)).allowed  # a cheaper request may fit: asked
+    assert script.calls == 4
+    clock.now += 1
+    assert (await limiter.take([bucket], 1)).allowed
+    assert script.calls == 5
