@@ -538,7 +538,7 @@ async def test_a_key_over_its_read_limit_gets_429_with_retry_after_and_the_ratel
 
 
 async def test_a_conditional_poll_costs_a_fifth_unless_answered_in_full(world: World) -> None:
-    key, caller = await _limited_key(world, read_burst=30)
+    key, caller = await _limited_key(world, read_burst=60)
     store: Store = world.app.state.deps.store
     session = await store.create_session(caller.tenant.id, "polled")
     bucket = caller_buckets(caller, "read", Limits())[0].key
@@ -549,17 +549,17 @@ async def test_a_conditional_poll_costs_a_fifth_unless_answered_in_full(world: W
 
     first = await world.http.get(path, headers=world.auth(key))
     assert first.status_code == 200
-    assert await left() == pytest.approx(29, abs=0.05)
+    assert await left() == pytest.approx(59, abs=0.05)
     unchanged = await world.http.get(
         path, headers=world.auth(key) | {"If-None-Match": first.headers["etag"]}
     )
     assert unchanged.status_code == 304
-    assert await left() == pytest.approx(28.8, abs=0.05)
+    assert await left() == pytest.approx(58.8, abs=0.05)
     stale = await world.http.get(path, headers=world.auth(key) | {"If-None-Match": '"old"'})
     assert stale.status_code == 200
-    assert await left() == pytest.approx(27.8, abs=0.05)  # 0.2 first, the other 0.8 after
+    assert await left() == pytest.approx(57.8, abs=0.05)  # 0.2 first, the other 0.8 after
     await world.http.get("/v1/jobs?limit=200", headers=world.auth(key))
-    assert await left() == pytest.approx(7.8, abs=0.05)  # a page of 200 costs 20
+    assert await left() == pytest.approx(7.8, abs=0.05)  # a page of 200 costs 50
 
 
 async def test_writes_and_stream_opens_have_buckets_of_their_own(world: World) -> None:

@@ -1,17 +1,16 @@
 """The rate limiter's Lua script on a real Redis: buckets shared by every replica, a key and its
-tenant taken from together or not at all, idle buckets dropped, and a Redis that goes away and
-comes back (through a proxy the test cuts)."""
+tenant taken from together or not at all, idle buckets dropped, and a Redis that stops answering
+and comes back (through the tests' fault-injecting proxy)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
+from tests.faults import FaultProxy
 
 from tally_db import Caller, Tenant
 from tally_web import RateLimiter
@@ -96,64 +95,29 @@ async def test_a_debit_takes_what_is_left_and_never_refuses(redis: Redis) -> Non
     assert not (await limiter.take(buckets, 0.2)).allowed
 
 
-class Proxy:
-    """A TCP proxy to Redis that the test can cut (every connection closed, none accepted)
-    and restore on the same port."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._open):
-            writer.close()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
-        self._open |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._open -= {writer, up_writer}
-
-
 async def test_with_redis_away_the_limit_holds_locally_and_redis_takes_over_again(
     redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    proxy = Proxy()
-    await proxy.start()
-    through = Redis.from_url(f"redis://127.0.0.1:{proxy.port}/13")
-    try:
-        limiter = RateLimiter(through, retry_s=0.0)
-        caller = _key(_tenant(read_burst=3, **SLOW))
-        buckets = caller_buckets(caller, "read", limiter.limits)
-        assert (await limiter.take(buckets, 1)).allowed  # in Redis: 2 left there
-        await proxy.cut()
-        local = [(await limiter.take(buckets, 1)).allowed for _ in range(5)]
-        assert local == [True, True, True, False, False]  # the same limit, this process's own
-        during = limiter.local
-        await proxy.start()  # Redis is back, on the same address
-        back = [(await limiter.take(buckets, 1)).allowed for _ in range(3)]
-        assert back == [True, True, False]  # Redis's bucket again, as it was left
-        assert (during, limiter.local) == (True, False)
-        messages = [r.getMessage() for r in caplog.records if r.name == "tally_web.ratelimit"]
-        assert sum("Redis failed" in m for m in messages) == 1
-        assert sum("answers again" in m for m in messages) == 1
-    finally:
-        await through.aclose()
-        with contextlib.suppress(Exception):
-            await proxy.cut()
+    """Redis stops answering (a blackholed route: no error, no reply): after the limiter's
+    timeout each request is limited in this process, at the same rates; once Redis answers
+    again its bucket, as it was left, decides again."""
+    with FaultProxy(("127.0.0.1", 6379)) as proxy:
+        through = Redis.from_url(f"redis://127.0.0.1:{proxy.port}/13")
+        try:
+            limiter = RateLimiter(through, retry_s=0.0)
+            caller = _key(_tenant(read_burst=3, **SLOW))
+            buckets = caller_buckets(caller, "read", limiter.limits)
+            assert (await limiter.take(buckets, 1)).allowed  # in Redis: 2 left there
+            proxy.blackhole()
+            local = [(await limiter.take(buckets, 1)).allowed for _ in range(5)]
+            assert local == [True, True, True, False, False]  # the same limit, this process's
+            during = limiter.local
+            proxy.restore()
+            back = [(await limiter.take(buckets, 1)).allowed for _ in range(3)]
+            assert back == [True, True, False]  # Redis's bucket again, as it was left
+            assert (during, limiter.local) == (True, False)
+        finally:
+            await through.aclose()
+    messages = [r.getMessage() for r in caplog.records if r.name == "tally_web.ratelimit"]
+    assert sum("Redis failed (TimeoutError)" in m for m in messages) == 1
+    assert sum("answers again" in m for m in messages) == 1
