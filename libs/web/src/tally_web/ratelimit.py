@@ -1,8 +1,10 @@
 """Request rate limits: token buckets in Redis shared by every replica, per API key and per
 tenant, for three classes of request; a per-process bucket stands in while Redis is away.
 
-A request is charged to its class (`charge_for`), after its key is known (auth first: an
-unknown key is the route's 401, limited per client address like a request with no key):
+A request is charged to its class (`charge_for`) once its key is known: to the key's and the
+tenant's buckets, or for no key, an unknown or a revoked one (the route's 401) to its client
+address's. A key this process has not looked up lately is charged to its address first, before
+the lookup: made-up keys cost the record store a key's read rate per address at most.
 
 | request                                                   | class  | cost                  |
 |-----------------------------------------------------------|--------|-----------------------|
@@ -11,7 +13,7 @@ unknown key is the route's 401, limited per client address like a request with n
 | GET /v1/jobs?limit=N (default 50)                         | read   | max(1, N/4)           |
 | POST/PUT/PATCH/DELETE under /v1/ (sessions, photos, …)    | write  | 1                     |
 | GET /v1/sessions/{sid}/events, POST /v1/stream-tokens     | stream | 1                     |
-| anything under /v1/ without a known key, per address      | read   | as above              |
+| anything under /v1/ without a live key, per address       | read   | as above              |
 
 A conditional poll pays its discount up front; one that was not answered 304 is charged the
 difference after its answer (a second round trip, only then). /healthz, /readyz, /metrics, the
