@@ -93,6 +93,10 @@ bench-detector: install ## slices/s of the client against raw Triton, and per-ph
 bench-status: install servers ## status path under load: polling vs N+1, open-loop polling, SSE fan-out, end-to-end latency
 	$(VENV)/bin/tally-bench-status
 
+.PHONY: bench-abuse
+bench-abuse: install servers ## a noisy neighbour: B's poll latency alone and while A floods (big pages, polls, made-up keys) against the rate limits
+	$(VENV)/bin/tally-bench-abuse
+
 .PHONY: bench-pipeline
 bench-pipeline: install servers ## slices/s of the whole pipeline (upload to stored result) against raw Triton, one run
 	$(VENV)/bin/tally-bench-pipeline

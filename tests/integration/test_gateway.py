@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +26,7 @@ from tests.openapi_conformance import Conformance
 from tally_bus import Topology, decode
 from tally_contracts import cancellation
 from tally_contracts.v1 import Cancel, JobEvent, JobRef
-from tally_db import Job, Store
+from tally_db import Caller, Job, Store
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
 from tally_gateway.deps import Deps
@@ -35,6 +36,9 @@ from tally_stack import free_port
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_storage import ObjectStore, S3Settings, keys
 from tally_upload._records import NewJob, add_jobs
+from tally_web import RateLimiter
+from tally_web.limits import Limits
+from tally_web.ratelimit import caller_buckets, tenant_buckets
 
 pytestmark = pytest.mark.integration
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -632,3 +636,126 @@ async def test_a_trailing_slash_is_no_route_and_never_a_redirect(world: World) -
         assert response.status_code in (404, 405), (method, path)
         assert "location" not in response.headers
         assert response.json()["error"]["code"] in ("not_found", "method_not_allowed")
+
+
+async def _limited_key(world: World, **limits: float) -> tuple[str, Caller]:
+    """A key of a new tenant of these limits (rates slow enough that nothing refills within a
+    test unless it says otherwise)."""
+    store: Store = world.app.state.deps.store
+    slow = {f"{who}{kind}_rate": 0.001 for who in ("", "tenant_") for kind in CLASSES}
+    tenant = await store.create_tenant(f"limited-{uuid.uuid4().hex[:6]}")
+    await store.set_tenant_limits(tenant.id, slow | limits)
+    key = (await store.create_api_key(tenant.id)).key
+    caller = await store.caller_for_api_key(key)
+    assert caller is not None
+    return key, caller
+
+
+CLASSES = ("read", "write", "stream")
+
+
+async def test_a_key_over_its_read_limit_gets_429_with_retry_after_and_the_ratelimit_fields(
+    world: World,
+) -> None:
+    key, _ = await _limited_key(world, read_burst=3)
+    answers = [await world.http.get("/v1/sessions", headers=world.auth(key)) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[0].headers["ratelimit-policy"].startswith('"read-key";q=3;w=')
+    assert answers[0].headers["ratelimit"].startswith('"read-key";r=2;')
+    assert '"read-tenant";q=' in answers[0].headers["ratelimit-policy"]
+    refused = answers[3]
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit"].startswith('"read-key";r=0;')
+    assert refused.json()["error"] == {
+        "code": "rate_limited",
+        "message": "too many read requests for this API key; "
+        f"retry in {refused.headers['retry-after']} s",
+    }
+    assert refused.headers["x-request-id"]
+    # Another tenant is not affected.
+    other = await world.http.get("/v1/jobs", headers=world.auth(world.key_b))
+    assert other.status_code == 200
+
+
+async def test_a_conditional_poll_costs_a_fifth_unless_answered_in_full(world: World) -> None:
+    key, caller = await _limited_key(world, read_burst=60)
+    store: Store = world.app.state.deps.store
+    session = await store.create_session(caller.tenant.id, "polled")
+    bucket = caller_buckets(caller, "read", Limits())[0].key
+    path = f"/v1/sessions/{session.id}/jobs"
+
+    async def left() -> float:
+        return float(await world.redis.hget(bucket, "t") or 0)
+
+    first = await world.http.get(path, headers=world.auth(key))
+    assert first.status_code == 200
+    assert await left() == pytest.approx(59, abs=0.05)
+    unchanged = await world.http.get(
+        path, headers=world.auth(key) | {"If-None-Match": first.headers["etag"]}
+    )
+    assert unchanged.status_code == 304
+    assert await left() == pytest.approx(58.8, abs=0.05)
+    stale = await world.http.get(path, headers=world.auth(key) | {"If-None-Match": '"old"'})
+    assert stale.status_code == 200
+    assert await left() == pytest.approx(57.8, abs=0.05)  # 0.2 first, the other 0.8 after
+    await world.http.get("/v1/jobs?limit=200", headers=world.auth(key))
+    assert await left() == pytest.approx(7.8, abs=0.05)  # a page of 200 costs 50
+
+
+async def test_writes_and_stream_opens_have_buckets_of_their_own(world: World) -> None:
+    key, _ = await _limited_key(world, write_burst=1, stream_burst=1, tenant_stream_burst=2)
+    auth = world.auth(key)
+    missing = f"/v1/jobs/{uuid.uuid4()}"
+    assert (await world.http.delete(missing, headers=auth)).status_code == 404
+    refused = await world.http.delete(missing, headers=auth)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["message"].startswith("too many write requests for this API")
+    assert (await world.http.get("/v1/sessions", headers=auth)).status_code == 200
+    store: Store = world.app.state.deps.store
+    tenant = (await store.caller_for_api_key(key)).tenant  # type: ignore[union-attr]
+    session = await store.create_session(tenant.id, "streamed")
+    body = {"session_id": str(session.id)}
+    minted = await world.http.post("/v1/stream-tokens", json=body, headers=auth)
+    assert minted.status_code == 201
+    again = await world.http.post("/v1/stream-tokens", json=body, headers=auth)
+    assert again.status_code == 429
+    assert again.json()["error"]["message"].startswith("too many stream requests")
+    # A stream token opens on its tenant's bucket (no key comes with it): once the tenant
+    # has spent it (the mint took one, another open takes the other), a 429 before any stream.
+    url = f"/v1/sessions/{session.id}/events?access_token={minted.json()['token']}"
+    limiter = world.app.state.deps.limiter
+    await limiter.take(tenant_buckets(tenant, "stream", limiter.limits), 1)
+    opened = await world.http.get(url)
+    assert opened.status_code == 429
+    assert opened.json()["error"]["message"].startswith("too many stream requests for this tenant")
+
+
+async def test_unknown_keys_are_401_and_a_flood_of_them_is_limited_per_address(
+    world: World,
+) -> None:
+    """Each made-up key is a 401 (one lookup each) until its address has spent a key's read
+    burst; then 429s before any lookup. Probes and metrics are never limited; a key already
+    looked up works on from that address, a key not yet looked up waits with its address."""
+    address = {"X-Forwarded-For": "203.0.113.77"}  # as the edge sets it
+    burst = 20
+    # The defaults' burst of 200 at 50/s would refill as fast as this test sends.
+    world.app.state.limiter = RateLimiter(world.redis, Limits(read_burst=burst, read_rate=0.001))
+    known = address | world.auth(world.key_a)
+    assert (await world.http.get("/v1/sessions", headers=known)).status_code == 200
+    statuses: Counter[int] = Counter()
+    for n in range(burst + 5):
+        made_up = address | {"Authorization": f"Bearer tly_{n}"}
+        statuses[(await world.http.get("/v1/sessions", headers=made_up)).status_code] += 1
+    assert statuses == {401: burst - 1, 429: 6}  # the known key's lookup paid one
+    refused = await world.http.get("/v1/sessions", headers=address)  # no key at all
+    assert refused.status_code == 429
+    assert refused.json()["error"]["message"].startswith(
+        "too many read requests for this client address"
+    )
+    assert (await world.http.get("/healthz", headers=address)).status_code == 200
+    assert (await world.http.get("/metrics", headers=address)).status_code == 200
+    assert (await world.http.get("/v1/sessions", headers=known)).status_code == 200
+    unseen = address | world.auth(world.key_b)
+    assert (await world.http.get("/v1/sessions", headers=unseen)).status_code == 429
+    elsewhere = {"X-Forwarded-For": "203.0.113.78"} | world.auth(world.key_b)
+    assert (await world.http.get("/v1/sessions", headers=elsewhere)).status_code == 200

@@ -136,6 +136,7 @@ async def service(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterat
         database_url=SecretStr(database),
         amqp_url=SecretStr(amqp_url),
         bus_prefix=topology.prefix,
+        redis_url=SecretStr("redis://127.0.0.1:6379/15"),  # the rate limits' buckets
         s3_endpoint_url=s3_endpoint,
         s3_bucket=f"up-{uuid.uuid4().hex[:10]}",
         s3_access_key_id=MOTO_ACCESS_KEY,
@@ -604,3 +605,57 @@ async def test_a_trailing_slash_is_no_route_and_never_a_redirect(service: Servic
         assert response.status_code in (404, 405), path
         assert "location" not in response.headers
         assert response.json()["error"]["code"] in ("not_found", "method_not_allowed")
+
+
+async def test_a_key_over_its_write_limit_gets_429_and_its_upload_is_not_taken(
+    service: Service, database: str
+) -> None:
+    async with Store.open(database) as store:
+        tenant = await store.create_tenant("limited")
+        await store.set_tenant_limits(tenant.id, {"write_burst": 2, "write_rate": 0.001})
+        key = (await store.create_api_key(tenant.id)).key
+    sid = await service.session(key)
+    taken = await service.upload(key, sid, [("one.jpg", _jpeg(64, 64))])
+    assert taken.status_code == 202
+    assert taken.headers["ratelimit"].startswith('"write-key";r=0;')
+    refused = await service.upload(key, sid, [("two.jpg", _jpeg(64, 64))])
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["message"].startswith("too many write requests for this API")
+    await service.session(service.key_a)  # other tenants write on (201)
+
+
+async def test_with_redis_unreachable_the_service_is_ready_and_limits_hold_locally(
+    database: str, s3_endpoint: str, amqp_url: str
+) -> None:
+    topology = Topology(prefix=f"test-{uuid.uuid4().hex[:10]}")
+    settings = Settings(
+        database_url=SecretStr(database),
+        amqp_url=SecretStr(amqp_url),
+        bus_prefix=topology.prefix,
+        redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"),  # nobody listens
+        s3_endpoint_url=s3_endpoint,
+        s3_bucket=f"up-{uuid.uuid4().hex[:10]}",
+        s3_access_key_id=MOTO_ACCESS_KEY,
+        s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
+    )
+    async with Store.open(database) as store:
+        tenant = await store.create_tenant("alone")
+        await store.set_tenant_limits(tenant.id, {"write_burst": 1, "write_rate": 0.001})
+        key = (await store.create_api_key(tenant.id)).key
+    app = create_app(settings)
+    try:
+        async with (
+            LifespanManager(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://upload"
+            ) as http,
+        ):
+            assert (await http.get("/readyz")).status_code == 200
+            auth = {"Authorization": f"Bearer {key}"}
+            first = await http.post("/v1/sessions", json={}, headers=auth)
+            second = await http.post("/v1/sessions", json={}, headers=auth)
+            assert (first.status_code, second.status_code) == (201, 429)
+    finally:
+        async with await aio_pika.connect(amqp_url) as connection:
+            await topology.delete(await connection.channel())

@@ -69,3 +69,13 @@ async def test_the_least_recently_used_key_leaves_when_the_cache_is_full() -> No
     for key in ("tly_0", "tly_2", "tly_1"):
         assert await cache.caller_for_api_key(key) == callers[key]
     assert lookup.queries == ["tly_1"]
+
+
+async def test_it_tells_whether_a_lookup_would_cost_a_query() -> None:
+    cache = CallerCache(Lookup({"tly_a": _caller("a")}), ttl_s=60, unknown_ttl_s=60)
+    assert not cache.remembers("tly_a")
+    assert not cache.remembers("tly_x")
+    await cache.caller_for_api_key("tly_a")
+    await cache.caller_for_api_key("tly_x")
+    assert cache.remembers("tly_a")
+    assert cache.remembers("tly_x")

@@ -72,6 +72,12 @@ class OutboxRelay:
             try:
                 await self.drain()
             except Exception as exc:  # the broker or database is away: keep trying
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Cancelled mid-transaction: the rollback's error ("the transaction is in
+                    # error state") stood in for the cancel, which retrying would swallow (a
+                    # shutdown then waited for a relay that never stopped).
+                    raise asyncio.CancelledError from exc
                 log.warning("outbox relay: %s; retrying in %.1f s", exc, self._interval_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval_s)

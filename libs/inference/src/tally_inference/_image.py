@@ -19,7 +19,6 @@ ImageErrorCode = Literal[
 SUPPORTED_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "BMP"})
 DEFAULT_MAX_PIXELS: Final = 100_000_000  # 100 MP: 2.5× a 4000×3000 photo's 12 MP, far below a bomb
 DEFAULT_MIN_SIDE: Final = 32
-
 logger = logging.getLogger(__name__)
 
 

@@ -54,6 +54,11 @@ class CallerCache:
             self._unknown[digest] = True
         return caller
 
+    def remembers(self, key: str) -> bool:
+        """Whether `key` is remembered, live or unknown: its lookup would cost no query."""
+        digest = hashlib.sha256(key.encode()).digest()
+        return digest in self._known or digest in self._unknown
+
     def forget(self, key: str) -> None:
         """Drop what is remembered of `key` (a key just created or revoked here)."""
         digest = hashlib.sha256(key.encode()).digest()
@@ -66,23 +71,31 @@ def bearer_key(request: Request) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 
-async def caller_of(request: Request, lookup: CallerLookup) -> Caller:
-    """The live key of the request's `Authorization: Bearer <api key>`; 401 otherwise. Kept on
-    the request (`request.state.caller`) for the rate limiter and the logs."""
-    cached: Caller | None = getattr(request.state, "caller", None)
-    if cached is not None:
+async def known_caller(request: Request, lookup: CallerLookup) -> Caller | None:
+    """The live key of the request's `Authorization: Bearer <api key>`, None without one or
+    for an unknown or revoked key. Looked up once per request, whoever asks first (the rate
+    limiter, then the route): the answer is kept on the request (`request.state.caller`)."""
+    state = request.state
+    if hasattr(state, "caller"):
+        cached: Caller | None = state.caller
         return cached
     key = bearer_key(request)
-    if key is None:
-        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <api key>")
-    caller = await lookup.caller_for_api_key(key)
-    if caller is None:
-        raise ApiError(401, "unauthenticated", "the API key is unknown or revoked")
-    request.state.caller = caller
+    caller = None if key is None else await lookup.caller_for_api_key(key)
+    state.caller = caller
     return caller
 
 
-def _lookup(request: Request) -> CallerLookup:
+async def caller_of(request: Request, lookup: CallerLookup) -> Caller:
+    """The live key of the request's `Authorization: Bearer <api key>`; 401 otherwise."""
+    caller = await known_caller(request, lookup)
+    if caller is not None:
+        return caller
+    if bearer_key(request) is None:
+        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <api key>")
+    raise ApiError(401, "unauthenticated", "the API key is unknown or revoked")
+
+
+def lookup_of(request: Request) -> CallerLookup:
     # Every HTTP service keeps its connections in app.state.deps, with the record store as
     # `store`; one that sets app.state.callers (a CallerCache) answers from it.
     lookup: CallerLookup = (
@@ -92,7 +105,7 @@ def _lookup(request: Request) -> CallerLookup:
 
 
 async def _current_caller(request: Request) -> Caller:
-    return await caller_of(request, _lookup(request))
+    return await caller_of(request, lookup_of(request))
 
 
 async def _current_tenant(request: Request) -> Tenant:

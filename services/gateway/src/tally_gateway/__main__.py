@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import gc
-import logging
 
 import uvicorn
 
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
 from tally_telemetry import configure_tracing
+from tally_web import configure_logging
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     settings = Settings()
     configure_tracing("tally-gateway")
     app = create_app(settings)

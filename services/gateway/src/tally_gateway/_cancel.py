@@ -28,8 +28,9 @@ async def request_cancel(deps: Deps, job: JobRef) -> None:
             deps.bus.topology.cancel, Cancel(job=job, reason=REASON, requested_at=requested)
         )
     except Exception as exc:  # the broker is away or refused: the caller may try again
+        log.warning("cancel of %s not queued: %r", job, exc)
         raise ApiError(
-            503, "unavailable", f"the cancel request could not be queued: {exc}"
+            503, "unavailable", "the cancel request could not be queued; try again shortly"
         ) from exc
     marker = (
         cancellation.job_key(job.job_id) if job.job_id else cancellation.session_key(job.session_id)

@@ -14,7 +14,7 @@ from tally_gateway.config import Settings
 from tally_gateway.deps import Deps
 from tally_gateway.routes import dashboard, events, jobs, sessions, usage
 from tally_storage import ObjectStore
-from tally_web import RequestMetrics, health_router, install_error_handlers
+from tally_web import RequestMetrics, health_router, install_error_handlers, install_rate_limits
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
                 deps = Deps.build(settings, store, redis, objects, bus, relay)
                 app.state.callers = deps.callers
+                app.state.limiter = deps.limiter
                 app.state.deps = deps
 
                 async def readiness() -> dict[str, bool]:
@@ -66,4 +67,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(health_router)
     dashboard.mount(app)
+    install_rate_limits(app)
     return app

@@ -17,7 +17,7 @@ from tally_gateway._leases import StreamLeases
 from tally_gateway._streams import FeedHub
 from tally_gateway.config import Settings
 from tally_storage import ObjectStore
-from tally_web import CallerCache
+from tally_web import CallerCache, RateLimiter
 from tally_web.limits import Limits
 
 POLLS_KEPT: Final = 10_000  # sessions whose last polling answer is kept
@@ -47,6 +47,7 @@ class Deps:
     relay: OutboxRelay  # publishes what the gateway writes to the outbox (job deletions)
     streams: StreamLeases  # open streams: their caps and their keys' liveness
     limits: Limits  # every tenant's defaults (a tenant's own: limits.for_tenant(tenant))
+    limiter: RateLimiter  # request rates, in buckets on `redis` (this process's own while it fails)
     # The last polling answer of each recently polled session (session id → Poll), so that a
     # poll of a session whose version has not moved costs one small Redis reply and no JSON.
     polls: LRUCache[str, Poll] = field(default_factory=lambda: LRUCache(POLLS_KEPT))
@@ -63,8 +64,9 @@ class Deps:
     ) -> Deps:
         """The gateway's Deps around its connections (the app's lifespan opens them; a test may
         bring its own): what is made from them, the API key cache, the SSE feeds of `redis`,
-        the open streams' leases and the polling script registered on it, is made here and
-        nowhere else."""
+        the open streams' leases, the polling script registered on it and the rate limiter's
+        buckets there, is made here and nowhere else."""
+        limits = Limits()
         return cls(
             settings,
             store,
@@ -76,7 +78,8 @@ class Deps:
             bus,
             relay,
             StreamLeases(redis, store, settings.stream_key_check_s, settings.stream_lease_s),
-            Limits(),
+            limits,
+            RateLimiter(redis, limits),
         )
 
 

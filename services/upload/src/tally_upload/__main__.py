@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from tally_telemetry import configure_tracing
 from tally_upload.app import create_app
 from tally_upload.config import Settings
+from tally_web import configure_logging
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     settings = Settings()
     configure_tracing("tally-upload")
     uvicorn.run(

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from tally_upload.config import Settings
 from tally_upload.deps import Deps
 from tally_upload.routes import photos, sessions
-from tally_web import RequestMetrics, health_router, install_error_handlers
+from tally_web import RequestMetrics, health_router, install_error_handlers, install_rate_limits
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -22,7 +22,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with Deps.open(settings) as deps:
             relay_task = asyncio.create_task(deps.relay.run(), name="outbox-relay")
             app.state.deps = deps
+            app.state.callers = deps.callers
+            app.state.limiter = deps.limiter
 
+            # Not Redis: the rate limits hold without it (in this process).
             async def readiness() -> dict[str, bool]:
                 return {"database": await deps.store.ping(), "bus": deps.bus.is_connected}
 
@@ -43,4 +46,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(photos.router)
     app.include_router(health_router)
+    install_rate_limits(app)
     return app

@@ -16,6 +16,12 @@ class Settings(S3Fields, BusFields):
     port: int = 8001
 
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tally")
+    # Where the rate limits' buckets are, shared with the gateway (while Redis is away the
+    # limits hold in this process: readiness does not depend on it).
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    # How long this process trusts an API key it has looked up (a revoked key works here for
+    # at most this long); 0 looks every request up.
+    api_key_cache_s: float = Field(default=10.0, ge=0, le=60)
 
     max_file_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_files_per_request: int = Field(default=100, gt=0)

@@ -17,13 +17,21 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
-from tally_bus import Topology
+from tally_bus import Bus, Topology
 from tally_stack import free_port, launcher
 
 PG_ADMIN_DSN = os.environ.get("TALLY_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("TALLY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("TALLY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 BIN = Path(sys.executable).parent
+# What lifts every request rate limit (tally_web.limits) of a service: for the benches that
+# measure a path at full load from one key, not the limits.
+UNLIMITED: dict[str, str] = {
+    f"TALLY_LIMIT_{who}{kind}_{what}".upper(): "1e9"
+    for who in ("", "tenant_")
+    for kind in ("read", "write", "stream")
+    for what in ("rate", "burst")
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +132,16 @@ class Service:
 class Services:
     """The bench's processes: the real gateway and projector, and the reference app."""
 
-    def __init__(self, names: Names, logs: Path, gateway_redis_pool: int | None = None) -> None:
+    def __init__(
+        self,
+        names: Names,
+        logs: Path,
+        gateway_redis_pool: int | None = None,
+        gateway_env: dict[str, str] | None = None,
+    ) -> None:
         self.names = names
         self.logs = logs
+        self.gateway_env = gateway_env or {}  # more of the gateway's settings (TALLY_LIMIT_*)
         # redis-py reads a pool size from the URL: `max_connections` lifts its default cap.
         self.gateway_redis_url = names.redis_url + (
             f"?max_connections={gateway_redis_pool}" if gateway_redis_pool else ""
@@ -173,7 +188,8 @@ class Services:
                 "TALLY_S3_ACCESS_KEY_ID": "tally-local",
                 "TALLY_S3_SECRET_ACCESS_KEY": "tally-local-secret",
                 "TALLY_SHUTDOWN_GRACE_S": "2",
-            },
+            }
+            | self.gateway_env,
         )
         url = f"http://127.0.0.1:{port}"
         await service.wait_for_http(url, "/readyz")
@@ -201,3 +217,16 @@ class Services:
     def stop_all(self) -> None:
         while self._running:
             self._running.pop().stop()
+
+
+@contextlib.asynccontextmanager
+async def bench_bus(names: Names) -> AsyncIterator[Bus]:
+    """The bench's own bus topology, deleted at the end."""
+    bus = await Bus.connect(AMQP_URL, names.topology)
+    try:
+        yield bus
+    finally:
+        with contextlib.suppress(Exception):
+            channel = await bus.connection.channel()
+            await names.topology.delete(channel)
+        await bus.close()

@@ -33,7 +33,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,10 +54,11 @@ from tally_bench._seed import (
     wait_folded,
 )
 from tally_bench._stack import (
-    AMQP_URL,
+    UNLIMITED,
     Names,
     Service,
     Services,
+    bench_bus,
     database,
     redis_database,
 )
@@ -497,12 +498,13 @@ async def bench(plan: Plan) -> list[Section]:
 
 
 async def _bench(plan: Plan, wrk: str, names: Names, logs: Path) -> list[Section]:
-    services = Services(names, logs, plan.gateway_redis_pool)
+    # One key polls and subscribes thousands of times a second: the rate limits are lifted.
+    services = Services(names, logs, plan.gateway_redis_pool, UNLIMITED)
     sections: list[Section] = []
     async with contextlib.AsyncExitStack() as stack:
         dsn = await stack.enter_async_context(database(names))
         redis: Redis = await stack.enter_async_context(redis_database(names))
-        bus = await stack.enter_async_context(_bus(names))
+        bus = await stack.enter_async_context(bench_bus(names))
         stack.callback(services.stop_all)
 
         started = time.monotonic()
@@ -537,19 +539,6 @@ async def _bench(plan: Plan, wrk: str, names: Names, logs: Path) -> list[Section
 
         sections += await sse_scenarios(services, gateway, bus, seed, plan)
     return sections
-
-
-@contextlib.asynccontextmanager
-async def _bus(names: Names) -> AsyncIterator[Bus]:
-    """The bench's own bus topology, deleted at the end."""
-    bus = await Bus.connect(AMQP_URL, names.topology)
-    try:
-        yield bus
-    finally:
-        with contextlib.suppress(Exception):
-            channel = await bus.connection.channel()
-            await names.topology.delete(channel)
-        await bus.close()
 
 
 def _raise_open_files_limit() -> None:

@@ -30,7 +30,7 @@ from tally_gateway._streams import (
 from tally_gateway._views import finished
 from tally_gateway.deps import Deps, DepsDep
 from tally_gateway.schemas import StreamToken
-from tally_web import ApiError, CurrentCaller, caller_of, envelope
+from tally_web import ApiError, CurrentCaller, caller_of, envelope, ratelimit
 from tally_web.limits import Limits
 from tally_web.schemas import error_responses
 
@@ -83,6 +83,12 @@ async def _stream_caller(
     tenant = await deps.store.get_tenant(grant.tenant_id)
     if tenant is None or not await deps.store.live_keys([grant.key_id]):
         raise ApiError(401, "unauthenticated", "the key that issued the stream token is revoked")
+    # No key came with it (the rate limiter charged the address): the tenant's stream bucket
+    # pays for the open, or one token would open streams without limit for its minute.
+    buckets = ratelimit.tenant_buckets(tenant, "stream", deps.limiter.limits)
+    decision = await deps.limiter.take(buckets, ratelimit.STREAM_COST)
+    if not decision.allowed:
+        raise ratelimit.rate_limited(decision, "stream")
     return tenant, grant.key_id
 
 
