@@ -7,7 +7,7 @@ import logging
 import mimetypes
 import os
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -23,7 +23,68 @@ FINAL = frozenset({"completed", "failed", "cancelled"})
 # A stream that has been silent this long is dead: the server sends a heartbeat every 15 s.
 STREAM_READ_TIMEOUT_S = 45.0
 
+# A 429 (a rate limit) or 503 (busy, unavailable) says when to come back: the client waits that
+# long and sends the request again, so many times at most, when the wait is this short at most
+# (a quota's "until midnight" is an error for the caller, not a wait).
+RETRIES = 3
+MAX_RETRY_WAIT_S = 30.0
+
 log = logging.getLogger("tally_client")
+
+
+class RetryAfter(httpx.BaseTransport):
+    """A transport that sends a request again after the `Retry-After` of an answer that says
+    nothing was done: a 429 (a limit refused it before it ran), a 503 to a GET (no service took
+    it), or a 503 `busy` to an upload (no photo was stored; a 503 of the edge to a POST may come
+    after the service acted, so it is the caller's). Up to `retries` times while the wait is at
+    most `max_wait_s`; any other answer, or a longer wait, is the caller's."""
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        retries: int = RETRIES,
+        max_wait_s: float = MAX_RETRY_WAIT_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._inner = inner
+        self._retries = retries
+        self._max_wait_s = max_wait_s
+        self._sleep = sleep
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(self._retries):
+            response = self._inner.handle_request(request)
+            wait = _retry_after(request, response)
+            if wait is None or wait > self._max_wait_s:
+                return response
+            response.close()
+            log.info(
+                "%s %s: %d, again in %.0f s",
+                request.method,
+                request.url.path,
+                response.status_code,
+                wait,
+            )
+            self._sleep(wait)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _retry_after(request: httpx.Request, response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    if response.status_code not in (429, 503) or not value.isdigit():
+        return None
+    if response.status_code == 503 and request.method not in ("GET", "HEAD"):
+        response.read()
+        try:
+            code = response.json().get("error", {}).get("code")
+        except ValueError:
+            return None
+        if code != "busy":
+            return None
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +136,7 @@ class TallyClient:
             base_url=url or os.environ.get("TALLY_URL", DEFAULT_URL),
             headers={"Authorization": f"Bearer {key}"},
             timeout=timeout_s,
+            transport=RetryAfter(httpx.HTTPTransport()),
         )
 
     def __enter__(self) -> Self:
