@@ -131,7 +131,7 @@ class Watched:
             ),
         )
         page.on("pageerror", lambda e: self.console.append(f"uncaught: {e}"))
-        page.on("requestfailed", lambda r: self.failed.append(f"{r.method} {r.url}"))
+        page.on("requestfailed", lambda r: self.failed.append(f"{r.method} {r.url} {r.failure}"))
         page.on(
             "response",
             lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,

@@ -104,6 +104,9 @@ export async function request(path, options = {}) {
     const tag = response.headers.get("ETag");
     if (response.status === 304) return { status: 304, data: null, etag: tag ?? etag };
     if (response.status === 401) {
+      // Read the answer through: an unread body (JSON is no-store, so no cache reads it
+      // either) holds the request open, and leaving the page then aborts it.
+      await response.arrayBuffer().catch(() => null);
       if (!options.key) onUnauthorized();
       throw new AuthError();
     }
