@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from tally_contracts import projection as redis_keys
@@ -30,7 +29,7 @@ from tally_gateway._streams import (
 from tally_gateway._views import finished
 from tally_gateway.deps import Deps, DepsDep
 from tally_gateway.schemas import StreamToken
-from tally_web import ApiError, CurrentCaller, caller_of, envelope, ratelimit
+from tally_web import ApiError, CurrentCaller, caller_of, ratelimit
 from tally_web.limits import Limits
 from tally_web.schemas import error_responses
 
@@ -92,14 +91,15 @@ async def _stream_caller(
     return tenant, grant.key_id
 
 
-def _too_many_streams(cap: Cap, limits: Limits) -> JSONResponse:
+def _too_many_streams(cap: Cap, limits: Limits) -> ApiError:
     if cap == "key":
         message = f"this API key has {limits.streams_per_key} streams open, its limit"
     else:
         message = f"this tenant has {limits.streams_per_tenant} streams open, its limit"
-    return JSONResponse(
-        envelope("too_many_streams", f"{message}; close one and try again"),
-        status_code=429,
+    return ApiError(
+        429,
+        "too_many_streams",
+        f"{message}; close one and try again",
         headers={"Retry-After": str(STREAMS_RETRY_AFTER_S)},
     )
 
@@ -145,7 +145,7 @@ async def sessionsession_event_stream(
             key_id, tenant_id, limits.streams_per_key, limits.streams_per_tenant
         )
     except TooManyStreamsError as exc:
-        return _too_many_streams(exc.cap, limits)
+        raise _too_many_streams(exc.cap, limits) from None
     return EventStreamResponse(
         lambda: session_event_stream(deps, tenant_id, session_id, resume),
         until=lease.ended,

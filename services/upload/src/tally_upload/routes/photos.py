@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from opentelemetry import propagate, trace
 from prometheus_client import Counter
 
@@ -38,7 +37,7 @@ from tally_upload._records import NewJob, add_jobs, detection_params, new_job_me
 from tally_upload.config import Settings
 from tally_upload.deps import Deps, DepsDep
 from tally_upload.schemas import PhotosAccepted, PhotosRefused
-from tally_web import ApiError, WritingTenant, envelope
+from tally_web import ApiError, WritingTenant
 from tally_web.limits import Limits
 from tally_web.schemas import ErrorEnvelope, error_responses
 
@@ -171,7 +170,7 @@ async def _to_the_end(function: Callable[..., T], *args: Any) -> T:
 )
 async def upload_photos(
     session_id: uuid.UUID, request: Request, deps: DepsDep, tenant: WritingTenant
-) -> PhotosAccepted | JSONResponse:
+) -> PhotosAccepted:
     # The trace of this request continues through the outbox, the bus, Triton and the projector.
     with tracer.start_as_current_span(
         "POST /v1/sessions/{sid}/photos",
@@ -184,7 +183,7 @@ async def upload_photos(
 
 async def _upload_photos(
     session_id: uuid.UUID, request: Request, deps: Deps, tenant: Tenant
-) -> PhotosAccepted | JSONResponse:
+) -> PhotosAccepted:
     limits = _limits(deps.settings)
     boundary = boundary_of(request.headers, limits)  # refuses by the headers, before the body
     session = await deps.store.get_session(tenant.id, session_id)
@@ -222,12 +221,16 @@ async def _upload_photos(
         status = status_for(rejected)
         codes = {r.code for r in rejected}
         code = codes.pop() if len(codes) == 1 else "photos_rejected"
-        body = envelope(
-            code, "no file in the request is an acceptable photo", jobs=[], rejected=rejections
-        )
         # Busy files may be sent again as they are, once the decodes ahead of them are done.
-        headers = {"Retry-After": str(math.ceil(deps.settings.decode_wait_s))}
-        return JSONResponse(body, status_code=status, headers=headers if status == 503 else None)
+        retry = {"Retry-After": str(math.ceil(deps.settings.decode_wait_s))}
+        raise ApiError(
+            status,
+            code,
+            "no file in the request is an acceptable photo",
+            headers=retry if status == 503 else None,
+            jobs=[],
+            rejected=rejections,
+        )
 
     try:
         # Checked here before anything is stored, and again, race-safe, as the jobs are added.
@@ -238,11 +241,12 @@ async def _upload_photos(
         jobs = await _store(session, kept, deps, tenant_limits)
     except QuotaExceededError as exc:
         PHOTOS.labels("refused", "quota_exceeded").inc(len(kept))
-        return JSONResponse(
-            envelope("quota_exceeded", exc.breach.message),
-            status_code=429,
+        raise ApiError(
+            429,
+            "quota_exceeded",
+            exc.breach.message,
             headers={"Retry-After": str(exc.breach.retry_after_s)},
-        )
+        ) from None
     PHOTOS.labels("accepted", "").inc(len(jobs))
     TENANT_PHOTOS.labels(str(tenant.id)).inc(len(jobs))
     TENANT_BYTES.labels(str(tenant.id)).inc(sum(j.size for j in jobs))
