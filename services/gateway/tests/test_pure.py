@@ -181,3 +181,10 @@ def test_a_cursor_not_made_here_is_refused_with_422(cursor: str) -> None:
 def test_a_cursor_made_here_reads_back() -> None:
     at, job_id = datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC), uuid.uuid4()
     assert jobs_route._after(_cursor_of([at.isoformat(), str(job_id)])) == (at, job_id)
+
+
+def test_the_usage_answers_limits_are_the_quotas() -> None:
+    from tally_gateway.schemas import UsageLimits
+    from tally_web.limits import QUOTAS
+
+    assert tuple(UsageLimits.model_fields) == QUOTAS

@@ -24,7 +24,7 @@ from tally_db._store import (
     job_from_row,
     session_from_row,
 )
-from tally_db._usage import UsageDay, UsageNow, usage_days, usage_now
+from tally_db._usage import UsageDay, UsageNow, usage_days, usage_now, usage_totals
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -57,4 +57,5 @@ __all__ = [
     "session_from_row",
     "usage_days",
     "usage_now",
+    "usage_totals",
 ]

@@ -5,6 +5,7 @@ operator's `tally admin usage`."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TypeAlias
@@ -38,6 +39,15 @@ class UsageDay:
     photos: int = 0
     slices: int = 0
     bytes: int = 0
+
+
+def usage_totals(days: Sequence[UsageDay]) -> dict[str, int]:
+    """The photos, slices and bytes of `days` together."""
+    return {
+        "photos": sum(d.photos for d in days),
+        "slices": sum(d.slices for d in days),
+        "bytes": sum(d.bytes for d in days),
+    }
 
 
 async def usage_now(connection: Reader, tenant_id: uuid.UUID) -> UsageNow:

@@ -53,6 +53,17 @@ class Limits(BaseSettings):
         return self.model_copy(update=own) if own else self
 
 
+# The limits on work (what GET /v1/usage and `tally admin usage` show beside the usage).
+QUOTAS: tuple[str, ...] = (
+    "queued_slices",
+    "queued_photos",
+    "daily_slices",
+    "monthly_slices",
+    "max_slices_per_photo",
+    "max_pixels_per_request",
+)
+
+
 def checked(values: Mapping[str, float | None]) -> dict[str, float | None]:
     """`values` if every name is a limit and every number valid for it (None clears one);
     ValueError naming the first that is not."""

@@ -32,8 +32,16 @@ from datetime import timedelta
 from typing import Any
 
 from tally_bus import Bus, BusUnreachableError, Topology, parked, replay
-from tally_db import SCOPES, ConflictError, NotFoundError, Store, usage_days, usage_now
-from tally_web.limits import Limits, checked
+from tally_db import (
+    SCOPES,
+    ConflictError,
+    NotFoundError,
+    Store,
+    usage_days,
+    usage_now,
+    usage_totals,
+)
+from tally_web.limits import QUOTAS, Limits, checked
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tally"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -100,15 +108,6 @@ async def _revoke_key(store: Store, args: argparse.Namespace) -> dict[str, str]:
 
 
 Command = Callable[[Store, argparse.Namespace], Awaitable[dict[str, str]]]
-# The limits `usage` shows beside what is used: the quotas and bounds of uploads.
-USAGE_LIMITS = (
-    "queued_slices",
-    "queued_photos",
-    "daily_slices",
-    "monthly_slices",
-    "max_slices_per_photo",
-    "max_pixels_per_request",
-)
 
 
 def _days(text: str) -> int:
@@ -139,15 +138,11 @@ async def _usage(database_url: str, tenant_id: uuid.UUID, days: int) -> dict[str
             {"day": d.day.isoformat(), "photos": d.photos, "slices": d.slices, "bytes": d.bytes}
             for d in by_day
         ],
-        "totals": {
-            "photos": sum(d.photos for d in by_day),
-            "slices": sum(d.slices for d in by_day),
-            "bytes": sum(d.bytes for d in by_day),
-        },
+        "totals": usage_totals(by_day),
         "queued": {"photos": now.queued_photos, "slices": now.queued_slices},
         "today": {"slices": now.daily_slices},
         "month": {"slices": now.monthly_slices},
-        "limits": {name: getattr(limits, name) for name in USAGE_LIMITS},
+        "limits": {name: getattr(limits, name) for name in QUOTAS},
     }
 
 

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from tally_db import usage_days, usage_now
+from tally_db import usage_days, usage_now, usage_totals
 from tally_gateway.deps import DepsDep
-from tally_gateway.schemas import Usage, UsageLimits
+from tally_gateway.schemas import Usage
 from tally_web import ApiError, CurrentTenant
+from tally_web.limits import QUOTAS
 from tally_web.schemas import error_responses
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
@@ -70,11 +71,7 @@ async def get_usage(
         "days": [
             {"day": d.day, "photos": d.photos, "slices": d.slices, "bytes": d.bytes} for d in days
         ],
-        "totals": {
-            "photos": sum(d.photos for d in days),
-            "slices": sum(d.slices for d in days),
-            "bytes": sum(d.bytes for d in days),
-        },
+        "totals": usage_totals(days),
         "queued": {"photos": now.queued_photos, "slices": now.queued_slices},
-        "limits": {name: getattr(limits, name) for name in UsageLimits.model_fields},
+        "limits": {name: getattr(limits, name) for name in QUOTAS},
     }
