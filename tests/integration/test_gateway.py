@@ -490,6 +490,7 @@ def test_an_answer_its_route_does_not_declare_fails_the_conformance_check() -> N
     summary = counts | {"overall_progress_percent": None, "eta_seconds": None}
     polled: dict[str, Any] = {
         "session_id": job_id,
+        "version": "1764608400123.7",
         "jobs": [],
         "summary": summary,
         "last_updated": None,

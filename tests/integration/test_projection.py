@@ -182,8 +182,13 @@ async def test_a_deleted_job_leaves_its_session_and_stays_gone(projection: Proje
         "88",
         "1",
     )
-    members = await projection.redis.smembers(redis_keys.session_jobs_key(kept.session_id))
-    assert members == {kept.job_id.encode()}
+    members = await projection.redis.zrange(redis_keys.session_order_key(kept.session_id), 0, -1)
+    assert [redis_keys.order_member_job(m.decode()) for m in members] == [kept.job_id]
+    # The deletion is the session's last change: a delta since before it tells it.
+    changes = await projection.redis.zrange(
+        redis_keys.session_changes_key(kept.session_id), 0, -1, withscores=True
+    )
+    assert changes[-1] == (gone.job_id.encode(), float(summary["rev"]))
     stream: Any = await projection.redis.xrange(redis_keys.session_events_key(kept.session_id))
     (_, tail), (last_id, last) = stream[-2], stream[-1]
     assert (tail[b"type"], tail[b"job_id"]) == (b"deleted", gone.job_id.encode())
@@ -259,7 +264,12 @@ def test_duplicates_reordering_and_drops_end_where_the_reference_fold_does(
 
     state, summary = redis_loop.run_until_complete(fold_all())
     expected = reference(delivered)
+    # Besides the reference's fields: its place in the session, and the rev of its last change
+    # (the session's own: it has no other job).
+    order, rev = state.pop("order"), state.pop("rev")
     assert state == expected
+    assert redis_keys.order_member_job(order) == job.job_id
+    assert rev == summary["rev"]
     assert summary["total"] == "1"
     assert summary[expected["status"]] == "1"
     assert summary["slices_done"] == expected.get("processed", "0")

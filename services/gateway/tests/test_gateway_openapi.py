@@ -84,10 +84,15 @@ def test_the_polling_answer_is_documented_though_serialised_by_hand() -> None:
     body = _schema(responses["200"]["content"]["application/json"]["schema"])
     assert set(body["required"]) == {
         "session_id",
+        "version",
         "jobs",
         "summary",
         "last_updated",
         "poll_interval_ms",
     }
+    # A page's and a delta's own fields, present on those answers only.
+    assert {"next_cursor", "since", "deleted", "more", "reload"} <= set(body["properties"])
+    query = {p["name"] for p in OPERATIONS["GET", "/v1/sessions/{session_id}/jobs"]["parameters"]}
+    assert {"limit", "cursor", "since"} <= query
     assert body["properties"]["jobs"]["items"] == {"$ref": "#/components/schemas/JobPublic"}
     assert "304" in responses

@@ -13,7 +13,8 @@ TENANT, SESSION, JOB = "t1", "s1", "j1"
 NAMED = {
     "job": projection.job_key(JOB),
     "session": projection.session_key(SESSION),
-    "session_jobs": projection.session_jobs_key(SESSION),
+    "session_order": projection.session_order_key(SESSION),
+    "session_changes": projection.session_changes_key(SESSION),
     "session_events": projection.session_events_key(SESSION),
     "tenant_jobs": projection.tenant_jobs_key(TENANT),
     "job_log": projection.job_log_key(JOB),

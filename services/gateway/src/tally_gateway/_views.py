@@ -88,6 +88,7 @@ def job_from_projection(fields: dict[str, str]) -> dict[str, Any]:
         "warnings": json.loads(fields.get("warnings", "[]")),
         "thumbnail_url": f"/v1/jobs/{fields['job_id']}/thumbnail",
         "result": None if counts is None else {"counts": counts},
+        "revision": int(fields["rev"]) if "rev" in fields else None,
     }
 
 
@@ -116,6 +117,7 @@ def job_from_record(job: Job, counts: dict[str, int] | None) -> dict[str, Any]:
         "warnings": list(job.warnings),
         "thumbnail_url": f"/v1/jobs/{job.id}/thumbnail",
         "result": None if counts is None else {"counts": counts},
+        "revision": None,
     }
 
 

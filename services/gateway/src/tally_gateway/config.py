@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Final
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -13,6 +14,8 @@ from tally_storage import S3Fields
 # Good for a laptop only: production must set TALLY_STREAM_TOKEN_SECRET (the same on every
 # gateway replica, so a token one issues another accepts).
 LOCAL_STREAM_TOKEN_SECRET = "tally-local-stream-token-secret"
+PAGE_SIZE: Final = 100  # a page of a session's jobs unless `limit` says otherwise
+PAGE_MAX: Final = 1000  # the largest `limit`
 
 
 class Settings(S3Fields, BusFields):
@@ -32,6 +35,9 @@ class Settings(S3Fields, BusFields):
     sse_heartbeat_s: float = Field(default=15.0, gt=0, le=15.0)
     sse_retry_ms: int = Field(default=3000, ge=100, le=60000)
     sse_buffer: int = Field(default=256, ge=1)
+    # A stream's snapshot holds the summary and this many jobs, the first page (`next_cursor`
+    # says where the rest start): a subscriber to a big session costs a page, not the session.
+    sse_snapshot_jobs: int = Field(default=PAGE_SIZE, ge=1, le=PAGE_MAX)
     # Open streams: how often each process re-checks the keys of its open streams (one query
     # for all of them; a revoked key's streams end within this), and how long a stream's lease
     # (its place under the per-key and per-tenant caps, kept in Redis for every replica) lasts

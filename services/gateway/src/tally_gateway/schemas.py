@@ -57,6 +57,11 @@ class JobPublic(JobBase):
     warnings: list[str] = Field(examples=[["no_detections"]])
     thumbnail_url: str = Field(examples=["/v1/jobs/0b5c…/thumbnail"])
     result: ResultSummary | None = Field(description="counts per label once completed")
+    revision: int | None = Field(
+        default=None,
+        description="the session's rev at the job's last change: of two copies of a job, the "
+        "one with the higher revision is newer (null when read from the system of record)",
+    )
 
 
 class LogEntry(TypedDict):
@@ -91,13 +96,35 @@ class SessionList(BaseModel):
 
 
 class PollBody(BaseModel):
-    """GET /v1/sessions/{sid}/jobs: the session's jobs (oldest first) and summary."""
+    """GET /v1/sessions/{sid}/jobs: a page of the session's jobs (oldest first) and its
+    summary; with `since`, the jobs that changed after that version instead (a delta)."""
 
     session_id: uuid.UUID
-    jobs: list[JobPublic]
+    version: str | None = Field(
+        description="where the session stood (`epoch.rev`): send it back as `since` for the "
+        "changes after it; null when read from the system of record (no deltas then)",
+        examples=["1764608400123.42"],
+    )
+    jobs: list[JobPublic] = Field(description="a page of jobs, or a delta's changed jobs")
     summary: Summary
     last_updated: Moment | None
     poll_interval_ms: int = Field(description="when to poll again")
+    next_cursor: str | None = Field(
+        default=None, description="a page: `cursor` for the next page; null on the last"
+    )
+    since: str | None = Field(default=None, description="a delta: the version it starts after")
+    deleted: list[uuid.UUID] = Field(
+        default_factory=list, description="a delta: jobs deleted after `since`"
+    )
+    more: bool = Field(
+        default=False,
+        description="a delta: more changes than `limit`; ask again at once with `version`",
+    )
+    reload: bool = Field(
+        default=False,
+        description="`since` is too old (the projection was rebuilt since): this is the first "
+        "page instead; reload the list from it",
+    )
 
 
 class SessionCancel(BaseModel):

@@ -2,26 +2,30 @@
 -- KEYS (in the order tally_contracts.projection.fold_keys gives them):
 -- KEYS[1]: job             the job's hash
 -- KEYS[2]: session         the session summary hash
--- KEYS[3]: session_jobs    the session's job set
+-- KEYS[3]: session_order   the session's jobs in order (its pages)
 -- KEYS[4]: session_events  the session's event stream
 -- KEYS[5]: tenant_jobs     the tenant's job index (sorted set)
 -- KEYS[6]: job_log         the job's log (list, newest first)
 -- KEYS[7]: ready           the ready marker
 -- KEYS[8]: tombstone       the job's tombstone (set when it was deleted, _forget.lua)
+-- KEYS[9]: session_changes the session's jobs by the rev of their last change (its deltas)
 -- ARGV: 1 sequence, 2 status, 3 facts JSON, 4 state JSON, 5 job TTL s, 6 session TTL s,
 --       7 stream max length, 8 index score, 9 maxima JSON, 10 log entry JSON, 11 log length,
 --       12 activity time (epoch s of slice work: started, progress, final; '' for none),
 --       13 '1' when rebuilding: the ready marker is not needed, and nothing goes to the stream
 --       (a rebuild re-tells each job's history; subscribers get its end, see _announce.lua),
---       14 the final statuses, a JSON list (tally_contracts.statuses.FINAL)
+--       14 the final statuses, a JSON list (tally_contracts.statuses.FINAL),
+--       15 the job's order member (tally_contracts.projection.order_member), from this event's
+--       time: the first event folded places the job
 -- Facts (who the job is, its file, its plan) are true whenever they arrive: set once, even from a
 -- late event. State (status, phase, progress, result) follows the per-job sequence: an event not
 -- newer than the last folded one changes none of it, and a final status is never left. Maxima
 -- (slices done) only grow, whatever the order. So any order, repetition or loss of events ends
 -- where applying the delivered ones by sequence would.
--- Every visible change appends the job's snapshot and the session summary to the session's stream
--- (and `done` when the session's last open job finishes); the session hash keeps the id of the
--- last entry, `last_event_id`, the version of everything the session shows.
+-- Every visible change counts in the session's `rev` (the job keeps the rev of its last change,
+-- and the session's change index has it), then appends the job's snapshot and the session summary
+-- to the session's stream (and `done` when the session's last open job finishes); the session
+-- hash keeps the id of the last entry, `last_event_id`, the stream position of what it shows.
 -- Returns 1 when the job changed, 0 otherwise, -1 (nothing done) when the projection was lost
 -- (Redis wiped or restarted empty) and must be rebuilt first.
 if ARGV[13] ~= '1' and redis.call('EXISTS', KEYS[7]) == 0 then
@@ -89,12 +93,15 @@ local was_finished = number(KEYS[2], 'total') > 0 and number(KEYS[2], 'queued') 
   and number(KEYS[2], 'processing') == 0
 if not old_status then
   redis.call('HINCRBY', KEYS[2], 'total', 1)
-  redis.call('SADD', KEYS[3], facts['job_id'])
   redis.call('ZADD', KEYS[5], ARGV[8], facts['job_id'])
   redis.call('HINCRBY', KEYS[2], status, 1)
 elseif old_status ~= status then
   redis.call('HINCRBY', KEYS[2], old_status, -1)
   redis.call('HINCRBY', KEYS[2], status, 1)
+end
+-- A job without its place (its first fold, or one of a projection before pages) takes it now.
+if redis.call('HSETNX', KEYS[1], 'order', ARGV[15]) == 1 then
+  redis.call('ZADD', KEYS[3], 0, ARGV[15])
 end
 local old_open, old_unplanned = open_slices(old_status, old_processed, old_total)
 local open, unplanned = open_slices(status, processed, total)
@@ -128,6 +135,21 @@ redis.call('EXPIRE', KEYS[6], ARGV[5])
 
 if not (changed or not old_status) then
   return 0
+end
+-- The change's place in the session's history: what delta polls ask for (`since`). A session
+-- projected anew (Redis lost it) starts a new epoch, so no rev of the old one is taken for it.
+if redis.call('HEXISTS', KEYS[2], 'epoch') == 0 then
+  local now = redis.call('TIME')
+  redis.call('HSET', KEYS[2], 'epoch', now[1] .. string.format('%03d', math.floor(now[2] / 1000)))
+end
+local rev = redis.call('HINCRBY', KEYS[2], 'rev', 1)
+redis.call('HSET', KEYS[1], 'rev', rev)
+redis.call('ZADD', KEYS[9], rev, facts['job_id'])
+redis.call('EXPIRE', KEYS[9], ARGV[6])
+local updated = redis.call('HGET', KEYS[1], 'updated_at')
+local last_updated = redis.call('HGET', KEYS[2], 'last_updated')
+if updated and (not last_updated or updated > last_updated) then  -- ISO 8601, UTC: as text
+  redis.call('HSET', KEYS[2], 'last_updated', updated)
 end
 if ARGV[13] == '1' then
   return 1

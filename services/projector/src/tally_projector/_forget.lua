@@ -1,14 +1,17 @@
 -- A deleted job leaves the live projection, atomically: its session no longer counts it, its
--- keys go, and a tombstone makes any late or redelivered event of it change nothing.
+-- keys go, and a tombstone makes any late or redelivered event of it change nothing. Its
+-- deletion is a change of the session: it stays in the change index with that rev, its hash
+-- gone, so a delta since before it says it was deleted.
 -- KEYS (in the order tally_contracts.projection.fold_keys gives them, as for _fold.lua):
 -- KEYS[1]: job             the job's hash
 -- KEYS[2]: session         the session summary hash
--- KEYS[3]: session_jobs    the session's job set
+-- KEYS[3]: session_order   the session's jobs in order
 -- KEYS[4]: session_events  the session's event stream
 -- KEYS[5]: tenant_jobs     the tenant's job index
 -- KEYS[6]: job_log         the job's log
 -- KEYS[7]: ready           the ready marker
 -- KEYS[8]: tombstone       the job's tombstone
+-- KEYS[9]: session_changes the session's jobs by the rev of their last change
 -- ARGV: 1 job id, 2 tombstone TTL s, 3 stream max length, 4 session TTL s
 -- Returns 1 when the job was there, 0 when it was not (deleted before), -1 (nothing done) when
 -- the projection was lost and must be rebuilt first.
@@ -31,7 +34,11 @@ redis.call('HINCRBY', KEYS[2], 'slices_total', 0 - total)
 if total > 0 then
   redis.call('HINCRBY', KEYS[2], 'jobs_planned', -1)
 end
-redis.call('SREM', KEYS[3], ARGV[1])
+local order = redis.call('HGET', KEYS[1], 'order')
+if order then
+  redis.call('ZREM', KEYS[3], order)
+end
+redis.call('ZADD', KEYS[9], redis.call('HINCRBY', KEYS[2], 'rev', 1), ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('DEL', KEYS[1], KEYS[6])
 local function append(...)

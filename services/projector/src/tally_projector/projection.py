@@ -176,6 +176,7 @@ class Projection:
                 score if event.WhichOneof("kind") in _ACTIVE_KINDS and score else "",
                 "1" if rebuilding else "0",
                 _FINAL_JSON,
+                redis_keys.order_member(score, event.job.job_id),
             ],
         )
         if folded == -1:

@@ -64,8 +64,10 @@ def create_app(redis_url: str) -> FastAPI:
     @app.get("/sessions/{session_id}/jobs")
     async def poll_jobs(session_id: str) -> dict[str, Any]:
         jobs = []
-        job_ids = cast(set[str], await redis.smembers(redis_keys.session_jobs_key(session_id)))
-        for job_id in job_ids:
+        members = cast(
+            list[str], await redis.zrange(redis_keys.session_order_key(session_id), 0, -1)
+        )
+        for job_id in map(redis_keys.order_member_job, members):
             jobs.append(_job(cast(dict[str, str], await redis.hgetall(redis_keys.job_key(job_id)))))
         by_status: dict[str, int] = {}
         for job in jobs:

@@ -137,7 +137,7 @@ async def sessionsession_event_stream(
     resume = (parse_id(sent) or ORIGIN) if sent else None
     state = await _reads.session_state(deps, tenant_id, session_id)  # 404 before any stream
     assert state is not None
-    if resume is not None and state.version == format_id(resume) and finished(state.summary):
+    if resume is not None and state.position == format_id(resume) and finished(state.summary):
         return Response(status_code=204)
     limits = deps.limits.for_tenant(tenant)
     try:
@@ -222,17 +222,23 @@ async def _snapshot(
     deps: Deps, tenant_id: uuid.UUID, session_id: uuid.UUID, start: StreamId, reason: str
 ) -> tuple[StreamId, bytes, bool]:
     """The session as it is now, as one `snapshot` event (and `done` when it has finished) whose
-    id is the stream position it includes."""
+    id is the stream position it includes: its summary and its first page of jobs, so a
+    subscriber to a session of thousands of jobs costs a page, not the session. The rest of the
+    jobs it reads over HTTP (`GET …/jobs?cursor=` from `next_cursor`) if it wants them, while the
+    stream brings their changes; of two copies of a job, the higher `revision` is newer."""
     try:
-        state = await _reads.session_state(deps, tenant_id, session_id)
+        first_page = _reads.Read("page", limit=deps.settings.sse_snapshot_jobs)
+        state = await _reads.session_state(deps, tenant_id, session_id, first_page)
     except ApiError:  # the session went away while its stream was open
         return start, b"", True
     assert state is not None
-    position = parse_id(state.version) or start
+    position = parse_id(state.position) or start
     data = {
         "session_id": str(session_id),
         "reason": reason,
+        "version": state.version,
         "jobs": state.jobs,
+        "next_cursor": state.next_cursor,
         "summary": state.summary,
     }
     out = frame(position, "snapshot", data)

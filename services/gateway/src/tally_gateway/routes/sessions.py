@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
@@ -16,7 +17,8 @@ from tally_contracts.v1 import JobRef
 from tally_db import Session
 from tally_gateway import _reads, _records
 from tally_gateway._cancel import request_cancel
-from tally_gateway.config import Settings
+from tally_gateway._views import finished
+from tally_gateway.config import PAGE_MAX, PAGE_SIZE, Settings
 from tally_gateway.deps import DepsDep, Poll, get_deps
 from tally_gateway.schemas import PollBody, SessionCancel, SessionDetail, SessionList
 from tally_web import ApiError, CurrentTenant, WritingTenant, caller_of
@@ -54,22 +56,55 @@ async def get_session(
     session = await deps.store.get_session(tenant.id, session_id)
     if session is None:
         raise ApiError(404, "not_found", f"no session {session_id}")
-    state = await _reads.session_jobs(deps, tenant.id, session_id)
+    state = await _reads.session_state(deps, tenant.id, session_id)
+    assert state is not None  # no known version: never "unchanged"
     return _session(session) | {"summary": state.summary}
 
 
-def _poll_interval_ms(jobs: list[dict[str, Any]], settings: Settings) -> int:
-    if any(j["status"] == JobStatus.PROCESSING for j in jobs):
+def _poll_interval_ms(summary: dict[str, Any], settings: Settings) -> int:
+    if summary[JobStatus.PROCESSING]:
         return settings.poll_interval_active_ms
-    if jobs and all(j["status"] in FINAL for j in jobs):
+    if finished(summary):
         return settings.poll_interval_idle_ms
     return settings.poll_interval_ms
 
 
+_CURSOR = re.compile(r"\d{16}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _read(request: Request) -> _reads.Read:
+    """What a poll asks for: a page (`limit`, `cursor`) or a delta (`since`, `limit`); 422 in
+    the envelope for anything else."""
+    query = request.query_params
+    limit_text = query.get("limit", str(PAGE_SIZE))
+    if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 5):
+        limit_text = "0"
+    limit = int(limit_text)
+    if not 1 <= limit <= PAGE_MAX:
+        raise ApiError(422, "invalid_request", f"limit must be a whole number from 1 to {PAGE_MAX}")
+    cursor, since_text = query.get("cursor"), query.get("since")
+    if cursor is not None and since_text is not None:
+        raise ApiError(
+            422, "invalid_request", "give since (the changes after a version) or cursor, not both"
+        )
+    if since_text is not None:
+        since = _reads.Version.parse(since_text)
+        if since is None:
+            raise ApiError(
+                422, "invalid_request", "since must be a version a poll gave (epoch.rev)"
+            )
+        return _reads.Read("since", since=since, limit=limit)
+    if cursor is not None and not _CURSOR.fullmatch(cursor):
+        raise ApiError(422, "invalid_request", "cursor must be a next_cursor a poll gave")
+    return _reads.Read("page", cursor=cursor or "", limit=limit)
+
+
 async def poll_jobs(request: Request) -> Response:
-    """GET /v1/sessions/{sid}/jobs, the polling endpoint: one Redis round trip whatever the
-    session's size. The body is built once per version of the session (the id of the last event
-    it includes) and kept: a poll of an unchanged session sends the kept bytes. Its ETag is the
+    """GET /v1/sessions/{sid}/jobs, the polling endpoint: a page of the session's jobs, or with
+    `since` the jobs changed after that version; its cost follows the page (or the change), not
+    the session's size: one short Redis script, then the page's jobs in one pipeline. The body
+    is built once per version of the session and question (page, delta) and kept: a poll of an
+    unchanged session costs one small Redis reply and sends the kept bytes. Its ETag is the
     body's digest, so it changes exactly when the body does; a poller that sends it back in
     If-None-Match gets 304.
 
@@ -78,14 +113,17 @@ async def poll_jobs(request: Request) -> Response:
     deps = get_deps(request)
     tenant = (await caller_of(request, deps.callers)).tenant
     session_id: uuid.UUID = request.path_params["session_id"]
-    key = str(session_id)
+    read = _read(request)
+    key = f"{session_id}|{read.key()}"
     kept = deps.polls.get(key)
-    state = await _reads.session_state(deps, tenant.id, session_id, kept.version if kept else None)
+    state = await _reads.session_state(
+        deps, tenant.id, session_id, read, kept.version if kept else None
+    )
     if state is None:
         assert kept is not None
         poll = kept
     else:
-        poll = _poll(state, session_id, deps.settings)
+        poll = _poll(state, session_id, read, deps.settings)
         if state.version is not None:
             deps.polls[key] = poll
     headers = {"ETag": poll.etag, "Cache-Control": "no-cache"}
@@ -94,19 +132,24 @@ async def poll_jobs(request: Request) -> Response:
     return Response(poll.body, media_type="application/json", headers=headers)
 
 
-def _poll(state: _reads.SessionState, session_id: uuid.UUID, settings: Settings) -> Poll:
-    jobs = state.jobs
-    updated = [j["updated_at"] for j in jobs if j["updated_at"]]
-    body = json.dumps(
-        {
-            "session_id": str(session_id),
-            "jobs": jobs,
-            "summary": state.summary,
-            "last_updated": max(updated) if updated else None,
-            "poll_interval_ms": _poll_interval_ms(jobs, settings),
-        },
-        separators=(",", ":"),
-    ).encode()
+def _poll(
+    state: _reads.SessionState, session_id: uuid.UUID, read: _reads.Read, settings: Settings
+) -> Poll:
+    answer: dict[str, Any] = {
+        "session_id": str(session_id),
+        "version": state.version,
+        "jobs": state.jobs,
+        "summary": state.summary,
+        "last_updated": state.last_updated,
+        "poll_interval_ms": _poll_interval_ms(state.summary, settings),
+    }
+    if state.delta:
+        answer |= {"since": str(read.since), "deleted": state.deleted, "more": state.more}
+    else:
+        answer["next_cursor"] = state.next_cursor
+        if read.kind == "since":
+            answer |= {"since": str(read.since), "reload": True}
+    body = json.dumps(answer, separators=(",", ":")).encode()
     return Poll(state.version or "", body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
 
 
@@ -127,8 +170,11 @@ router.add_api_route(
     route_class_override=PlainRoute,
     response_class=Response,
     summary="Poll a session's jobs",
-    description="The session's jobs (oldest first) and summary, with an `ETag`; a poll that "
-    "sends it back in `If-None-Match` gets 304 while nothing has changed.",
+    description="A page of the session's jobs (oldest first; `limit`, default "
+    f"{PAGE_SIZE}, at most {PAGE_MAX}; `cursor`: a page's `next_cursor`) and its "
+    "summary, with an `ETag`; a poll that sends it back in `If-None-Match` gets 304 while "
+    "nothing has changed. With `since` (a version an answer gave) only the jobs changed after "
+    "it and those deleted, or `reload` with the first page when that version is too old.",
     responses={
         200: {
             "model": PollBody,
@@ -136,7 +182,7 @@ router.add_api_route(
             "headers": {"ETag": {"schema": {"type": "string"}}},
         },
         304: {"description": "unchanged since the `If-None-Match` ETag"},
-        **error_responses(401, 404),
+        **error_responses(401, 404, 422),
     },
     openapi_extra={
         "parameters": [
@@ -146,6 +192,13 @@ router.add_api_route(
                 "required": True,
                 "schema": {"type": "string", "format": "uuid"},
             },
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX},
+            },
+            {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            {"name": "since", "in": "query", "schema": {"type": "string"}},
             {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
         ]
     },
