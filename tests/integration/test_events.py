@@ -358,6 +358,64 @@ async def test_a_finished_session_streams_its_snapshot_and_done(stage: Stage) ->
         assert again.status_code == 204
 
 
+async def test_a_big_sessions_subscriber_gets_a_snapshot_page_then_the_rest_and_the_deltas(
+    stage: Stage,
+) -> None:
+    """A snapshot holds the summary and the first page of jobs (here 5 of 12), with the cursor
+    of the next; the client reads the rest over HTTP while the stream brings every change, and
+    keeping the higher `revision` of each job's copies ends where a fresh read does."""
+    stage.settings.sse_snapshot_jobs = 5
+    await stage.emit(stage.jobs[0], planned=JobEvent.Planned(total_slices=SLICES, chunk_count=2))
+    async with httpx.AsyncClient(timeout=5) as http:
+        async with connect(http, stage.events_url, stage.auth()) as stream:
+            snapshot = await stream.next()
+            assert snapshot is not None
+            assert snapshot.event == "snapshot"
+            assert [j["filename"] for j in snapshot.data["jobs"]] == [
+                f"{n:02}.jpg" for n in range(5)
+            ]
+            assert snapshot.data["summary"]["total"] == JOBS
+            assert snapshot.data["version"] is not None
+            jobs = {j["job_id"]: j for j in snapshot.data["jobs"]}
+
+            def keep(job: dict[str, Any]) -> None:
+                held = jobs.get(job["job_id"])
+                if held is None or job["revision"] > held["revision"]:
+                    jobs[job["job_id"]] = job
+
+            # A change to a job of a later page before that page is read, one after.
+            await stage.emit(
+                stage.jobs[9], planned=JobEvent.Planned(total_slices=SLICES, chunk_count=2)
+            )
+            cursor = snapshot.data["next_cursor"]
+            pages = 0
+            while cursor is not None:
+                page = await http.get(
+                    f"{stage.base}/v1/sessions/{stage.session_id}/jobs",
+                    params={"cursor": cursor, "limit": 5},
+                    headers=stage.auth(),
+                )
+                for job in page.json()["jobs"]:
+                    keep(job)
+                cursor, pages = page.json()["next_cursor"], pages + 1
+            assert pages == 2
+            await stage.emit(
+                stage.jobs[11], progress=JobEvent.Progress(slices_done=4, total_slices=SLICES)
+            )
+            for _ in range(2):  # the two jobs' frames (each followed by its summary)
+                event = await stream.next()
+                while event is not None and event.event != "job":
+                    event = await stream.next()
+                assert event is not None
+                keep(event.data)
+        fresh = await http.get(
+            f"{stage.base}/v1/sessions/{stage.session_id}/jobs",
+            params={"limit": 100},
+            headers=stage.auth(),
+        )
+    assert sorted(jobs.values(), key=lambda j: j["filename"]) == fresh.json()["jobs"]
+
+
 async def test_stream_tokens_are_short_lived_and_scoped(stage: Stage) -> None:
     async with httpx.AsyncClient(timeout=5) as http:
         issued = await http.post(
