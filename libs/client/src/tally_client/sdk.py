@@ -117,6 +117,23 @@ def session_state(
     return {"session_id": session_id, "jobs": ordered, "summary": summary}
 
 
+def keep_newer(jobs: dict[str, dict[str, Any]], job: dict[str, Any]) -> None:
+    """Put `job` in `jobs` unless the copy there is newer: pages, deltas and stream events may
+    bring one job's states in any order, and the higher `revision` is the later. A copy
+    without one (read from the system of record) tells nothing, so the last one read stays."""
+    held = jobs.get(job["job_id"])
+    old, new = (held or {}).get("revision"), job.get("revision")
+    if old is None or new is None or new >= old:
+        jobs[job["job_id"]] = job
+
+
+def finished(summary: dict[str, Any]) -> bool:
+    """Every job of the session has finished (and it has some)."""
+    return (
+        bool(summary.get("total")) and not summary.get("queued") and not summary.get("processing")
+    )
+
+
 class TallyError(RuntimeError):
     def __init__(self, status: int, code: str, message: str, body: dict[str, Any]) -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -174,8 +191,58 @@ class TallyClient:
             return {"jobs": [], "rejected": response.json()["rejected"]}
         return self._json(response, 202)
 
+    def page(
+        self, session_id: str, cursor: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """One page of the session's jobs (oldest first) and its summary; its `next_cursor`
+        asks for the next."""
+        params: dict[str, str | int] = {"cursor": cursor} if cursor else {}
+        if limit is not None:
+            params["limit"] = limit
+        return self._json(self._http.get(f"/v1/sessions/{session_id}/jobs", params=params), 200)
+
+    def changes(
+        self, session_id: str, since: str, limit: int | None = None, etag: str = ""
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The jobs changed (and deleted) after version `since`, with the answer's ETag; None
+        when nothing changed since the answer of `etag`. `reload` in it: `since` is too old,
+        and its jobs are the first page instead; `more`: ask again from its `version`."""
+        params: dict[str, str | int] = {"since": since}
+        if limit is not None:
+            params["limit"] = limit
+        response = self._http.get(
+            f"/v1/sessions/{session_id}/jobs",
+            params=params,
+            headers={"If-None-Match": etag} if etag else {},
+        )
+        if response.status_code == 304:
+            return None, etag
+        return self._json(response, 200), response.headers.get("etag", "")
+
     def jobs(self, session_id: str) -> dict[str, Any]:
-        return self._json(self._http.get(f"/v1/sessions/{session_id}/jobs"), 200)
+        """Every job of the session (oldest first), page by page, with the summary and the
+        version of the first page: the changes after it (`changes`) cover any job that moved
+        while the others were read."""
+        state = self.page(session_id)
+        return self._rest(session_id, state, {j["job_id"]: j for j in state["jobs"]})
+
+    def _rest(
+        self, session_id: str, first: dict[str, Any], jobs: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The session's jobs from a first page (or snapshot) on: the pages after it, merged
+        into `jobs` (which has the first page's unless empty)."""
+        for job in first["jobs"]:
+            keep_newer(jobs, job)
+        cursor, last = first.get("next_cursor"), first
+        while cursor:
+            last = self.page(session_id, cursor)
+            for job in last["jobs"]:
+                keep_newer(jobs, job)
+            cursor = last["next_cursor"]
+        return session_state(session_id, jobs, last["summary"]) | {
+            "version": first.get("version"),
+            "poll_interval_ms": last.get("poll_interval_ms"),
+        }
 
     def result(self, job_id: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/jobs/{job_id}/result"), 200)
@@ -228,33 +295,56 @@ class TallyClient:
             time.sleep(retry_s)
 
     def poll(self, session_id: str, interval_s: float | None = None) -> Iterator[dict[str, Any]]:
-        """The session's state each time it changes (ETag), polled at the server's interval
-        (or `interval_s`), until every job is final."""
-        etag = ""
-        while True:
-            response = self._http.get(
-                f"/v1/sessions/{session_id}/jobs", headers={"If-None-Match": etag} if etag else {}
-            )
-            if response.status_code != 304:
-                state = self._json(response, 200)
-                etag = response.headers.get("etag", "")
-                yield state
-                if state["jobs"] and all(j["status"] in FINAL for j in state["jobs"]):
-                    return
-            time.sleep(interval_s if interval_s is not None else state["poll_interval_ms"] / 1000)
+        """The session's state each time it changes, polled at the server's interval (or
+        `interval_s`), until every job is final: every page once, then only what changed (a
+        delta `since` the last version, so a session of thousands of jobs costs what moved),
+        all of it again when the server says its version is too old."""
+        state = self.jobs(session_id)
+        jobs = {j["job_id"]: j for j in state["jobs"]}
+        summary, version, etag = state["summary"], state["version"], ""
+        every_ms = state["poll_interval_ms"]
+        yield state
+        while not finished(summary):
+            time.sleep(interval_s if interval_s is not None else every_ms / 1000)
+            more = True
+            while more:
+                if version is None:  # read from the system of record: no deltas, all again
+                    state, more = self.jobs(session_id), False
+                    jobs = {j["job_id"]: j for j in state["jobs"]}
+                else:
+                    delta, etag = self.changes(session_id, version, etag=etag)
+                    if delta is None:
+                        break
+                    state, more = delta, bool(delta.get("more"))
+                    if delta.get("reload"):  # too old: the delta is a first page
+                        state = self._rest(session_id, delta, {})
+                        jobs = {j["job_id"]: j for j in state["jobs"]}
+                    for job in () if delta.get("reload") else delta["jobs"]:
+                        keep_newer(jobs, job)
+                    for job_id in delta.get("deleted", ()):
+                        jobs.pop(job_id, None)
+                summary, version = state["summary"], state["version"]
+                every_ms = state["poll_interval_ms"] or every_ms
+                yield session_state(session_id, jobs, summary)
 
     def follow(self, session_id: str) -> Iterator[dict[str, Any]]:
         """The session's state (jobs and summary, as polling gives it) each time it changes,
         until every job is final: from the event stream, resumed after cuts; from polling when
-        the stream cannot be had (a proxy that refuses it, repeated network failures)."""
+        the stream cannot be had (a proxy that refuses it, repeated network failures). A
+        snapshot holds the first page of a big session's jobs: the rest are read page by page
+        while the stream brings their changes."""
         jobs: dict[str, dict[str, Any]] = {}
         summary: dict[str, Any] = {}
         try:
             for event in self.events(session_id):
                 if event.event == "snapshot":
                     jobs = {j["job_id"]: j for j in event.data["jobs"]}
-                if event.event == "job":
-                    jobs[event.data["job_id"]] = event.data
+                    self._rest(session_id, event.data, jobs)  # the later pages, into jobs
+                    summary = event.data["summary"]
+                elif event.event == "job":
+                    keep_newer(jobs, event.data)
+                elif event.event == "deleted":
+                    jobs.pop(event.data["job_id"], None)
                 else:
                     summary = event.data["summary"]
                 yield session_state(session_id, jobs, summary)
