@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tally_client import sdk
 from tally_client.sdk import TallyClient, keep_newer
 
 
@@ -75,7 +74,7 @@ class FakeGateway:
 
 
 def _client(gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> TallyClient:
-    monkeypatch.setattr(sdk.time, "sleep", lambda _: None)
+    monkeypatch.setattr("tally_client.sdk.time.sleep", lambda _: None)
     client = TallyClient("http://tally", "tly_test")
     client._http.close()
     client._http = httpx.Client(
@@ -167,7 +166,7 @@ def test_following_reads_the_pages_after_the_snapshot_and_applies_deletions(
             return httpx.Response(200, content=body)
         return gateway.serve(request)
 
-    monkeypatch.setattr(sdk.time, "sleep", lambda _: None)
+    monkeypatch.setattr("tally_client.sdk.time.sleep", lambda _: None)
     with TallyClient("http://tally", "tly_test") as client:
         client._http.close()
         client._http = httpx.Client(base_url="http://tally", transport=httpx.MockTransport(serve))
