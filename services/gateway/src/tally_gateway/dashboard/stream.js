@@ -3,7 +3,7 @@
 import { ApiError, AuthError, NetworkError, request } from "./api.js";
 import { pauseCountdown, reportOffline, reportOnline, resumeCountdown } from "./indicators.js";
 import { backoff, pollInterval } from "./schedule.js";
-import { sessionFinished } from "./session.js";
+import { allPages, sessionFinished } from "./session.js";
 
 const KINDS = ["snapshot", "job", "summary", "deleted", "done"];
 const RECHECK_MS = 2000; // while uploads the stream has not shown yet are on their way
@@ -22,7 +22,13 @@ const SETTLE_MS = 1000; // a resumed batch's stream waits until the page is sure
  * through (sign-in lands here) opens no stream it would have to cut.
  *
  * While the stream is down but the API answers (a proxy that buffers event streams), the
- * session is polled at the server's interval between the stream's retries.
+ * session is polled at the server's interval between the stream's retries: every page once,
+ * then only the changes since the last answer's version (`since`), handed to the same
+ * handlers as the stream's events.
+ *
+ * A snapshot holds the first page of a big session's jobs: the rest are read page by page
+ * before `snapshot` is handed on with all of them, and the events that come meanwhile wait
+ * for it.
  */
 export function followSession(sessionId, handlers, { resume = false } = {}) {
   const owner = {};
@@ -35,6 +41,7 @@ export function followSession(sessionId, handlers, { resume = false } = {}) {
   let lastId = null;
   let failures = 0;
   let pollTag = null;
+  let pollVersion = null; // the last poll's version: the next asks for the changes since
   let pollFinished = false;
   let pollOk = false;
   let pollEvery = pollInterval();
@@ -83,23 +90,41 @@ export function followSession(sessionId, handlers, { resume = false } = {}) {
     }
   }
 
-  /** Poll the session once; true when it has finished. */
+  const page = async (cursor) =>
+    (await request(`/v1/sessions/${sid}/jobs?cursor=${encodeURIComponent(cursor)}`)).data;
+
+  /** Poll the session once (a delta may come in parts: each is read); true when it has finished. */
   async function poll() {
-    let answer;
-    try {
-      answer = await request(`/v1/sessions/${sid}/jobs`, { etag: pollTag });
-    } catch (error) {
-      pollOk = false;
-      throw error;
-    }
-    pollOk = true;
-    const { status, data, etag } = answer;
-    if (stopped) return false;
-    if (status !== 304) {
+    for (let part = 0; part < 100; part += 1) {
+      let answer;
+      try {
+        const since = pollVersion ? `?since=${encodeURIComponent(pollVersion)}` : "";
+        answer = await request(`/v1/sessions/${sid}/jobs${since}`, { etag: pollTag });
+        if (answer.status !== 304 && !answer.data.deleted) {
+          // A page (the first poll, a reload, no versions): the whole list, every page.
+          const whole = await allPages(answer.data, page);
+          answer = { ...answer, data: { ...answer.data, ...whole } };
+        }
+      } catch (error) {
+        pollOk = false;
+        throw error;
+      }
+      pollOk = true;
+      const { status, data, etag } = answer;
+      if (stopped) return false;
+      if (status === 304) break;
       pollTag = etag;
+      pollVersion = data.version;
       pollFinished = sessionFinished(data.summary);
       pollEvery = pollInterval(data.poll_interval_ms);
-      handlers.poll?.(data);
+      if (data.deleted) {
+        for (const job of data.jobs) handlers.job?.(job);
+        for (const jobId of data.deleted) handlers.deleted?.({ job_id: jobId });
+        handlers.summary?.({ summary: data.summary });
+      } else {
+        handlers.poll?.(data);
+      }
+      if (!data.more) break;
     }
     return pollFinished;
   }
@@ -133,6 +158,32 @@ export function followSession(sessionId, handlers, { resume = false } = {}) {
       pollTimer = null;
       reportOnline(owner);
     });
+    let waiting = null; // events that came while a snapshot's later pages were read
+    let snapshots = 0; // only the latest snapshot is handed on
+    function snapshot(data) {
+      const mine = (snapshots += 1);
+      if (!data.next_cursor) {
+        waiting = null; // what it held is older than this snapshot
+        handlers.snapshot?.(data);
+        return;
+      }
+      waiting = waiting ?? [];
+      allPages(data, page).then(
+        (whole) => {
+          if (stopped || mine !== snapshots || (source && source !== es)) return;
+          const held = waiting ?? [];
+          waiting = null;
+          handlers.snapshot?.({ ...data, ...whole });
+          for (const [kind, later] of held) handlers[kind]?.(later);
+        },
+        (error) => {
+          if (mine !== snapshots || source !== es) return;
+          waiting = null;
+          close(es, false);
+          failed(error);
+        },
+      );
+    }
     for (const kind of KINDS) {
       es.addEventListener(kind, (event) => {
         if (source !== es) return;
@@ -143,7 +194,9 @@ export function followSession(sessionId, handlers, { resume = false } = {}) {
         } catch {
           return;
         }
-        handlers[kind]?.(data);
+        if (kind === "snapshot") snapshot(data);
+        else if (waiting) waiting.push([kind, data]);
+        else handlers[kind]?.(data);
         if (kind === "done") {
           // The server ends the stream after `done`; closing once it has keeps the request
           // whole. Should it linger, close it anyway.
