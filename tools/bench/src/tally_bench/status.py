@@ -10,6 +10,10 @@
    arrival time of a `job` frame minus its `updated_at` (the event's emitted_at).
 4. End-to-end status latency under A's load: a probe job's progress event, from its publication
    until a back-to-back poller, and an SSE subscriber, see it.
+5. Big sessions (tally_bench._big): a 50-job and a 2,000-job session side by side (unchanged
+   poll, poll after a change, `since` after 10 changes, a page of 100, session read, SSE
+   connect), another tenant's poll latency while the big one is read 10 times a second, and
+   Redis's SLOWLOG meanwhile.
 
 Everything runs on this machine's PostgreSQL, Redis and RabbitMQ, in the bench's own database,
 Redis database (12, or TALLY_BENCH_REDIS_URL; the tests use 13 to 15) and bus prefix; the
@@ -41,6 +45,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from tally_bench import _http
+from tally_bench._big import BigPlan, big_sessions
 from tally_bench._fanout import FanoutParams, FanoutProcess, FanoutResult
 from tally_bench._feed import Feed, Prober, Visibility, feed_progress
 from tally_bench._openloop import OpenLoopParams, OpenLoopResult, run_open_loop
@@ -66,7 +71,7 @@ from tally_bench._stats import Latencies
 from tally_bench._wrk import WrkResult, ensure_wrk, run_wrk
 from tally_bus import Bus
 
-SCENARIOS = ("polling", "open-loop", "fanout", "hot")
+SCENARIOS = ("polling", "open-loop", "big", "fanout", "hot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,7 @@ class Plan:
     hot_rate: float = 50.0
     probes: int = 50
     client_processes: int = 2
+    big: BigPlan = dataclasses.field(default_factory=BigPlan)
 
 
 def _ratio(a: float, b: float) -> float:
@@ -534,6 +540,8 @@ async def _bench(plan: Plan, wrk: str, names: Names, logs: Path) -> list[Section
         if "open-loop" in plan.scenarios:
             sections.append(await open_loop_polling(gateway_url, reference_url, seed, plan))
         services.stop(reference)
+        if "big" in plan.scenarios:
+            sections.append(await big_sessions(dsn, bus, redis, gateway_url, plan.big))
         if not plan.scenarios & {"fanout", "hot"}:
             return sections
 
@@ -586,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenarios: {', '.join(sorted(scenarios - set(SCENARIOS)))}")
     pool, keep = args.gateway_redis_max_connections, args.keep_logs
     plan = (
-        Plan(3, 5, 6, 4, scenarios, pool, keep, probes=15)
+        Plan(3, 5, 6, 4, scenarios, pool, keep, probes=15, big=BigPlan(samples=30, neighbour_s=4))
         if args.quick
         else Plan(
             args.wrk_seconds,
