@@ -30,6 +30,7 @@ from tally_projector.config import Settings
 from tally_projector.deps import Deps
 from tally_projector.handlers import handle_job_event
 from tally_projector.projection import (
+    ANNOUNCE_BATCH,
     Projection,
     ProjectionLostError,
     change_for,
@@ -327,6 +328,28 @@ async def test_the_service_folds_events_from_the_bus_and_stops_on_sigterm(
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         await topology.delete(await connection.channel())
+
+
+async def test_a_big_sessions_rebuilt_jobs_are_told_in_batches_then_its_summary(
+    projection: Projection,
+) -> None:
+    """250 rebuilt jobs: every one's state on the stream, in calls of at most ANNOUNCE_BATCH
+    jobs (none holds Redis long), then one summary and `done`, after the last job only."""
+    first = _job()
+    jobs = [first] + [
+        JobRef(tenant_id=first.tenant_id, session_id=first.session_id, job_id=str(uuid.uuid4()))
+        for _ in range(249)
+    ]
+    for job in jobs:
+        for event in _events(job, 1, "completed"):
+            await projection.fold(event, rebuilding=True)
+    await projection.announce(first.session_id, [job.job_id for job in jobs])
+    stream: Any = await projection.redis.xrange(redis_keys.session_events_key(first.session_id))
+    kinds = [fields[b"type"] for _, fields in stream]
+    assert kinds == [b"job"] * 250 + [b"summary", b"done"]
+    told = {fields[b"job_id"].decode() for _, fields in stream[:250]}
+    assert told == {job.job_id for job in jobs}
+    assert ANNOUNCE_BATCH < 250
 
 
 async def test_the_projection_is_rebuilt_from_postgresql(

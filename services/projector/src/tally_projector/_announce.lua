@@ -7,7 +7,9 @@
 -- KEYS[1]: session         the session summary hash
 -- KEYS[2]: session_events  the session's event stream
 -- KEYS[3...]: job          the hashes of the jobs to announce
--- ARGV: 1 stream max length, 2 session TTL s
+-- ARGV: 1 stream max length, 2 session TTL s, 3 '1' on a session's last batch of jobs (the
+--       summary and `done` follow it), '0' before (a big session is told in batches, so that
+--       no call holds Redis for long)
 local function append(kind, hash)
   local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'type', kind,
     unpack(redis.call('HGETALL', hash)))
@@ -18,6 +20,10 @@ local function number(field)
 end
 for i = 3, #KEYS do
   append('job', KEYS[i])
+end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if ARGV[3] ~= '1' then
+  return 1
 end
 append('summary', KEYS[1])
 if number('total') > 0 and number('queued') == 0 and number('processing') == 0 then
