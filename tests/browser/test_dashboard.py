@@ -60,6 +60,9 @@ class Gateway:
     def start(self) -> None:
         config = self.stack.config
         env = {**self.stack.env, **config.service_env(), "TALLY_PORT": str(config.gateway_port)}
+        # Snapshots of 2 jobs: a batch of 3 has a second page, so every test that follows one
+        # over SSE goes through the dashboard's reading of a big session's later pages.
+        env["TALLY_SSE_SNAPSHOT_JOBS"] = "2"
         self.process = launcher.start(
             "the gateway",
             [BIN / "tally-gateway"],
@@ -480,4 +483,26 @@ def test_a_job_deleted_elsewhere_leaves_the_running_batch_without_a_reload(
     expect(page.get_by_text(files[1].name)).to_be_visible()
     expect(page.get_by_text("All 11 photos completed")).to_be_visible(timeout=180_000)
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
+    watched.clean()
+
+
+def test_a_resumed_batch_bigger_than_a_snapshot_shows_every_job_from_its_pages(
+    watched: Watched, api_key: str, stack: Stack, tmp_path: Path
+) -> None:
+    """The page opens on a running batch of 8 (uploaded elsewhere) whose stream snapshot holds
+    2 (TALLY_SSE_SNAPSHOT_JOBS, above): the dashboard reads the later pages from its cursor and
+    shows all 8 through to the end."""
+    page = watched.page
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    sign_in(page, api_key)
+    with TallyClient(stack.url, api_key) as client:
+        session = client.create_session("bench 12")
+        client.upload(session, photos(tmp_path, 8, seed=12))
+    page.evaluate(f"sessionStorage.setItem('tally.session', '{session}')")  # api.js's key
+    page.reload()
+    expect(page.get_by_text("All 8 photos completed")).to_be_visible(timeout=180_000)
+    pages = [url for url in asked if f"/v1/sessions/{session}/jobs?cursor=" in url]
+    assert pages, [url for url in asked if "/v1/" in url]
+    expect(page.get_by_text("8 of 8 photos")).to_be_visible()
     watched.clean()
