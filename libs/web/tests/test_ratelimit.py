@@ -52,6 +52,15 @@ def test_the_cost_table() -> None:
     assert charge_for("GET", "/v1/jobs", {"limit": "2"}, False) == Charge("read", 1.0)
     assert charge_for("GET", "/v1/jobs", {"limit": "9999"}, False) == Charge("read", 50.0)
     assert charge_for("GET", "/v1/jobs", {"limit": "x"}, False) == Charge("read", 12.5)
+    # A session's pages: one read per default page of 100 jobs, a bad limit (a 422) one read.
+    page = "/v1/sessions/s/jobs"
+    assert charge_for("GET", page, {"limit": "1000"}, False) == Charge("read", 10.0)
+    assert charge_for("GET", page, {"limit": "250", "since": "1.2"}, False) == Charge("read", 2.5)
+    assert charge_for("GET", page, {"limit": "20"}, False) == Charge("read", 1.0)
+    assert charge_for("GET", page, {"limit": "9" * 40}, False) == Charge("read", 1.0)
+    big = charge_for("GET", page, {"limit": "500"}, conditional=True)
+    assert big is not None
+    assert (big.cost, big.unless_304) == (0.2, pytest.approx(4.8))
     assert charge_for("POST", "/v1/sessions", {}, False) == Charge("write", 1.0)
     assert charge_for("DELETE", "/v1/jobs/x", {}, False) == Charge("write", 1.0)
     assert charge_for("POST", "/v1/stream-tokens", {}, False) == Charge("stream", 1.0)

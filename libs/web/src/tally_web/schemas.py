@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema, field_validator
 
 from tally_contracts.statuses import JobStatus
 from tally_contracts.v1 import DetectionParams
+
+# A page of a session's jobs (GET /v1/sessions/{sid}/jobs, an SSE snapshot): its size unless
+# `limit` says otherwise, and the largest `limit`. (The rate limiter charges pages by them.)
+SESSION_PAGE: Final = 100
+SESSION_PAGE_MAX: Final = 1000
 
 # A moment as every Tally service writes it: datetime.isoformat() ("…+00:00", not pydantic's
 # "…Z"), so a time read back from the projection or the records is answered unchanged.

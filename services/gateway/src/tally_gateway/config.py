@@ -10,12 +10,13 @@ from pydantic_settings import SettingsConfigDict
 
 from tally_bus import BusFields
 from tally_storage import S3Fields
+from tally_web.schemas import SESSION_PAGE, SESSION_PAGE_MAX
 
 # Good for a laptop only: production must set TALLY_STREAM_TOKEN_SECRET (the same on every
 # gateway replica, so a token one issues another accepts).
 LOCAL_STREAM_TOKEN_SECRET = "tally-local-stream-token-secret"
-PAGE_SIZE: Final = 100  # a page of a session's jobs unless `limit` says otherwise
-PAGE_MAX: Final = 1000  # the largest `limit`
+PAGE_SIZE: Final = SESSION_PAGE  # a page of a session's jobs unless `limit` says otherwise
+PAGE_MAX: Final = SESSION_PAGE_MAX  # the largest `limit`
 
 
 class Settings(S3Fields, BusFields):
