@@ -60,7 +60,8 @@ def test_the_cost_table() -> None:
     assert charge_for("GET", page, {"limit": "9" * 40}, False) == Charge("read", 1.0)
     big = charge_for("GET", page, {"limit": "500"}, conditional=True)
     assert big is not None
-    assert (big.cost, big.unless_304) == (0.2, pytest.approx(4.8))
+    assert big.cost == 0.2
+    assert big.unless_304 == pytest.approx(4.8)
     assert charge_for("POST", "/v1/sessions", {}, False) == Charge("write", 1.0)
     assert charge_for("DELETE", "/v1/jobs/x", {}, False) == Charge("write", 1.0)
     assert charge_for("POST", "/v1/stream-tokens", {}, False) == Charge("stream", 1.0)
