@@ -183,7 +183,7 @@ async def test_a_deleted_job_leaves_its_session_and_stays_gone(projection: Proje
         "88",
         "1",
     )
-    members: list[bytes] = await projection.redis.zrange(
+    members: Any = await projection.redis.zrange(
         redis_keys.session_order_key(kept.session_id), 0, -1
     )
     assert [redis_keys.order_member_job(m.decode()) for m in members] == [kept.job_id]
