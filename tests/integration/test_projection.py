@@ -397,6 +397,48 @@ async def test_the_projection_is_rebuilt_from_postgresql(
         assert await projection.session(str(session.id)) == summary
 
 
+async def test_a_projection_of_the_layout_before_pages_is_rebuilt_with_every_job_in_order(
+    projection: Projection, database: str
+) -> None:
+    """Redis as the projector before pages left it (its ready marker by its old name, jobs
+    without their place, no order or change sets): the next event rebuilds it, and every job
+    takes its place in its session's order."""
+    settings = Settings(redis_url=SecretStr(REDIS_URL), database_url=SecretStr(database))
+    async with Deps.open(settings) as deps:
+        store, redis = deps.store, projection.redis
+        tenant = await store.create_tenant("t")
+        session = await store.create_session(tenant.id)
+        jobs = await add_jobs(
+            store,
+            [
+                NewJob(tenant.id, session.id, f"{n}.jpg", f"k/{n}/original.jpg", 4000, 3000)
+                for n in range(3)
+            ],
+            [],
+        )
+        await rebuild(store, projection)
+        for job in jobs:  # back to the old layout
+            await redis.hdel(redis_keys.job_key(job.id), "order", "rev")
+        await redis.hdel(redis_keys.session_key(session.id), "epoch", "rev")
+        await redis.delete(
+            redis_keys.session_order_key(session.id),
+            redis_keys.session_changes_key(session.id),
+            redis_keys.READY_KEY,
+        )
+        await redis.set("projection:ready", "1")
+        ref = JobRef(tenant_id=str(tenant.id), session_id=str(session.id), job_id=str(jobs[0].id))
+        cancelled = JobEvent(event_id="c", job=ref, sequence=sequence.FINAL, source="gateway")
+        cancelled.cancelled.SetInParent()
+
+        await handle_job_event(cancelled, deps)
+        members: Any = await redis.zrange(redis_keys.session_order_key(session.id), 0, -1)
+        assert [redis_keys.order_member_job(m.decode()) for m in members] == [
+            str(job.id) for job in jobs
+        ]
+        assert (await projection.job(str(jobs[0].id)))["status"] == "cancelled"
+        assert (await projection.session(str(session.id)))["epoch"]
+
+
 async def test_a_wiped_projection_is_rebuilt_before_the_next_event_is_folded(
     projection: Projection, database: str
 ) -> None:
