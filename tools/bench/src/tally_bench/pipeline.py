@@ -499,6 +499,100 @@ async def _bench(plan: Plan, names: Names, work: Path) -> Result:
     return Result(plan, before, after, pipeline, stack_up_s, disturbances(log), chunks_planned(log))
 
 
+# Roles that are not the services measured against Triton: Triton itself and this process.
+NOT_SERVICES = frozenset({"triton", "bench"})
+# Roles shown one by one in the comparison with an earlier run, the rest summed under "others".
+SERVICES = ("detector", "upload", "orchestrator", "gateway", "projector", "s3", "edge")
+OTHERS = "servers and other processes"
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What a run is compared with another on: from its Result, or from the JSON it wrote
+    (`--json`), read from the fields every run has written, so an earlier run's file serves."""
+
+    ratio: float
+    steady_ratio: float | None
+    raw_slices_per_s: float
+    pipeline_slices_per_s: float
+    triton_ms: tuple[float, float]  # compute per slice: raw phase, pipeline phase
+    cpu_ms: dict[str, float]  # CPU per slice in the pipeline phase by role, and OTHERS
+
+    @property
+    def services_ms(self) -> float:
+        """Everything outside Triton: the stack's processes and the servers under them."""
+        return sum(v for k, v in self.cpu_ms.items() if k not in NOT_SERVICES)
+
+    @classmethod
+    def of(cls, result: Result) -> Figures:
+        return cls.from_json(json.loads(json.dumps(to_json(result))))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Figures:
+        def triton_ms(*counters: dict[str, int]) -> float:
+            inferences = sum(c["inferences"] for c in counters)
+            return sum(c["running_ns"] for c in counters) / 1e6 / inferences
+
+        pipe = data["pipeline"]
+        usage, slices = pipe["usage"], pipe["slices"]
+        cpu = {role: s * 1000 / slices for role, s in usage["cpu_s"].items()}
+        cpu[OTHERS] = (usage["machine_busy_s"] - sum(usage["cpu_s"].values())) * 1000 / slices
+        steady = data["steady_slices_per_s"]
+        raw = [data[k]["usage"]["triton"] for k in ("raw_before", "raw_after")]
+        return cls(
+            ratio=data["ratio"],
+            steady_ratio=steady / data["raw_slices_per_s"] if steady else None,
+            raw_slices_per_s=data["raw_slices_per_s"],
+            pipeline_slices_per_s=data["pipeline_slices_per_s"],
+            triton_ms=(triton_ms(*raw), triton_ms(usage["triton"])),
+            cpu_ms=cpu,
+        )
+
+
+def compared_rows(before: Figures, now: Figures) -> list[Row]:
+    def pair(a: float | None, b: float | None, spec: str) -> str:
+        def one(v: float | None) -> str:
+            return "—" if v is None else format(v, spec)
+
+        change = f" ({b / a:.2f}×)" if a and b is not None else ""
+        return f"{one(a)} → {one(b)}{change}"
+
+    rows = [
+        Row("ratio pipeline / raw, whole run", pair(before.ratio, now.ratio, ".3f")),
+        Row(
+            "ratio pipeline / raw, steady state", pair(before.steady_ratio, now.steady_ratio, ".3f")
+        ),
+        Row("raw Triton, slices/s", pair(before.raw_slices_per_s, now.raw_slices_per_s, ".1f")),
+        Row(
+            "whole pipeline, slices/s",
+            pair(before.pipeline_slices_per_s, now.pipeline_slices_per_s, ".1f"),
+        ),
+        Row(
+            "Triton compute per slice, raw, ms",
+            pair(before.triton_ms[0], now.triton_ms[0], ".1f"),
+        ),
+        Row(
+            "Triton compute per slice, pipeline, ms",
+            pair(before.triton_ms[1], now.triton_ms[1], ".1f"),
+        ),
+        Row("CPU per slice in the pipeline phase, ms", ""),
+        Row("  triton", pair(before.cpu_ms.get("triton"), now.cpu_ms.get("triton"), ".2f")),
+    ]
+    rest = [r for r in before.cpu_ms | now.cpu_ms if r not in NOT_SERVICES and r != OTHERS]
+    for role in sorted(
+        rest, key=lambda r: (r not in SERVICES, SERVICES.index(r) if r in SERVICES else 0, r)
+    ):
+        rows.append(Row(f"  {role}", pair(before.cpu_ms.get(role), now.cpu_ms.get(role), ".2f")))
+    rows += [
+        Row(f"  {OTHERS}", pair(before.cpu_ms[OTHERS], now.cpu_ms[OTHERS], ".2f")),
+        Row(
+            "  everything outside Triton (the bench left out)",
+            pair(before.services_ms, now.services_ms, ".2f"),
+        ),
+    ]
+    return rows
+
+
 def _per_slice_ms(usage: Usage) -> float:
     t = usage.triton
     return t.busy_s * 1000 / t.inferences if t.inferences else float("nan")
@@ -646,8 +740,14 @@ def _cpu_rows(raw: Usage, pipeline: Usage, slices: int) -> list[Row]:
     return rows
 
 
-def sections(result: Result) -> list[Section]:
+def sections(result: Result, baseline: tuple[Path, Figures] | None = None) -> list[Section]:
     pipe = result.pipeline
+    compared = []
+    if baseline is not None:
+        path, before = baseline
+        compared.append(
+            Section(f"Before ({path}) → this run", compared_rows(before, Figures.of(result)))
+        )
     return [
         Section(
             f"Throughput: batch {BATCH_SIZE}, {IN_FLIGHT} requests in flight, "
@@ -662,6 +762,7 @@ def sections(result: Result) -> list[Section]:
             f"CPU, cores busy on average: raw phase / pipeline phase (of {os.cpu_count()})",
             _cpu_rows(result.raw.usage, pipe.usage, pipe.slices),
         ),
+        *compared,
     ]
 
 
@@ -734,6 +835,12 @@ def main(argv: list[str] | None = None) -> int:
         "--json", type=Path, metavar="PATH", help="write every figure there as JSON"
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="PATH",
+        help="an earlier run's --json: its figures are printed beside this run's",
+    )
+    parser.add_argument(
         "--keep-logs",
         action="store_true",
         help="keep the stack's directory and logs (kept anyway when the run fails)",
@@ -741,6 +848,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.photos < 1:
         parser.error("--photos must be at least 1")
+    # Read before the run: `--baseline` and `--json` may name the same file (the last run).
+    baseline = (
+        (args.baseline, Figures.from_json(json.loads(args.baseline.read_text())))
+        if args.baseline
+        else None
+    )
     width, height = args.size
     plan = Plan(args.photos, width, height, args.seconds, keep_logs=args.keep_logs)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -750,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nTally pipeline against raw Triton — {machine()}; "
         f"stack up in {result.stack_up_s:.0f} s, run took {time.monotonic() - started:.0f} s"
     )
-    print(render(sections(result)))
+    print(render(sections(result, baseline)))
     for warning in warnings(result):
         print(f"warning: {warning}")
     if args.json:
