@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tally_inference import ImageError, decode_image, decode_reduced, decode_upright, inspect_image
+from tally_inference import (
+    ImageError,
+    decode_checked_image,
+    decode_image,
+    decode_reduced,
+    decode_upright,
+    inspect_image,
+)
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
@@ -194,3 +201,26 @@ def test_a_reduced_decode_refuses_what_a_full_decode_refuses() -> None:
 def test_formats_without_dct_scaling_are_decoded_whole() -> None:
     reduced = decode_reduced(_encode(Image.new("RGB", (1600, 1200)), "PNG"), 320)
     assert reduced.image.size == (1600, 1200)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _noisy_jpeg((640, 480)),
+        _encode(Image.effect_noise((320, 200), 60), "JPEG"),  # grey
+        _noisy_jpeg((200, 100), orientation=6),  # turned: through Pillow
+        _encode(Image.effect_noise((320, 200), 60).convert("RGBA"), "PNG"),
+        _encode(Image.effect_noise((64, 64), 60).convert("CMYK"), "JPEG"),
+    ],
+    ids=["rgb-jpeg", "grey-jpeg", "turned-jpeg", "png", "cmyk-jpeg"],
+)
+def test_a_checked_photo_decodes_to_the_same_pixels_as_decode_image(data: bytes) -> None:
+    checked = decode_checked_image(data)
+    assert checked.dtype == np.uint8
+    np.testing.assert_array_equal(checked, decode_image(data))
+
+
+def test_a_checked_decode_still_refuses_what_is_not_an_image() -> None:
+    with pytest.raises(ImageError) as caught:
+        decode_checked_image(b"\xff\xd8\xff\xe0 truncated")
+    assert caught.value.code == "corrupt_image"
