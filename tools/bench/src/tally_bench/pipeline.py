@@ -517,6 +517,7 @@ class Figures:
     pipeline_slices_per_s: float
     triton_ms: tuple[float, float]  # compute per slice: raw phase, pipeline phase
     cpu_ms: dict[str, float]  # CPU per slice in the pipeline phase by role, and OTHERS
+    warnings: list[str]  # what made that run's figures doubtful
 
     @property
     def services_ms(self) -> float:
@@ -546,6 +547,7 @@ class Figures:
             pipeline_slices_per_s=data["pipeline_slices_per_s"],
             triton_ms=(triton_ms(*raw), triton_ms(usage["triton"])),
             cpu_ms=cpu,
+            warnings=list(data.get("warnings", [])),
         )
 
 
@@ -866,6 +868,9 @@ def main(argv: list[str] | None = None) -> int:
     print(render(sections(result, baseline)))
     for warning in warnings(result):
         print(f"warning: {warning}")
+    if baseline is not None:
+        for warning in baseline[1].warnings:
+            print(f"warning: the earlier run ({baseline[0]}): {warning}")
     if args.json:
         args.json.write_text(json.dumps(to_json(result), indent=1) + "\n")
         print(f"\nfigures: {args.json}")
