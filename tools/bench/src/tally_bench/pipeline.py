@@ -4,11 +4,12 @@ One run starts the whole local stack the way `make up` does (tally-stack: upload
 detector, projector, gateway, nginx edge, Triton, moto S3), in its own directory, edge port, bus
 prefix, PostgreSQL database and Redis database, and then measures two things on it:
 
-1. Raw Triton, while the pipeline is idle: a tight loop of plain tritonclient calls
-   (`tally_model.bench.raw_triton`) against the stack's own Triton, full batches of the detector's
-   batch size cut from a photo of the benchmarked size, with as many requests in flight as the
-   detector keeps (2 chunks at a time, 1 request each), for `--seconds` in all: half before
-   the pipeline runs, half after, so a machine whose load drifts shows it.
+1. Raw Triton, while the pipeline is idle: a tight loop of requests against the stack's own
+   Triton, full batches of the detector's batch size cut from a photo of the benchmarked size,
+   with as many requests in flight as the detector keeps (2 chunks at a time, 1 request each),
+   sent as the detector sends them (`--shared-memory`: through a shared-memory region, or plain
+   tritonclient calls with the batch inside, `tally_model.bench.raw_triton`), for `--seconds`
+   in all: half before the pipeline runs, half after, so a machine whose load drifts shows it.
 2. The pipeline: `--photos` generated photos uploaded in one request with the SDK, from the start
    of that request until the last job is `completed` (its `completed_at`); slices are the sum of
    the jobs' `total`. The steady-state figure is the pace between 10 % and 90 % of the slices
@@ -16,7 +17,8 @@ prefix, PostgreSQL database and Redis database, and then measures two things on 
 
 The ratio of the two is the pipeline's cost over bare inference on this machine, where the
 services share the CPU with Triton. Where the time went comes with it: Triton's own statistics
-(busy share, compute per slice) and the CPU time of every process of the stack, in both phases.
+(busy share, compute per slice) and the CPU time of every process of the stack, in both phases;
+and with `--baseline`, an earlier run's figures beside this run's.
 Everything it starts is stopped, its database dropped, its bus topology deleted.
 """
 
@@ -38,12 +40,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+from numpy.typing import NDArray
 
 from tally_bench._cpu import MachineStat, read_machine, read_tree, spent
 from tally_bench._rates import Sample, epoch, rate, steady_rate
@@ -52,7 +56,15 @@ from tally_bench._stack import AMQP_URL, Names, database, redis_database
 from tally_bench._triton_stats import TritonCounters, read_statistics
 from tally_bus import Bus
 from tally_client.sdk import FINAL, TallyClient, TallyError
-from tally_inference import DetectParams, SliceParams, cut_batch, decode_image, plan_slices
+from tally_inference import (
+    DetectParams,
+    SharedMemoryMode,
+    SliceParams,
+    TritonModel,
+    cut_batch,
+    decode_image,
+    plan_slices,
+)
 from tally_model.bench import raw_triton
 from tally_stack import free_port
 from tally_stack._config import StackConfig
@@ -90,6 +102,8 @@ class Plan:
     stall_s: float = 120.0  # no slice done and no job final for this long: the run failed
     request_timeout_s: float = 600.0
     keep_logs: bool = False
+    # How slices reach Triton, in the detector (TALLY_TRITON_SHARED_MEMORY) and raw alike.
+    shared_memory: SharedMemoryMode = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +145,14 @@ class RawRun:
     slices: int
     seconds: float
     usage: Usage
+    shared_memory: bool  # the batches went through shared memory, not inside the requests
 
     def __add__(self, other: RawRun) -> RawRun:
         return RawRun(
-            self.slices + other.slices, self.seconds + other.seconds, self.usage + other.usage
+            self.slices + other.slices,
+            self.seconds + other.seconds,
+            self.usage + other.usage,
+            self.shared_memory and other.shared_memory,
         )
 
     @property
@@ -222,7 +240,9 @@ async def wait_for_servers(timeout_s: float = 180.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def local_stack(names: Names, directory: Path) -> AsyncIterator[RunningStack]:
+async def local_stack(
+    names: Names, directory: Path, shared_memory: SharedMemoryMode
+) -> AsyncIterator[RunningStack]:
     """The whole stack by tally-stack, as `make up` starts it, all its state in `directory`;
     stopped on the way out, error or not."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("TALLY_", "OTEL_"))}
@@ -236,6 +256,7 @@ async def local_stack(names: Names, directory: Path) -> AsyncIterator[RunningSta
         "TALLY_BATCH_SIZE": str(BATCH_SIZE),
         "TALLY_PREFETCH": str(DETECTOR_CHUNKS),
         "TALLY_MAX_IN_FLIGHT": str(CHUNK_IN_FLIGHT),
+        "TALLY_TRITON_SHARED_MEMORY": shared_memory,
     }
     cli = [sys.executable, "-m", "tally_stack.cli"]
     try:
@@ -300,10 +321,13 @@ def chunks_planned(log: str) -> int | None:
 
 class RawTriton:
     """Raw Triton on the stack's Triton: rounds of full batches cut from a photo of the
-    benchmarked size, with the detector's number of requests in flight."""
+    benchmarked size, with the detector's number of requests in flight, sent the way the
+    detector sends them: through shared memory when it does (TritonModel, each batch copied
+    into a region), else plain tritonclient calls with the batch inside the request."""
 
     def __init__(self, stack: RunningStack, plan: Plan) -> None:
         self._stack = stack
+        self._shared_memory = plan.shared_memory
         photo, _ = render_photo(PhotoSpec(SEED + 1, 0, plan.width, plan.height))
         image = decode_image(photo)
         params = SliceParams()
@@ -317,14 +341,35 @@ class RawTriton:
     async def measure(self, seconds: float) -> RawRun:
         """Whole rounds until `seconds` have passed, after one round of warm-up (the first
         requests pay for allocations in Triton and ONNX Runtime)."""
-        run = await raw_triton(self._stack.triton_url, self._batches, IN_FLIGHT)
-        await run()
-        meter = Meter(self._stack)
-        elapsed, slices = 0.0, 0
-        while elapsed < seconds:
-            elapsed += await run()
-            slices += BATCH_SIZE * len(self._batches)
-        return RawRun(slices, elapsed, meter.usage())
+        url = self._stack.triton_url
+        async with TritonModel(url, shared_memory=self._shared_memory) as model:
+            if self._shared_memory == "off":
+                run = await raw_triton(url, self._batches, IN_FLIGHT)
+            else:
+                run = _rounds(model, self._batches)
+            await run()
+            meter = Meter(self._stack)
+            elapsed, slices = 0.0, 0
+            while elapsed < seconds:
+                elapsed += await run()
+                slices += BATCH_SIZE * len(self._batches)
+            return RawRun(slices, elapsed, meter.usage(), model.uses_shared_memory)
+
+
+def _rounds(model: TritonModel, batches: list[NDArray[np.uint8]]) -> Callable[[], Awaitable[float]]:
+    """One round: every batch, IN_FLIGHT requests at a time; its seconds."""
+    gate = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(batch: NDArray[np.uint8]) -> None:
+        async with gate:
+            await model.infer(batch)
+
+    async def run() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(one(b) for b in batches))
+        return time.perf_counter() - started
+
+    return run
 
 
 def measure_pipeline(
@@ -472,7 +517,9 @@ async def _bench(plan: Plan, names: Names, work: Path) -> Result:
         await exits.enter_async_context(redis_database(names))
         await exits.enter_async_context(own_topology(names))
         up = time.monotonic()
-        stack = await exits.enter_async_context(local_stack(names, work / "stack"))
+        stack = await exits.enter_async_context(
+            local_stack(names, work / "stack", plan.shared_memory)
+        )
         stack_up_s = time.monotonic() - up
         api_key = await asyncio.to_thread(create_tenant, stack, f"bench-{names.run}")
         raw = RawTriton(stack, plan)
@@ -608,6 +655,12 @@ def _throughput_rows(result: Result) -> list[Row]:
             "raw Triton, pipeline idle (before / after it)",
             f"{raw.slices_per_s:.1f} slices/s ({result.raw_before.slices_per_s:.1f} / "
             f"{result.raw_after.slices_per_s:.1f}; {raw.slices:,} slices in {raw.seconds:.1f} s)",
+        ),
+        Row(
+            "how the slices reached Triton (raw; the detector was told the same)",
+            "through shared memory"
+            if raw.shared_memory
+            else f"inside the gRPC requests (--shared-memory {plan.shared_memory})",
         ),
         Row(
             "whole pipeline, upload start → last job completed",
@@ -837,6 +890,13 @@ def main(argv: list[str] | None = None) -> int:
         "--json", type=Path, metavar="PATH", help="write every figure there as JSON"
     )
     parser.add_argument(
+        "--shared-memory",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="how slices reach Triton, in the detector (TALLY_TRITON_SHARED_MEMORY) and in the "
+        "raw figure alike (default: auto)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         metavar="PATH",
@@ -857,7 +917,14 @@ def main(argv: list[str] | None = None) -> int:
         else None
     )
     width, height = args.size
-    plan = Plan(args.photos, width, height, args.seconds, keep_logs=args.keep_logs)
+    plan = Plan(
+        args.photos,
+        width,
+        height,
+        args.seconds,
+        keep_logs=args.keep_logs,
+        shared_memory=args.shared_memory,
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     result = asyncio.run(bench(plan))
