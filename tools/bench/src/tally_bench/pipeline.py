@@ -104,6 +104,7 @@ class Plan:
     keep_logs: bool = False
     # How slices reach Triton, in the detector (TALLY_TRITON_SHARED_MEMORY) and raw alike.
     shared_memory: SharedMemoryMode = "auto"
+    chunk_slices: int | None = None  # the orchestrator's TALLY_CHUNK_SLICES; None: its default
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +241,7 @@ async def wait_for_servers(timeout_s: float = 180.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def local_stack(
-    names: Names, directory: Path, shared_memory: SharedMemoryMode
-) -> AsyncIterator[RunningStack]:
+async def local_stack(names: Names, directory: Path, plan: Plan) -> AsyncIterator[RunningStack]:
     """The whole stack by tally-stack, as `make up` starts it, all its state in `directory`;
     stopped on the way out, error or not."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("TALLY_", "OTEL_"))}
@@ -256,8 +255,10 @@ async def local_stack(
         "TALLY_BATCH_SIZE": str(BATCH_SIZE),
         "TALLY_PREFETCH": str(DETECTOR_CHUNKS),
         "TALLY_MAX_IN_FLIGHT": str(CHUNK_IN_FLIGHT),
-        "TALLY_TRITON_SHARED_MEMORY": shared_memory,
+        "TALLY_TRITON_SHARED_MEMORY": plan.shared_memory,
     }
+    if plan.chunk_slices is not None:
+        env["TALLY_CHUNK_SLICES"] = str(plan.chunk_slices)
     cli = [sys.executable, "-m", "tally_stack.cli"]
     try:
         await asyncio.to_thread(
@@ -517,9 +518,7 @@ async def _bench(plan: Plan, names: Names, work: Path) -> Result:
         await exits.enter_async_context(redis_database(names))
         await exits.enter_async_context(own_topology(names))
         up = time.monotonic()
-        stack = await exits.enter_async_context(
-            local_stack(names, work / "stack", plan.shared_memory)
-        )
+        stack = await exits.enter_async_context(local_stack(names, work / "stack", plan))
         stack_up_s = time.monotonic() - up
         api_key = await asyncio.to_thread(create_tenant, stack, f"bench-{names.run}")
         raw = RawTriton(stack, plan)
@@ -897,6 +896,12 @@ def main(argv: list[str] | None = None) -> int:
         "raw figure alike (default: auto)",
     )
     parser.add_argument(
+        "--chunk-slices",
+        type=int,
+        metavar="N",
+        help="slices per chunk (the orchestrator's TALLY_CHUNK_SLICES; default: its own)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         metavar="PATH",
@@ -924,6 +929,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds,
         keep_logs=args.keep_logs,
         shared_memory=args.shared_memory,
+        chunk_slices=args.chunk_slices,
     )
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
