@@ -71,7 +71,7 @@ from tally_stack._config import StackConfig
 from tally_synth import PhotoSpec, write_dataset
 from tally_synth import render as render_photo
 
-TARGET = 0.8
+TARGET = 0.9  # issue 15: the whole pipeline at 0.9 of raw Triton on this 2-core machine
 SEED = 4242
 # How the detector runs (its defaults, given to the stack's detector explicitly): chunks at once
 # (TALLY_PREFETCH), requests in flight per chunk (TALLY_MAX_IN_FLIGHT); raw Triton gets as many
