@@ -206,6 +206,15 @@ async def test_an_unreachable_triton_fails_fast_instead_of_hanging() -> None:
             await model.infer(np.zeros((1, 64, 64, 3), np.uint8))
 
 
+async def test_an_unreachable_triton_is_an_error_not_a_reason_to_give_up_shared_memory() -> None:
+    """Triton away says nothing of whether it can map this host's memory: the chunk fails (and
+    comes back), and the next request tries shared memory again."""
+    async with TritonModel(f"127.0.0.1:{free_port()}", timeout_s=10, shared_memory="auto") as model:
+        with pytest.raises(InferenceError):
+            await model.infer(np.zeros((1, 64, 64, 3), np.uint8))
+        assert model.uses_shared_memory
+
+
 def test_triton_cli_starts_in_the_background_and_stops_cleanly(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "tally_stack.local_triton"]
     state = ["--state-dir", str(tmp_path)]
