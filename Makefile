@@ -98,8 +98,10 @@ bench-abuse: install servers ## a noisy neighbour: B's poll latency alone and wh
 	$(VENV)/bin/tally-bench-abuse
 
 .PHONY: bench-pipeline
-bench-pipeline: install servers ## slices/s of the whole pipeline (upload to stored result) against raw Triton, one run
-	$(VENV)/bin/tally-bench-pipeline
+PIPELINE_FIGURES ?= data/bench/pipeline.json
+bench-pipeline: install servers ## slices/s of the whole pipeline against raw Triton, CPU per slice by service, beside the last run's (data/bench/pipeline.json; BENCH_ARGS="--photos 8")
+	@mkdir -p $(dir $(PIPELINE_FIGURES))
+	$(VENV)/bin/tally-bench-pipeline --json $(PIPELINE_FIGURES) $(if $(wildcard $(PIPELINE_FIGURES)),--baseline $(PIPELINE_FIGURES)) $(BENCH_ARGS)
 
 .PHONY: bench-eta
 bench-eta: up ## the session ETA against what happened, on make demo's photos (stack left running)

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import functools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aio_pika
 import numpy as np
@@ -70,7 +70,8 @@ async def deps(settings: Settings, bus: Bus) -> AsyncIterator[Deps]:
     expects one)."""
     async with ObjectStore.open(settings.s3, create_bucket=True):
         pass
-    async with TritonModel(settings.triton_url) as model, Deps.open(settings, bus, model) as opened:
+    model = TritonModel(settings.triton_url, shared_memory=settings.triton_shared_memory)
+    async with model, Deps.open(settings, bus, model) as opened:
         yield opened
 
 
@@ -192,21 +193,24 @@ async def test_a_chunk_stops_between_batches_once_its_job_is_cancelled(
     await deps.objects.put_bytes("t/s/d/original.jpg", photo[0], "image/jpeg")
     boxes = plan_slices(WIDTH, HEIGHT, SliceParams(512, 0.25))
     chunk = _chunk("t/s/d/original.jpg", boxes)
-    infer = deps.model.infer
+    assert isinstance(deps.model, TritonModel)
+    infer_cut = deps.model.infer_cut  # what the detector sends each batch through
     calls = 0
 
-    async def infer_then_cancel(batch: NDArray[np.uint8]) -> NDArray[np.float32]:
+    async def infer_then_cancel(
+        shape: tuple[int, ...], cut: Callable[[NDArray[np.uint8]], None]
+    ) -> NDArray[np.float32]:
         nonlocal calls
         calls += 1
         if calls == 1:
             await deps.redis.set(cancellation.job_key(chunk.job.job_id), "1", ex=60)
-        return await infer(batch)
+        return await infer_cut(shape, cut)
 
-    deps.model.infer = infer_then_cancel  # type: ignore[method-assign]
+    deps.model.infer_cut = infer_then_cancel  # type: ignore[method-assign]
     try:
         result = await handle_detect_chunk(chunk, deps)
     finally:
-        deps.model.infer = infer  # type: ignore[method-assign]
+        deps.model.infer_cut = infer_cut  # type: ignore[method-assign]
         await deps.redis.delete(cancellation.job_key(chunk.job.job_id))
     batches = -(-len(boxes) // deps.settings.batch_size)
     # Stopped well before the end: batches already in flight (up to max_in_flight while the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from tally_inference import (
     InferenceError,
     SlicedDetector,
     SliceParams,
+    cut_batch,
+    cut_into,
     plan_slices,
 )
 
@@ -167,3 +170,43 @@ def test_parameters_are_validated() -> None:
         SliceParams(512, 0.95)
     with pytest.raises(ValueError, match="confidence"):
         DetectParams(confidence=1.5)
+
+
+class CuttingOracle(OracleModel):
+    """The oracle, lending the memory batches are cut into: left dirty from the last batch, as
+    a reused shared-memory region is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lent: list[tuple[int, ...]] = []
+
+    async def infer_cut(
+        self, shape: tuple[int, ...], cut: Callable[[NDArray[np.uint8]], None]
+    ) -> NDArray[np.float32]:
+        self.lent.append(shape)
+        region = np.full(shape, 255, np.uint8)  # what the last batch left, at its worst
+        await asyncio.to_thread(cut, region)
+        return await self.infer(region)
+
+
+async def test_a_model_that_lends_its_memory_gets_the_slices_cut_into_it() -> None:
+    image, seedlings, weeds = _scene(1100, 700)
+    lending, plain = CuttingOracle(), OracleModel()
+    lent = await SlicedDetector(lending, SliceParams(256, 0.25)).detect(image)
+    copied = await SlicedDetector(plain, SliceParams(256, 0.25)).detect(image)
+    assert lending.lent
+    assert all(shape[1:] == (256, 256, 3) for shape in lending.lent)
+    assert lent == copied
+    assert (lent.counts["seedling"], lent.counts["weed"]) == (seedlings, weeds)
+
+
+def test_slices_cut_by_the_image_edge_are_padded_with_zeros_whatever_the_buffer_held() -> None:
+    image = np.arange(100 * 150 * 3, dtype=np.uint32).astype(np.uint8).reshape(100, 150, 3)
+    boxes = [(0, 0, 64, 64), (100, 50, 150, 100)]  # the second: 50 × 50 of a 64 px slice
+    batch = np.full((2, 64, 64, 3), 7, np.uint8)
+    cut_into(batch, image, boxes)
+    np.testing.assert_array_equal(batch[0], image[:64, :64])
+    np.testing.assert_array_equal(batch[1, :50, :50], image[50:100, 100:150])
+    assert not batch[1, 50:].any()
+    assert not batch[1, :, 50:].any()
+    np.testing.assert_array_equal(cut_batch(image, boxes, 64), batch)

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tally_inference import ImageError, decode_image, decode_upright, inspect_image
+from tally_inference import (
+    ImageError,
+    decode_checked_image,
+    decode_image,
+    decode_reduced,
+    decode_upright,
+    inspect_image,
+)
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
@@ -153,3 +160,67 @@ def test_messages_are_our_own_sentences_not_pillows(data: bytes, message: str) -
     with pytest.raises(ImageError) as caught:
         decode_image(data)
     assert (caught.value.code, caught.value.message) == ("corrupt_image", message)
+
+
+def _noisy_jpeg(size: tuple[int, int], orientation: int | None = None) -> bytes:
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.effect_noise(size, 40).convert("RGB").save(buffer, format="JPEG", exif=exif)
+    return buffer.getvalue()
+
+
+def test_a_reduced_jpeg_is_decoded_at_the_smallest_dct_scale_still_as_large_as_asked() -> None:
+    reduced = decode_reduced(_noisy_jpeg((4000, 3000)), 320)
+    # 3000 / 320 is over 8: the 1/8 scale, 500 × 375, still covers 320 on both sides.
+    assert reduced.image.size == (500, 375)
+    assert (reduced.width, reduced.height) == (4000, 3000)
+    assert decode_reduced(_noisy_jpeg((1000, 800)), 320).image.size == (500, 400)  # 1/2
+    assert decode_reduced(_noisy_jpeg((600, 500)), 320).image.size == (600, 500)  # whole
+
+
+def test_a_reduced_photo_is_upright_and_tells_its_upright_size() -> None:
+    reduced = decode_reduced(_noisy_jpeg((4000, 3000), orientation=6), 320)
+    assert reduced.image.size == (375, 500)
+    assert (reduced.width, reduced.height) == (3000, 4000)
+
+
+def test_a_reduced_decode_refuses_what_a_full_decode_refuses() -> None:
+    data = _noisy_jpeg((1600, 1200))
+    garbage = bytearray(data)
+    garbage[200:] = b"\xff" * (len(data) - 200)
+    for bad in (data[: len(data) // 3], bytes(garbage), data[:700]):
+        with pytest.raises(ImageError) as full:
+            decode_upright(bad)
+        with pytest.raises(ImageError) as reduced:
+            decode_reduced(bad, 320)
+        assert (reduced.value.code, reduced.value.message) == (full.value.code, full.value.message)
+
+
+def test_formats_without_dct_scaling_are_decoded_whole() -> None:
+    reduced = decode_reduced(_encode(Image.new("RGB", (1600, 1200)), "PNG"), 320)
+    assert reduced.image.size == (1600, 1200)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _noisy_jpeg((640, 480)),
+        _encode(Image.effect_noise((320, 200), 60), "JPEG"),  # grey
+        _noisy_jpeg((200, 100), orientation=6),  # turned: through Pillow
+        _encode(Image.effect_noise((320, 200), 60).convert("RGBA"), "PNG"),
+        _encode(Image.effect_noise((64, 64), 60).convert("CMYK"), "JPEG"),
+    ],
+    ids=["rgb-jpeg", "grey-jpeg", "turned-jpeg", "png", "cmyk-jpeg"],
+)
+def test_a_checked_photo_decodes_to_the_same_pixels_as_decode_image(data: bytes) -> None:
+    checked = decode_checked_image(data)
+    assert checked.dtype == np.uint8
+    np.testing.assert_array_equal(checked, decode_image(data))
+
+
+def test_a_checked_decode_still_refuses_what_is_not_an_image() -> None:
+    with pytest.raises(ImageError) as caught:
+        decode_checked_image(b"\xff\xd8\xff\xe0 truncated")
+    assert caught.value.code == "corrupt_image"

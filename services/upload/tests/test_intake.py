@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -96,6 +97,26 @@ def test_the_size_of_a_photo_is_its_upright_size() -> None:
     outcome = check_photo("turned.jpg", _photo("RGB", (400, 200), exif_orientation=6), 10**8, 320)
     assert isinstance(outcome, AcceptedPhoto)
     assert (outcome.width, outcome.height) == (200, 400)
+
+
+def test_a_jpeg_thumbnail_from_the_reduced_decode_matches_one_from_every_pixel() -> None:
+    # Edges and smooth shading both: what a DCT-scaled decode could blur or shift.
+    photo = Image.effect_mandelbrot((4000, 3000), (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB")
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=92)
+    outcome = check_photo("big.jpg", buffer.getvalue(), 100_000_000, 320)
+    assert isinstance(outcome, AcceptedPhoto)
+    assert (outcome.width, outcome.height) == (4000, 3000)
+    with Image.open(io.BytesIO(buffer.getvalue())) as full:
+        full.load()  # every pixel first: thumbnail() would use a draft on an unloaded JPEG
+        full.thumbnail((320, 320))
+        encoded = io.BytesIO()
+        full.save(encoded, format="JPEG", quality=85)  # as intake encodes its thumbnails
+    with Image.open(encoded) as wanted, Image.open(io.BytesIO(outcome.thumbnail)) as thumbnail:
+        assert thumbnail.size == wanted.size == (320, 240)
+        diff = np.abs(np.asarray(thumbnail, np.int16) - np.asarray(wanted, np.int16))
+    assert diff.mean() < 2.0
+    assert np.percentile(diff, 99) < 12
 
 
 def test_a_refusal_carries_the_images_code_and_a_sentence_of_ours() -> None:

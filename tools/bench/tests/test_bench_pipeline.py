@@ -9,7 +9,7 @@ import pytest
 from tally_bench._cpu import TICKS_PER_S, parse_machine, parse_stat, role, spent
 from tally_bench._rates import Sample, crossing, epoch, rate, steady_rate
 from tally_bench._triton_stats import TritonCounters, parse_statistics
-from tally_bench.pipeline import chunks_planned, disturbances
+from tally_bench.pipeline import OTHERS, Figures, chunks_planned, compared_rows, disturbances
 
 POLLS = [Sample(100.0, 0), Sample(101.0, 0), Sample(102.0, 40), Sample(104.0, 80), Sample(105, 100)]
 
@@ -164,3 +164,45 @@ def test_the_chunks_planned_are_summed_from_the_orchestrators_log() -> None:
     )
     assert chunks_planned(log) == 8
     assert chunks_planned("") is None
+
+
+def _run_json(detector_s: float, triton_ns: int) -> dict[str, object]:
+    """The fields of a run's --json that a later run compares with."""
+    counters = {"inferences": 100, "running_ns": triton_ns}
+    return {
+        "ratio": 0.7,
+        "steady_slices_per_s": 80.0,
+        "raw_slices_per_s": 100.0,
+        "pipeline_slices_per_s": 70.0,
+        "raw_before": {"usage": {"triton": {"inferences": 100, "running_ns": 800_000_000}}},
+        "raw_after": {"usage": {"triton": {"inferences": 100, "running_ns": 1_000_000_000}}},
+        "pipeline": {
+            "slices": 200,
+            "usage": {
+                "triton": counters,
+                "cpu_s": {"triton": 3.0, "detector": detector_s, "bench": 0.2},
+                "machine_busy_s": 3.0 + detector_s + 0.2 + 0.4,
+            },
+        },
+    }
+
+
+def test_an_earlier_runs_json_gives_its_figures_per_slice() -> None:
+    figures = Figures.from_json(_run_json(detector_s=1.0, triton_ns=1_200_000_000))
+    assert figures.steady_ratio == pytest.approx(0.8)
+    assert figures.triton_ms == pytest.approx((9.0, 12.0))
+    assert figures.cpu_ms == pytest.approx(
+        {"triton": 15.0, "detector": 5.0, "bench": 1.0, OTHERS: 2.0}
+    )
+    # Outside Triton: the detector and the servers, not Triton and not the bench itself.
+    assert figures.services_ms == pytest.approx(7.0)
+
+
+def test_a_comparison_shows_both_runs_and_their_change() -> None:
+    before = Figures.from_json(_run_json(detector_s=1.0, triton_ns=1_200_000_000))
+    after = Figures.from_json(_run_json(detector_s=0.5, triton_ns=1_000_000_000))
+    rows = {r.figure.strip(): r.value for r in compared_rows(before, after)}
+    assert rows["detector"] == "5.00 → 2.50 (0.50×)"
+    assert rows["everything outside Triton (the bench left out)"] == "7.00 → 4.50 (0.64×)"
+    assert rows["Triton compute per slice, pipeline, ms"] == "12.0 → 10.0 (0.83×)"
+    assert "bench" not in rows

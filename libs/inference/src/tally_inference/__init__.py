@@ -4,6 +4,7 @@ from tally_inference._boxes import batched_nms, iou_matrix, nms
 from tally_inference._decode import SliceDetections, decode_slice
 from tally_inference._detector import (
     LABELS,
+    CuttingModel,
     Detection,
     DetectionResult,
     DetectParams,
@@ -11,6 +12,7 @@ from tally_inference._detector import (
     SlicedDetector,
     SliceResult,
     cut_batch,
+    cut_into,
     decode_batch,
     merge_detections,
 )
@@ -18,18 +20,22 @@ from tally_inference._image import (
     ImageError,
     ImageErrorCode,
     ImageInfo,
+    Reduced,
+    decode_checked_image,
     decode_image,
+    decode_reduced,
     decode_upright,
     inspect_image,
 )
 from tally_inference._metrics import ImageEval, average_precision, count_error
 from tally_inference._slicing import Box, SliceParams, plan_slices
-from tally_inference._triton import MODEL_NAME, InferenceError, TritonModel
+from tally_inference._triton import MODEL_NAME, InferenceError, SharedMemoryMode, TritonModel
 
 __all__ = [
     "LABELS",
     "MODEL_NAME",
     "Box",
+    "CuttingModel",
     "DetectParams",
     "Detection",
     "DetectionResult",
@@ -39,6 +45,8 @@ __all__ = [
     "ImageInfo",
     "InferenceError",
     "InferenceModel",
+    "Reduced",
+    "SharedMemoryMode",
     "SliceDetections",
     "SliceParams",
     "SliceResult",
@@ -48,8 +56,11 @@ __all__ = [
     "batched_nms",
     "count_error",
     "cut_batch",
+    "cut_into",
     "decode_batch",
+    "decode_checked_image",
     "decode_image",
+    "decode_reduced",
     "decode_slice",
     "decode_upright",
     "inspect_image",

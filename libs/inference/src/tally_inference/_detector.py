@@ -8,10 +8,11 @@ a photo is back. `SlicedDetector.detect` chains them for one process.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -95,11 +96,30 @@ class InferenceModel(Protocol):
     async def infer(self, batch: NDArray[np.uint8]) -> NDArray[np.float32]: ...
 
 
+@runtime_checkable
+class CuttingModel(InferenceModel, Protocol):
+    """A model that lends the memory a batch is sent from, to cut the slices straight into
+    (TritonModel: a shared-memory region Triton reads)."""
+
+    async def infer_cut(
+        self, shape: tuple[int, ...], cut: Callable[[NDArray[np.uint8]], None]
+    ) -> NDArray[np.float32]: ...
+
+
+def cut_into(batch: NDArray[np.uint8], image: NDArray[np.uint8], boxes: Sequence[Box]) -> None:
+    """Copy the slices into `batch` (B, size, size, 3), whatever it held: a slice cut by the
+    image edge is padded with zeros."""
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        height, width = y2 - y1, x2 - x1
+        batch[i, :height, :width] = image[y1:y2, x1:x2]
+        batch[i, height:] = 0
+        batch[i, :height, width:] = 0
+
+
 def cut_batch(image: NDArray[np.uint8], boxes: Sequence[Box], size: int) -> NDArray[np.uint8]:
     """Copy the slices into one (B, size, size, 3) array, padding slices cut by the image edge."""
-    batch = np.zeros((len(boxes), size, size, 3), np.uint8)
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        batch[i, : y2 - y1, : x2 - x1] = image[y1:y2, x1:x2]
+    batch = np.empty((len(boxes), size, size, 3), np.uint8)
+    cut_into(batch, image, boxes)
     return batch
 
 
@@ -214,8 +234,12 @@ class SlicedDetector:
         async def run(group: list[Box]) -> list[SliceResult]:
             nonlocal done
             async with gate:
-                batch = await asyncio.to_thread(cut_batch, image, group, size)
-                output = await self.model.infer(batch)
+                if isinstance(self.model, CuttingModel):
+                    cut = functools.partial(cut_into, image=image, boxes=group)
+                    output = await self.model.infer_cut((len(group), size, size, 3), cut)
+                else:
+                    batch = await asyncio.to_thread(cut_batch, image, group, size)
+                    output = await self.model.infer(batch)
             results = await asyncio.to_thread(
                 decode_batch, output, group, self.params, (width, height)
             )

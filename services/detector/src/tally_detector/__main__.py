@@ -18,7 +18,7 @@ log = logging.getLogger("tally_detector")
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with (
-        TritonModel(settings.triton_url) as model,
+        TritonModel(settings.triton_url, shared_memory=settings.triton_shared_memory) as model,
         await settings.connect_bus() as bus,
         Deps.open(settings, bus, model) as deps,
     ):

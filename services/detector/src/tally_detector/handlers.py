@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -29,7 +30,7 @@ from tally_inference import (
     SlicedDetector,
     SliceParams,
     SliceResult,
-    decode_image,
+    decode_checked_image,
 )
 from tally_storage import ObjectNotFoundError
 
@@ -57,15 +58,17 @@ class ChunkFailedError(Exception):
 
 
 async def _photo(message: DetectChunk, deps: Deps) -> NDArray[np.uint8]:
-    cached = deps.photos.get(message.object_key)
-    if cached is not None:
-        return cached
+    return await deps.photos.get(message.object_key, functools.partial(_load, message, deps))
+
+
+async def _load(message: DetectChunk, deps: Deps) -> NDArray[np.uint8]:
     try:
         data = await deps.objects.get_bytes(message.object_key)
     except ObjectNotFoundError:
         raise ChunkFailedError("original_missing", "the photo is not in the object store") from None
     try:
-        photo = await asyncio.to_thread(decode_image, data)
+        # The upload checked every byte of the photo before storing it.
+        photo = await asyncio.to_thread(decode_checked_image, data)
     except ImageError as exc:
         raise ChunkFailedError("image_unreadable", exc.message) from None
     height, width = photo.shape[:2]
@@ -74,7 +77,6 @@ async def _photo(message: DetectChunk, deps: Deps) -> NDArray[np.uint8]:
             "size_mismatch",
             f"the stored photo is {width}x{height}, the job says {message.width}x{message.height}",
         )
-    deps.photos[message.object_key] = photo
     return photo
 
 

@@ -6,7 +6,7 @@ import io
 import unicodedata
 from dataclasses import dataclass
 
-from tally_inference import ImageError, decode_upright
+from tally_inference import ImageError, decode_reduced
 from tally_storage import keys
 
 # HTTP status for each refusal code, when every file of a request is refused.
@@ -57,16 +57,18 @@ class RejectedPhoto:
 def check_photo(
     filename: str, data: bytes, max_pixels: int, thumbnail_size: int
 ) -> AcceptedPhoto | RejectedPhoto:
-    """Fully decode the photo (a header can lie), and make its thumbnail. Blocking.
+    """Decode every byte of the photo (a header can lie), and make its thumbnail. Blocking.
 
-    The decoded image is the only full-size copy: it stays in the file's own mode (a grey photo
-    is 1 byte a pixel) and the thumbnail is cut from it before any conversion to RGB."""
+    A JPEG is decoded at the DCT scale its thumbnail needs (`decode_reduced`), other formats
+    whole; the decoded image is the only copy: it stays in the file's own mode (a grey photo is
+    1 byte a pixel) and the thumbnail is cut from it before any conversion to RGB."""
     try:
-        image = decode_upright(data, max_pixels=max_pixels)
+        decoded = decode_reduced(data, thumbnail_size, max_pixels=max_pixels)
     except ImageError as exc:
         return RejectedPhoto(filename, exc.code, exc.message)
-    with image:
-        fmt, (width, height) = image.format or "", image.size
+    width, height = decoded.width, decoded.height
+    with decoded.image as image:
+        fmt = image.format or ""
         thumb = image if image.mode in THUMBNAIL_FIRST_MODES else image.convert("RGB")
         # thumbnail() works in place; copy() is not needed: `image` is not used after this.
         thumb.thumbnail((thumbnail_size, thumbnail_size))
