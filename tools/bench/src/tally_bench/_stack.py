@@ -32,6 +32,12 @@ UNLIMITED: dict[str, str] = {
     for kind in ("read", "write", "stream")
     for what in ("rate", "burst")
 }
+# What lifts the caps on streams open at once (per key and per tenant): for the benches that
+# open thousands of streams from one key.
+UNCAPPED_STREAMS: dict[str, str] = {
+    "TALLY_LIMIT_STREAMS_PER_KEY": "1000000",
+    "TALLY_LIMIT_STREAMS_PER_TENANT": "1000000",
+}
 
 
 @dataclass(frozen=True, slots=True)

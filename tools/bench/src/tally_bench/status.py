@@ -54,6 +54,7 @@ from tally_bench._seed import (
     wait_folded,
 )
 from tally_bench._stack import (
+    UNCAPPED_STREAMS,
     UNLIMITED,
     Names,
     Service,
@@ -498,8 +499,9 @@ async def bench(plan: Plan) -> list[Section]:
 
 
 async def _bench(plan: Plan, wrk: str, names: Names, logs: Path) -> list[Section]:
-    # One key polls and subscribes thousands of times a second: the rate limits are lifted.
-    services = Services(names, logs, plan.gateway_redis_pool, UNLIMITED)
+    # One key polls and subscribes thousands of times a second and holds thousands of streams
+    # open: the rate limits and the caps on open streams are lifted.
+    services = Services(names, logs, plan.gateway_redis_pool, UNLIMITED | UNCAPPED_STREAMS)
     sections: list[Section] = []
     async with contextlib.AsyncExitStack() as stack:
         dsn = await stack.enter_async_context(database(names))
