@@ -63,12 +63,15 @@ class TooManyStreamsError(Exception):
 
 @dataclass(eq=False)
 class OpenStream:
-    """One stream's place under the caps; `ended` is set once its key has been revoked."""
+    """One stream's place under the caps; `ended` is done once its key has been revoked (a
+    future, not an Event: its stream is told by a callback, with no task waiting on it)."""
 
     key_id: uuid.UUID
     tenant_id: uuid.UUID
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class StreamLeases:
@@ -171,9 +174,9 @@ class StreamLeases:
             log.warning("the keys of %d open streams not checked (%s)", len(streams), exc)
             return
         for stream in streams:
-            if stream.key_id not in live and not stream.ended.is_set():
+            if stream.key_id not in live and not stream.ended.done():
                 REVOKED.inc()
-                stream.ended.set()
+                stream.ended.set_result(None)
 
     async def close(self) -> None:
         if self._task is not None:
