@@ -5,12 +5,17 @@ what it holds meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import uuid
 from collections.abc import AsyncGenerator
 
 import pytest
+from prometheus_client import REGISTRY
 from starlette.types import Message
 
+from tally_gateway._gc import watch_collections
 from tally_gateway._streams import EventStreamResponse, Frame, Subscriber
+from tally_gateway.app import is_event_stream
 
 SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": []}
 
@@ -164,3 +169,23 @@ async def test_a_waiting_subscriber_that_overflows_wakes_lagged() -> None:
     subscriber.offer(_frame(2))  # before its writer ran: one more than it may hold
     assert await asyncio.wait_for(waiting, 5) is None
     assert subscriber.lagged
+
+
+def test_only_event_streams_go_without_fastapis_request_span() -> None:
+    assert is_event_stream({"type": "http", "path": f"/v1/sessions/{uuid.uuid4()}/events"})
+    assert not is_event_stream({"type": "http", "path": f"/v1/sessions/{uuid.uuid4()}/jobs"})
+    assert not is_event_stream({"type": "lifespan"})
+
+
+def test_every_garbage_collection_is_timed_by_generation() -> None:
+    def collections() -> float:
+        count = REGISTRY.get_sample_value("tally_gc_pause_seconds_count", {"generation": "2"})
+        return count or 0.0
+
+    watch_collections()
+    callbacks = len(gc.callbacks)
+    watch_collections()  # once per process, however often asked
+    assert len(gc.callbacks) == callbacks
+    before = collections()
+    gc.collect()
+    assert collections() == before + 1

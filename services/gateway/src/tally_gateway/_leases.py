@@ -61,7 +61,7 @@ class TooManyStreamsError(Exception):
         self.cap = cap
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class OpenStream:
     """One stream's place under the caps; `ended` is done once its key has been revoked (a
     future, not an Event: its stream is told by a callback, with no task waiting on it)."""

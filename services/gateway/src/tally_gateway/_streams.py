@@ -285,7 +285,10 @@ class EventStreamResponse(Response):
         until: asyncio.Future[None] | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__(status_code=200, media_type="text/event-stream")
+        # Not Response.__init__: its rendered empty body and its headers would be held for the
+        # stream's life and never sent (the start message below has the stream's own).
+        self.status_code = 200
+        self.background = None
         self.events = events
         self.until = until
         self.on_close = on_close
