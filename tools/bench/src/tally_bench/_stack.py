@@ -121,6 +121,12 @@ class Service:
                 return int(line.split()[1])
         raise RuntimeError(f"{self.name} has no VmRSS")
 
+    def cpu_s(self) -> float:
+        """CPU time used so far, user and system (utime and stime of /proc/<pid>/stat)."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # after the command's name, field 3 on
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     async def wait_for_log(self, text: str, timeout_s: float = 60.0) -> None:
         await asyncio.to_thread(
             self.process.wait_until, launcher.log_line(text), timeout_s=timeout_s
