@@ -34,8 +34,11 @@ def main() -> None:
         app,
         host=settings.host,
         port=settings.port,
-        backlog=settings.backlog,
+        backlog=settings.listen_backlog,
         limit_concurrency=settings.max_connections,
+        # The edge's X-Forwarded-For is read where it matters (tally_web.client_address): no
+        # middleware layer to rewrite the scope, held by every open stream.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         access_log=False,
     )

@@ -47,7 +47,7 @@ class Settings(S3Fields, BusFields):
     # Connections: the listen backlog (every EventSource reconnects at once after a restart of
     # the edge or a replica) and, if set, the most this process serves at once (open streams
     # included): beyond it uvicorn answers 503 rather than running out of file descriptors.
-    backlog: int = Field(default=4096, ge=64)
+    listen_backlog: int = Field(default=4096, ge=64)
     max_connections: int | None = Field(default=None, ge=1)
     relay_interval_s: float = Field(default=1.0, gt=0)  # the outbox relay (job deletions)
 

@@ -35,6 +35,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,8 @@ from tally_bus import Bus
 from tally_contracts.v1 import JobRef
 
 SCENARIOS = ("polling", "open-loop", "fanout", "hot", "10k")
+# Each job's chunks so far, over every scenario of the run: 3C feeds the jobs 3A and 3B fed.
+CHUNKS: Counter[str] = Counter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +327,7 @@ async def fanout(
             p.start(since)
         cpu_before, started = gateway.cpu_s(), time.monotonic()
         feeding = [
-            asyncio.create_task(feed_progress(bus, jobs, rate, duration_s))
+            asyncio.create_task(feed_progress(bus, jobs, rate, duration_s, CHUNKS))
             for jobs, rate in traffic
         ]
         visibility = None
