@@ -86,6 +86,8 @@ class StreamLeases:
         self.streams: dict[str, OpenStream] = {}
         self._script = redis.register_script(LEASE_SCRIPT)
         self._task: asyncio.Task[None] | None = None
+        self._ending: list[OpenStream] = []  # ended, their leases not yet removed
+        self._releasing = asyncio.Lock()
 
     async def open(
         self, key_id: uuid.UUID, tenant_id: uuid.UUID, per_key: int, per_tenant: int
@@ -123,15 +125,28 @@ class StreamLeases:
         return math.ceil(self.lease_s) + 1  # a set outlives its longest lease, then goes
 
     async def release(self, stream: OpenStream) -> None:
-        """The stream has ended: its lease goes (or lapses by itself if Redis fails now)."""
+        """The stream has ended: its lease goes (or lapses by itself if Redis fails now).
+
+        Streams that end together (thousands, when the edge restarts) go in one pipeline at a
+        time, each taking along every stream that ended while the one before was on its way:
+        one pipeline each needed a Redis connection at once, more than the pool has, and the
+        leases of those refused were left to hold their places for a whole lease."""
         self.streams.pop(stream.id, None)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zrem(key_streams_key(stream.key_id), stream.id)
-        pipe.zrem(tenant_streams_key(stream.tenant_id), stream.id)
-        try:
-            await pipe.execute()
-        except RedisError as exc:
-            log.warning("a stream's lease is left to expire: Redis failed (%s)", exc)
+        self._ending.append(stream)
+        async with self._releasing:
+            ending, self._ending = self._ending, []
+            if not ending:
+                return  # the pipeline before took this one along
+            pipe = self.redis.pipeline(transaction=False)
+            for gone in ending:
+                pipe.zrem(key_streams_key(gone.key_id), gone.id)
+                pipe.zrem(tenant_streams_key(gone.tenant_id), gone.id)
+            try:
+                await pipe.execute()
+            except RedisError as exc:
+                log.warning(
+                    "%d streams' leases are left to expire: Redis failed (%s)", len(ending), exc
+                )
 
     async def _run(self) -> None:
         while self.streams:
