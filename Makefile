@@ -90,7 +90,7 @@ bench-detector: install ## slices/s of the client against raw Triton, and per-ph
 	$(VENV)/bin/tally-bench-detector
 
 .PHONY: bench-status
-bench-status: install servers ## status path under load: polling vs N+1, open-loop polling, SSE fan-out, end-to-end latency
+bench-status: install servers ## status path under load: polling vs N+1, open-loop polling, SSE fan-out, 10,000 streams on one gateway, end-to-end latency
 	$(VENV)/bin/tally-bench-status
 
 .PHONY: bench-abuse

@@ -34,7 +34,12 @@ from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import Job, Store
 from tally_gateway import _tokens
-from tally_gateway._leases import StreamLeases, TooManyStreamsError, key_streams_key
+from tally_gateway._leases import (
+    StreamLeases,
+    TooManyStreamsError,
+    key_streams_key,
+    tenant_streams_key,
+)
 from tally_gateway._streams import FeedHub
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
@@ -644,3 +649,18 @@ async def test_an_open_streams_lease_is_refreshed_and_put_back_if_redis_lost_it(
         await stage.redis.delete(leases)  # Redis lost it (a flush, a failover)
         await eventually_async(lambda: _open_count(stage, key_id), 5, until=lambda n: n == 1)
     await eventually_async(lambda: _open_count(stage, key_id), 5, until=lambda n: n == 0)
+
+
+async def test_streams_that_end_together_free_their_places_together(stage: Stage) -> None:
+    """A thousand streams ending at once (the edge restarted) each need their lease removed:
+    none is left to hold its place for a whole lease for want of a Redis connection."""
+    leases = StreamLeases(stage.redis, stage.store, key_check_s=30, lease_s=90)
+    key_id, tenant_id = uuid.uuid4(), uuid.uuid4()
+    try:
+        streams = [await leases.open(key_id, tenant_id, 1000, 1000) for _ in range(1000)]
+        assert await stage.redis.zcard(key_streams_key(key_id)) == 1000
+        await asyncio.gather(*(leases.release(s) for s in streams))
+        assert await stage.redis.zcard(key_streams_key(key_id)) == 0
+        assert await stage.redis.zcard(tenant_streams_key(tenant_id)) == 0
+    finally:
+        await leases.close()

@@ -65,11 +65,11 @@ async def test_one_query_checks_every_open_streams_key_and_ends_the_revoked_ones
         kept = [await leases.open(live, tenant, 10, 10) for _ in range(3)]
         await leases.check_keys()
         assert keys.asked == [{revoked, live}]
-        assert not any(s.ended.is_set() for s in gone + kept)
+        assert not any(s.ended.done() for s in gone + kept)
         keys.revoked.add(revoked)
         await leases.check_keys()
         assert keys.asked[1:] == [{revoked, live}]  # one query for six streams
-        assert all(s.ended.is_set() for s in gone)
-        assert not any(s.ended.is_set() for s in kept)
+        assert all(s.ended.done() for s in gone)
+        assert not any(s.ended.done() for s in kept)
     finally:
         await leases.close()

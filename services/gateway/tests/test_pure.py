@@ -93,7 +93,7 @@ def test_a_subscriber_that_overflows_is_marked_lagged_and_dropped() -> None:
     subscriber = Subscriber(buffer=2)
     subscriber.offer(_frame(1))
     subscriber.offer(_frame(2))
-    assert subscriber.queue.qsize() == 2
+    assert len(subscriber) == 2
     subscriber.offer(_frame(3))
     assert subscriber.lagged
     assert subscriber.take() == []  # what it had is gone: it gets a snapshot instead

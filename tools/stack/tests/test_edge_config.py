@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import resource
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -80,3 +81,14 @@ def test_an_edge_folder_made_elsewhere_goes_with_the_stack_and_its_logs_come_hom
     assert not folder.exists()
     assert (run_dir / "edge-error.log").read_text() == "an error\n"
     assert (run_dir / "edge-access.log").exists()
+
+
+def test_the_edge_may_open_the_files_for_two_connections_per_event_stream(
+    reachable: Path,
+) -> None:
+    conf = (_config().prepare_edge(reachable) / "nginx.conf").read_text()
+    files = int(conf.split("worker_rlimit_nofile ", 1)[1].split(";", 1)[0])
+    connections = int(conf.split("worker_connections ", 1)[1].split(";", 1)[0])
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert files == (65536 if hard == resource.RLIM_INFINITY else min(65536, hard))
+    assert connections == files // 2

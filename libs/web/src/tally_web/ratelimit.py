@@ -406,6 +406,8 @@ class RateLimits:
             await self._refuse(decision, charge.klass, scope, receive, send)
             return
         status = 0
+        # Held no longer than needed: an event stream keeps this frame for hours.
+        del request, lookup, address, caller
 
         async def sending(message: Message) -> None:
             nonlocal status

@@ -95,31 +95,61 @@ def entry_frame(session_id: str, raw_id: bytes | str, raw: dict[Any, Any]) -> Fr
 
 
 class Subscriber:
-    """One client's place in a feed: a bounded queue of frames, or `lagged` once it overflowed."""
+    """One client's place in a feed: the frames waiting for its writer (at most `buffer`), or
+    `lagged` once it overflowed.
+
+    Ten thousand of these live in one process, so each is small: a list and, only while its
+    writer waits, one future (an asyncio.Queue and an Event would be five deques of ~760 bytes
+    each, held for the stream's whole life)."""
+
+    __slots__ = ("_frames", "_waiter", "buffer", "lagged")
 
     def __init__(self, buffer: int) -> None:
-        self.queue: asyncio.Queue[Frame] = asyncio.Queue(buffer)
+        self.buffer = buffer
         self.lagged = False
-        self.wake = asyncio.Event()
+        self._frames: list[Frame] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._frames)
 
     def offer(self, item: Frame) -> None:
         if self.lagged:
             return
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self._frames) < self.buffer:
+            self._frames.append(item)
+        else:
             self.lagged = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
-        self.wake.set()
+            self._frames = []
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def take(self) -> list[Frame]:
         """Every frame waiting, oldest first."""
-        items = []
-        while not self.queue.empty():
-            items.append(self.queue.get_nowait())
-        self.wake.clear()
+        items, self._frames = self._frames, []
         return items
+
+    async def next_frames(self, heartbeat_s: float) -> list[Frame] | None:
+        """The frames waiting, waiting up to `heartbeat_s` for one; None when the heartbeat is
+        due (or the subscriber lagged: check `lagged`)."""
+        if not self._frames and not self.lagged:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            # A timer handle, not asyncio.timeout: nothing to cancel, no exception to catch.
+            timer = loop.call_later(heartbeat_s, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if self.lagged:
+            return None
+        return self.take() or None
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(eq=False)
@@ -239,76 +269,85 @@ SSE_CONNECTIONS = Gauge("tally_sse_connections", "Event streams open on this gat
 
 class EventStreamResponse(Response):
     """A response that sends what `events` yields until it ends, the client leaves (noticed
-    at once from the `http.disconnect` message, not at the next write) or `until` is set (its
+    at once from the `http.disconnect` message, not at the next write) or `until` is done (its
     key was revoked: the stream ends cleanly, and the client's reconnect meets a 401). Then
-    `on_close` runs (the stream's lease goes), however it ended."""
+    `on_close` runs (the stream's lease goes), however it ended.
+
+    Thousands of these are open at once, each for hours, so a stream holds little: the
+    request's own task writes it, and one more task listens for the client leaving. That, or
+    `until`, interrupts the writer by cancelling it (a cancellation it then takes back); no
+    task waits on `until` and none waits on the writer and the listener (four tasks a stream
+    were ~5 KiB)."""
 
     def __init__(
         self,
-        events: Callable[[], AsyncGenerator[bytes]],
-        until: asyncio.Event | None = None,
+        events: AsyncGenerator[bytes],
+        until: asyncio.Future[None] | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__(status_code=200, media_type="text/event-stream")
+        # Not Response.__init__: its rendered empty body and its headers would be held for the
+        # stream's life and never sent (the start message below has the stream's own).
+        self.status_code = 200
+        self.background = None
         self.events = events
-        self.until = until or asyncio.Event()
+        self.until = until
         self.on_close = on_close
+        self._writer: asyncio.Task[Any] | None = None  # while it writes, and may be interrupted
+        self._interrupted = False
+
+    def _interrupt(self, _: object) -> None:
+        # Runs from a done-callback: one scheduled before the writer left does nothing now.
+        if self._writer is not None and not self._interrupted:
+            self._interrupted = True
+            self._writer.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await self._stream(receive, send)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream; charset=utf-8"),
+                        *((k.lower().encode(), v.encode()) for k, v in HEADERS.items()),
+                    ],
+                }
+            )
+            listener = asyncio.create_task(_listen(receive))
+            listener.add_done_callback(self._interrupt)
+            if self.until is not None:
+                self.until.add_done_callback(self._interrupt)
+            writer = self._writer = asyncio.current_task()
+            assert writer is not None
+            SSE_CONNECTIONS.inc()
+            finished = False
+            try:
+                async for chunk in self.events:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    del chunk  # not held while the stream waits for its next event
+                finished = True
+            except asyncio.CancelledError:
+                # Ours (the client left, or `until`): taken back. Anyone else's (shutdown): raised.
+                if not self._interrupted or writer.uncancel() > 0:
+                    raise
+            finally:
+                self._writer = None
+                SSE_CONNECTIONS.dec()
+                listener.remove_done_callback(self._interrupt)
+                if self.until is not None:
+                    self.until.remove_done_callback(self._interrupt)
+                listener.cancel()
+                # Its cleanup (leaving the feed) runs now, not when the collector finds it.
+                await self.events.aclose()
+            await asyncio.gather(listener, return_exceptions=True)
+            if finished or (self.until is not None and self.until.done()):
+                with contextlib.suppress(OSError):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             if self.on_close is not None:
                 await self.on_close()
 
-    async def _stream(self, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    *((k.lower().encode(), v.encode()) for k, v in HEADERS.items()),
-                ],
-            }
-        )
-        writer = asyncio.create_task(self._write(send))
-        listener = asyncio.create_task(self._listen(receive))
-        ended = asyncio.create_task(self.until.wait())
-        SSE_CONNECTIONS.inc()
-        try:
-            await asyncio.wait({writer, listener, ended}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            SSE_CONNECTIONS.dec()
-            for task in (writer, listener, ended):
-                task.cancel()
-            await asyncio.gather(writer, listener, ended, return_exceptions=True)
-        finished = writer.done() and not writer.cancelled() and writer.exception() is None
-        if finished or self.until.is_set():
-            with contextlib.suppress(OSError):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _write(self, send: Send) -> None:
-        # Closed here, whether it ends, fails or is cancelled (the client left): its cleanup
-        # (leaving the feed) must not wait for the garbage collector.
-        async with contextlib.aclosing(self.events()) as events:
-            async for chunk in events:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-    @staticmethod
-    async def _listen(receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-
-async def next_frames(subscriber: Subscriber, heartbeat_s: float) -> list[Frame] | None:
-    """The frames waiting for this subscriber, waiting up to `heartbeat_s` for one; None when
-    the heartbeat is due (or the subscriber lagged: check `lagged`)."""
-    if subscriber.queue.empty() and not subscriber.lagged:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(heartbeat_s):  # no task per wait, as wait_for makes
-                await subscriber.wake.wait()
-    if subscriber.lagged:
-        return None
-    items = subscriber.take()
-    return items or None
+async def _listen(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

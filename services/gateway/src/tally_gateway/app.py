@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -15,6 +16,14 @@ from tally_gateway.deps import Deps
 from tally_gateway.routes import dashboard, events, jobs, sessions, usage
 from tally_storage import ObjectStore
 from tally_web import RequestMetrics, health_router, install_error_handlers, install_rate_limits
+
+
+def is_event_stream(scope: MutableMapping[str, Any]) -> bool:
+    """An event stream's request has no span of FastAPI's telemetry: a span, its attributes and
+    the request's data (~7 KiB) would be held for the stream's whole life, and it would end,
+    and be exported, only hours later."""
+    path: str = scope.get("path", "")
+    return path.startswith("/v1/sessions/") and path.endswith("/events")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,7 +67,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # No redirect to the path with(out) its slash: POST /v1/sessions/ is a 404 in the envelope,
     # not a 307 to a URL built from whatever Host the client sent.
-    app = FastAPI(title="Tally gateway", version="1", lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(
+        title="Tally gateway",
+        version="1",
+        lifespan=lifespan,
+        redirect_slashes=False,
+        telemetry={"exclude": is_event_stream},
+    )
     install_error_handlers(app)
     app.add_middleware(RequestMetrics, service="gateway")
     app.include_router(sessions.router)

@@ -51,6 +51,11 @@ class Settings(S3Fields, BusFields):
     # at most this long); 0 looks every request up.
     api_key_cache_s: float = Field(default=10.0, ge=0, le=60)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
+    # Connections: the listen backlog (every EventSource reconnects at once after a restart of
+    # the edge or a replica) and, if set, the most this process serves at once (open streams
+    # included): beyond it uvicorn answers 503 rather than running out of file descriptors.
+    listen_backlog: int = Field(default=4096, ge=64)
+    max_connections: int | None = Field(default=None, ge=1)
     relay_interval_s: float = Field(default=1.0, gt=0)  # the outbox relay (job deletions)
 
     def stream_token_key(self) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import time
 from array import array
@@ -28,8 +29,7 @@ from tally_client.sse import Frame
 class FanoutParams:
     url: str
     api_key: str
-    session_ids: list[str]
-    per_session: int
+    subscriptions: dict[str, int]  # session id → how many subscribers it gets here
     connect_concurrency: int = 50
     ready_timeout_s: float = 15.0
 
@@ -151,13 +151,15 @@ async def _fanout(params: FanoutParams, pipe: Connection) -> None:
                 endpoint, session_id, params.api_key, counting, params.ready_timeout_s
             )
 
-    opened = await asyncio.gather(
-        *(one(s) for s in params.session_ids for _ in range(params.per_session))
-    )
-    sessions = [s for s in params.session_ids for _ in range(params.per_session)]
+    sessions = [s for s, n in params.subscriptions.items() for _ in range(n)]
+    opened = await asyncio.gather(*(one(s) for s in sessions))
     subscribers = [(s, mine) for s, _, mine in opened if s is not None]
     ready = Counter(session for session, (s, _, _) in zip(sessions, opened, strict=True) if s)
     statuses = Counter(status for _, status, _ in opened)
+    # Thousands of long-lived subscribers: out of the collector's sight, so that its full
+    # collections (which would stall every subscriber here) do not add to the latencies.
+    gc.collect()
+    gc.freeze()
     pipe.send(Connected(len(subscribers), dict(ready), dict(statuses)))
     try:
         while True:

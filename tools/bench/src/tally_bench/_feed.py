@@ -35,12 +35,18 @@ class Feed:
 
 
 async def feed_progress(
-    bus: Bus, jobs: Sequence[JobRef], rate_per_s: float, duration_s: float
+    bus: Bus,
+    jobs: Sequence[JobRef],
+    rate_per_s: float,
+    duration_s: float,
+    chunks: Counter[str] | None = None,
 ) -> Feed:
     """Progress events round-robin over `jobs`, event i due at i / rate (open loop: a slow
-    confirm does not delay the next event), each emitted at its publication."""
+    confirm does not delay the next event), each emitted at its publication. `chunks` counts
+    each job's chunks across feeds: a job fed again goes on from where it was (the projector
+    ignores an event older than what it has folded)."""
     feed = Feed()
-    chunks: Counter[str] = Counter()
+    chunks = Counter() if chunks is None else chunks
     loop = asyncio.get_running_loop()
     start = loop.time()
     pending: set[asyncio.Task[None]] = set()

@@ -32,6 +32,12 @@ UNLIMITED: dict[str, str] = {
     for kind in ("read", "write", "stream")
     for what in ("rate", "burst")
 }
+# What lifts the caps on streams open at once (per key and per tenant): for the benches that
+# open thousands of streams from one key.
+UNCAPPED_STREAMS: dict[str, str] = {
+    "TALLY_LIMIT_STREAMS_PER_KEY": "1000000",
+    "TALLY_LIMIT_STREAMS_PER_TENANT": "1000000",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,12 @@ class Service:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise RuntimeError(f"{self.name} has no VmRSS")
+
+    def cpu_s(self) -> float:
+        """CPU time used so far, user and system (utime and stime of /proc/<pid>/stat)."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # after the command's name, field 3 on
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     async def wait_for_log(self, text: str, timeout_s: float = 60.0) -> None:
         await asyncio.to_thread(

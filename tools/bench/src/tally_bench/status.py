@@ -6,8 +6,10 @@
 2. Open-loop polling: 2,000 pollers each polling every 2 s (1,000 requests/s) from a load
    generator in its own process, latency from each request's scheduled time.
 3. SSE fan-out: (A) 200 sessions × 10 subscribers while 200 JobEvents/s flow bus → projector →
-   Redis → gateway; (B) one session, 500 subscribers, 50 events/s. Delivery latency is the
-   arrival time of a `job` frame minus its `updated_at` (the event's emitted_at).
+   Redis → gateway; (B) one session, 500 subscribers, 50 events/s; (C, `10k`) 10,000 streams on
+   one gateway process: 1,000 sessions × 9 subscribers and one session × 1,000, 200 + 10
+   events/s, clients in 4 processes, memory per connection against 32 KiB. Delivery latency is
+   the arrival time of a `job` frame minus its `updated_at` (the event's emitted_at).
 4. End-to-end status latency under A's load: a probe job's progress event, from its publication
    until a back-to-back poller, and an SSE subscriber, see it.
 5. Big sessions (tally_bench._big): a 50-job and a 2,000-job session side by side (unchanged
@@ -37,6 +39,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,13 +55,13 @@ from tally_bench._openloop import OpenLoopParams, OpenLoopResult, run_open_loop
 from tally_bench._report import Row, Section, latencies, machine, ms, render
 from tally_bench._seed import (
     Seed,
-    SeededSession,
     history,
     publish_histories,
     seed_records,
     wait_folded,
 )
 from tally_bench._stack import (
+    UNCAPPED_STREAMS,
     UNLIMITED,
     Names,
     Service,
@@ -70,8 +73,11 @@ from tally_bench._stack import (
 from tally_bench._stats import Latencies
 from tally_bench._wrk import WrkResult, ensure_wrk, run_wrk
 from tally_bus import Bus
+from tally_contracts.v1 import JobRef
 
-SCENARIOS = ("polling", "open-loop", "big", "fanout", "hot")
+SCENARIOS = ("polling", "open-loop", "big", "fanout", "hot", "10k")
+# Each job's chunks so far, over every scenario of the run: 3C feeds the jobs 3A and 3B fed.
+CHUNKS: Counter[str] = Counter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,14 @@ class Plan:
     probes: int = 50
     client_processes: int = 2
     big: BigPlan = dataclasses.field(default_factory=BigPlan)
+    # 3C: 10,000 streams on one gateway (many sessions, and one hot session beside them).
+    streams_s: float = 15.0
+    streams_sessions: int = 1000
+    streams_per_session: int = 9
+    streams_hot: int = 1000
+    streams_rate: float = 200.0  # over the many sessions' jobs
+    streams_hot_rate: float = 10.0
+    streams_processes: int = 4
 
 
 def _ratio(a: float, b: float) -> float:
@@ -229,45 +243,80 @@ class FanoutRun:
     rss_before_kib: int
     rss_after_kib: int
     rss_end_kib: int
+    cpu_s: float  # the gateway's, while events flowed
+    load_s: float
     feed: Feed
     results: list[FanoutResult]
     visibility: Visibility | None
 
 
-def _split(items: Sequence[str], parts: int) -> list[list[str]]:
-    return [list(items[i::parts]) for i in range(parts)]
+def _spread(subscriptions: dict[str, int], parts: int) -> list[dict[str, int]]:
+    """Each session's subscribers split evenly over `parts` client processes (the remainders
+    taken in turn), so that every process carries the same load."""
+    shares: list[dict[str, int]] = [{} for _ in range(parts)]
+    turn = 0
+    for session, n in subscriptions.items():
+        each, extra = divmod(n, parts)
+        for k in range(parts):
+            count = each + (1 if (k - turn) % parts < extra else 0)
+            if count:
+                shares[k][session] = count
+        turn = (turn + extra) % parts
+    return shares
+
+
+def _merged(feeds: Sequence[Feed]) -> Feed:
+    merged = Feed()
+    for feed in feeds:
+        merged.per_session.update(feed.per_session)
+        merged.failed += feed.failed
+        merged.late_s = max(merged.late_s, feed.late_s)
+    return merged
+
+
+async def _warm_up(url: str, api_key: str, subscriptions: dict[str, int], streams: int) -> None:
+    """`streams` streams opened and closed: what the gateway loads and builds once, at its first
+    streams, is not counted as memory per connection."""
+    some = dict.fromkeys(list(subscriptions)[:streams], 1)
+    client = FanoutProcess(FanoutParams(url, api_key, some))
+    try:
+        await client.connected()
+        client.start(time.time())
+        await client.stop()
+    finally:
+        client.kill()
+    await asyncio.sleep(1.0)  # their leases released, their feeds stopped
 
 
 async def fanout(
     gateway: Service,
     url: str,
     bus: Bus,
-    sessions: list[SeededSession],
-    per_session: int,
-    rate: float,
+    subscriptions: dict[str, int],
+    traffic: Sequence[tuple[Sequence[JobRef], float]],
     duration_s: float,
     plan: Plan,
     prober: Prober | None,
     api_key: str,
+    processes: int | None = None,
+    warm_up: int = 0,
 ) -> FanoutRun:
-    """Subscribers connect (their snapshots arrive), then events flow for `duration_s`; the
-    prober, if any, times its probes meanwhile."""
+    """`subscriptions` (session → subscribers) connect, spread over `processes` client
+    processes (their snapshots arrive), then each (jobs, events/s) of `traffic` flows for
+    `duration_s`; the prober, if any, times its probes meanwhile."""
+    parts = processes or plan.client_processes
+    if warm_up:
+        await _warm_up(url, api_key, subscriptions, warm_up)
     rss_before = gateway.rss_kib()
-    ids = [s.id for s in sessions]
-    if len(ids) == 1:  # one hot session: its `per_session` subscribers split between processes
-        shares = [[ids[0]]] * plan.client_processes
-        counts = [per_session // plan.client_processes] * plan.client_processes
-        counts[0] += per_session - sum(counts)
-    else:
-        shares = _split(ids, plan.client_processes)
-        counts = [per_session] * plan.client_processes
-    processes = [
-        FanoutProcess(FanoutParams(url, api_key, share, count))
-        for share, count in zip(shares, counts, strict=True)
-        if share and count
+    # At most ~100 opens in flight at the gateway, however many client processes.
+    concurrency = max(1, 100 // parts)
+    clients = [
+        FanoutProcess(FanoutParams(url, api_key, share, connect_concurrency=concurrency))
+        for share in _spread(subscriptions, parts)
+        if share
     ]
     try:
-        connected = [await p.connected() for p in processes]
+        connected = [await p.connected() for p in clients]
         subscribers = sum(c.ready for c in connected)
         ready: dict[str, int] = {}
         refused: dict[int, int] = {}
@@ -280,36 +329,42 @@ async def fanout(
         await asyncio.sleep(1.0)  # let the gateway settle before reading its memory
         rss_after = gateway.rss_kib()
         since = time.time()
-        for p in processes:
+        for p in clients:
             p.start(since)
-        jobs = [job for s in sessions for job in s.jobs]
-        feeding = asyncio.create_task(feed_progress(bus, jobs, rate, duration_s))
+        cpu_before, started = gateway.cpu_s(), time.monotonic()
+        feeding = [
+            asyncio.create_task(feed_progress(bus, jobs, rate, duration_s, CHUNKS))
+            for jobs, rate in traffic
+        ]
         visibility = None
         if prober is not None:
             gap = max(0.05, duration_s / plan.probes - 0.05)
             visibility = await prober.run(bus, plan.probes, gap, duration_s)
-        feed = await feeding
+        feed = _merged(await asyncio.gather(*feeding))
         rss_end = gateway.rss_kib()
         await asyncio.sleep(2.0)  # the last events' way through projector and gateway
-        results = [await p.stop() for p in processes]
+        cpu_s, load_s = gateway.cpu_s() - cpu_before, time.monotonic() - started
+        results = [await p.stop() for p in clients]
     finally:
-        for p in processes:
+        for p in clients:
             p.kill()
     return FanoutRun(
-        per_session * len(ids),
+        sum(subscriptions.values()),
         subscribers,
         ready,
         refused,
         rss_before,
         rss_after,
         rss_end,
+        cpu_s,
+        load_s,
         feed,
         results,
         visibility,
     )
 
 
-def _fanout_rows(run: FanoutRun) -> list[Row]:
+def _fanout_rows(run: FanoutRun, memory_target_kib: float | None = None) -> list[Row]:
     lat = Latencies.of(x for r in run.results for x in r.latencies_ms)
     folded = Latencies.of(x for r in run.results for x in r.folded_ms)
     served = Latencies.of(x for r in run.results for x in r.served_ms)
@@ -355,6 +410,12 @@ def _fanout_rows(run: FanoutRun) -> list[Row]:
             f"{per_connection:.1f} KiB (RSS {run.rss_before_kib / 1024:.0f} → "
             f"{run.rss_after_kib / 1024:.0f} MiB connected, {run.rss_end_kib / 1024:.0f} MiB "
             "after the load)",
+            f"≤ {memory_target_kib:.0f} KiB" if memory_target_kib else "",
+            per_connection <= memory_target_kib if memory_target_kib else None,
+        ),
+        Row(
+            "gateway CPU while events flowed",
+            f"{run.cpu_s:.1f} s in {run.load_s:.1f} s ({run.cpu_s / run.load_s:.0%} of a core)",
         ),
     ]
 
@@ -417,13 +478,13 @@ async def sse_scenarios(
             flush=True,
         )
         try:
+            sessions = seed.fanout[: plan.sessions]
             run_a = await fanout(
                 gateway,
                 url,
                 bus,
-                seed.fanout,
-                per_session,
-                plan.fanout_rate,
+                {s.id: per_session for s in sessions},
+                [([job for s in sessions for job in s.jobs], plan.fanout_rate)],
                 plan.fanout_s,
                 plan,
                 prober,
@@ -466,9 +527,8 @@ async def sse_scenarios(
             gateway,
             url,
             bus,
-            [seed.hot],
-            plan.hot_subscribers,
-            plan.hot_rate,
+            {seed.hot.id: plan.hot_subscribers},
+            [(seed.hot.jobs, plan.hot_rate)],
             plan.hot_s,
             plan,
             None,
@@ -481,7 +541,54 @@ async def sse_scenarios(
                 _fanout_rows(run_b),
             )
         )
+    if sse and "10k" in plan.scenarios:
+        gateway, url = await _restart_gateway(services, gateway)
+        sections.append(await ten_thousand_streams(gateway, url, bus, seed, plan))
     return sections
+
+
+async def ten_thousand_streams(
+    gateway: Service, url: str, bus: Bus, seed: Seed, plan: Plan
+) -> Section:
+    """3C: many sessions with a few subscribers each and one hot session with many, all on one
+    fresh gateway process, events flowing to both at once."""
+    many = seed.fanout[: plan.streams_sessions]
+    subscriptions = {s.id: plan.streams_per_session for s in many}
+    subscriptions[seed.hot.id] = plan.streams_hot
+    streams = sum(subscriptions.values())
+    print(
+        f"3C. {streams:,} streams: {len(many)} sessions × {plan.streams_per_session} + one "
+        f"session × {plan.streams_hot}, {plan.streams_rate:.0f} + {plan.streams_hot_rate:.0f} "
+        f"events/s for {plan.streams_s:.0f} s, {plan.streams_processes} client processes",
+        flush=True,
+    )
+    run = await fanout(
+        gateway,
+        url,
+        bus,
+        subscriptions,
+        [
+            ([job for s in many for job in s.jobs], plan.streams_rate),
+            (seed.hot.jobs, plan.streams_hot_rate),
+        ],
+        plan.streams_s,
+        plan,
+        None,
+        seed.api_key,
+        processes=plan.streams_processes,
+        warm_up=100,
+    )
+    frames_per_s = (
+        plan.streams_rate * plan.streams_per_session + plan.streams_hot_rate * plan.streams_hot
+    )
+    return Section(
+        f"3C. SSE at scale: {streams:,} streams on one gateway process ({len(many)} sessions × "
+        f"{plan.streams_per_session} subscribers + 1 session × {plan.streams_hot}), "
+        f"{plan.streams_rate:.0f} + {plan.streams_hot_rate:.0f} JobEvents/s "
+        f"(~{frames_per_s:,.0f} frames/s) for {plan.streams_s:.0f} s, clients in "
+        f"{plan.streams_processes} processes",
+        _fanout_rows(run, memory_target_kib=32),
+    )
 
 
 async def bench(plan: Plan) -> list[Section]:
@@ -504,8 +611,9 @@ async def bench(plan: Plan) -> list[Section]:
 
 
 async def _bench(plan: Plan, wrk: str, names: Names, logs: Path) -> list[Section]:
-    # One key polls and subscribes thousands of times a second: the rate limits are lifted.
-    services = Services(names, logs, plan.gateway_redis_pool, UNLIMITED)
+    # One key polls and subscribes thousands of times a second and holds thousands of streams
+    # open: the rate limits and the caps on open streams are lifted.
+    services = Services(names, logs, plan.gateway_redis_pool, UNLIMITED | UNCAPPED_STREAMS)
     sections: list[Section] = []
     async with contextlib.AsyncExitStack() as stack:
         dsn = await stack.enter_async_context(database(names))
@@ -517,7 +625,9 @@ async def _bench(plan: Plan, wrk: str, names: Names, logs: Path) -> list[Section
         seed = await seed_records(
             dsn,
             polled_jobs=50,
-            fanout_sessions=plan.sessions,
+            fanout_sessions=max(
+                plan.sessions, plan.streams_sessions if "10k" in plan.scenarios else 0
+            ),
             fanout_jobs=5,
             hot_jobs=25,
         )
@@ -542,7 +652,7 @@ async def _bench(plan: Plan, wrk: str, names: Names, logs: Path) -> list[Section
         services.stop(reference)
         if "big" in plan.scenarios:
             sections.append(await big_sessions(dsn, bus, redis, gateway_url, plan.big))
-        if not plan.scenarios & {"fanout", "hot"}:
+        if not plan.scenarios & {"fanout", "hot", "10k"}:
             return sections
 
         sections += await sse_scenarios(services, gateway, bus, seed, plan)
@@ -569,6 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fanout-seconds", type=float, default=20.0)
     parser.add_argument("--hot-seconds", type=float, default=10.0)
     parser.add_argument(
+        "--streams-seconds", type=float, default=15.0, help="how long events flow in 3C (10k)"
+    )
+    parser.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
         help=f"which to run, comma-separated, of {', '.join(SCENARIOS)} (4 runs within fanout)",
@@ -594,7 +707,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenarios: {', '.join(sorted(scenarios - set(SCENARIOS)))}")
     pool, keep = args.gateway_redis_max_connections, args.keep_logs
     plan = (
-        Plan(3, 5, 6, 4, scenarios, pool, keep, probes=15, big=BigPlan(samples=30, neighbour_s=4))
+        Plan(
+            3,
+            5,
+            6,
+            4,
+            scenarios,
+            pool,
+            keep,
+            probes=15,
+            big=BigPlan(samples=30, neighbour_s=4),
+            streams_s=5,
+        )
         if args.quick
         else Plan(
             args.wrk_seconds,
@@ -604,6 +728,7 @@ def main(argv: list[str] | None = None) -> int:
             scenarios,
             pool,
             keep,
+            streams_s=args.streams_seconds,
         )
     )
     _raise_open_files_limit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -23,7 +24,6 @@ from tally_gateway._streams import (
     entry_frame,
     format_id,
     frame,
-    next_frames,
     parse_id,
 )
 from tally_gateway._views import finished
@@ -147,9 +147,9 @@ async def sessionsession_event_stream(
     except TooManyStreamsError as exc:
         raise _too_many_streams(exc.cap, limits) from None
     return EventStreamResponse(
-        lambda: session_event_stream(deps, tenant_id, session_id, resume),
+        session_event_stream(deps, tenant_id, session_id, resume),
         until=lease.ended,
-        on_close=lambda: deps.streams.release(lease),
+        on_close=functools.partial(deps.streams.release, lease),
     )
 
 
@@ -163,20 +163,24 @@ async def session_event_stream(
     async with deps.feeds.subscribe(str(session_id)) as (feed, subscriber):
         last, chunk, done = await _catch_up(deps, tenant_id, session_id, resume, feed.position)
         yield chunk
+        # What was sent is not held while the stream waits (a snapshot may be large, and
+        # thousands of streams wait at once).
+        del chunk
         while not done:
-            items = await next_frames(subscriber, settings.sse_heartbeat_s)
+            items = await subscriber.next_frames(settings.sse_heartbeat_s)
             if subscriber.lagged:
                 subscriber.lagged = False  # frames from now on queue again
                 last, chunk, done = await _snapshot(
                     deps, tenant_id, session_id, feed.position, "lagged"
                 )
-                yield chunk
             elif items is None:
-                yield b": heartbeat\n\n"
+                chunk = b": heartbeat\n\n"
             else:
                 last, chunk, done = _after(items, last)
-                if chunk:
-                    yield chunk
+            del items
+            if chunk:
+                yield chunk
+            del chunk
 
 
 def _after(items: list[Frame], last: StreamId) -> tuple[StreamId, bytes, bool]:
