@@ -319,10 +319,11 @@ class TallyClient:
                     if delta.get("reload"):  # too old: the delta is a first page
                         state = self._rest(session_id, delta, {})
                         jobs = {j["job_id"]: j for j in state["jobs"]}
-                    for job in () if delta.get("reload") else delta["jobs"]:
-                        keep_newer(jobs, job)
-                    for job_id in delta.get("deleted", ()):
-                        jobs.pop(job_id, None)
+                    else:
+                        for job in delta["jobs"]:
+                            keep_newer(jobs, job)
+                        for job_id in delta["deleted"]:
+                            jobs.pop(job_id, None)
                 summary, version = state["summary"], state["version"]
                 every_ms = state["poll_interval_ms"] or every_ms
                 yield session_state(session_id, jobs, summary)

@@ -163,6 +163,12 @@ async def _nothing() -> None:
     return None
 
 
+def _has_snapshot(received: bytes) -> bool:
+    """The stream so far holds its snapshot whole (its frame's blank line arrived)."""
+    _, found, after = received.partition(b"event: snapshot")
+    return bool(found) and b"\n\n" in after
+
+
 async def _sse_connect(url: str, path: str, auth: dict[str, str]) -> float:
     """Milliseconds from the request until its snapshot has arrived whole."""
     endpoint = _http.Endpoint.of(url)
@@ -172,9 +178,7 @@ async def _sse_connect(url: str, path: str, auth: dict[str, str]) -> float:
         writer.write(endpoint.request(path, auth | {"Accept": "text/event-stream"}))
         seen = b""
         async with asyncio.timeout(30):
-            while b"event: snapshot" not in seen or not seen.split(b"event: snapshot", 1)[1].count(
-                b"\n\n"
-            ):
+            while not _has_snapshot(seen):
                 chunk = await reader.read(65536)
                 if not chunk:
                     raise RuntimeError(f"the stream ended before its snapshot: {seen[:200]!r}")
