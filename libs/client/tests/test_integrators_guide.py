@@ -94,7 +94,7 @@ async def test_the_guides_receiver_takes_each_webhook_once_and_refuses_forgeries
         )
     assert (first.status_code, retry.status_code) == (204, 204)
     assert fetched == ["/v1/jobs/j1/result"]  # once, for the first delivery only
-    assert "tray.jpg: {'seedling': 2} in 1600x1200, 2 boxes" in capsys.readouterr().out
+    assert "tray.jpg (1600x1200): {'seedling': 2}, 2 boxes" in capsys.readouterr().out
     assert forged.status_code == 400
     assert "no signature matches" in forged.text
     assert stale.status_code == 400
