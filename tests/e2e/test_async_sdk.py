@@ -107,6 +107,8 @@ async def test_a_stream_cut_mid_run_resumes_with_no_gap_and_no_repeat(
     assert len(opens.streams) >= 2
     assert opens.streams[0].headers.get("last-event-id") is None
     assert opens.streams[1].headers["last-event-id"] in {e.id for e in resumed[CUT_AFTER - 1 :]}
+    after = [e.id for e in resumed].index(opens.streams[1].headers["last-event-id"])
+    assert resumed[after + 1 :], "the resumed connection gave nothing: the cut came too late"
     tokens = [r.url.params["access_token"] for r in opens.streams]
     assert len(set(tokens)) == len(tokens)
     assert all("authorization" not in r.headers for r in opens.streams)
