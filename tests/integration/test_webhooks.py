@@ -27,6 +27,7 @@ from tests.openapi_conformance import Conformance
 from tests.webhook_receiver import Answer, Received, Receiver, signatures_valid
 
 from tally_bus import Topology
+from tally_client import AsyncTally, WebhookVerificationError, verify_webhook
 from tally_db import Job, Store
 from tally_gateway.app import create_app
 from tally_gateway.config import Settings
@@ -606,3 +607,31 @@ async def test_killing_the_sender_during_an_attempt_sends_it_again_once_the_leas
         until=lambda d: d[0]["status"] == "succeeded",
     )
     assert [a["status_code"] for a in delivery["attempts"]] == [200]  # the one that finished
+
+
+async def test_the_async_sdk_registers_reads_the_log_and_verifies_what_arrives(
+    world: World, receiver: Receiver
+) -> None:
+    transport = world.http._transport  # the gateway app itself
+    async with AsyncTally("http://gateway", world.key, transport=transport) as tally:
+        created = await tally.create_webhook(receiver.url(), ["job.completed"], "sdk")
+        assert [w.webhook_id for w in await tally.list_webhooks()] == [created.webhook_id]
+        async with sending(world.store, sender_settings(world.database)):
+            await world.complete(world.jobs[0])
+            (got,) = await arrivals(receiver, 1)
+            payload = verify_webhook(created.secret, got.headers, got.body)
+            assert payload["data"]["job_id"] == str(world.jobs[0].id)
+            page = await eventually_async(
+                lambda: tally.deliveries(created.webhook_id),
+                until=lambda p: p.deliveries[0].status == "succeeded",
+            )
+            (delivery,) = page.deliveries
+            assert delivery.event_id == got.headers["webhook-id"]
+            await tally.replay(created.webhook_id, delivery.delivery_id)
+            await arrivals(receiver, 2)
+        rotated = await tally.rotate_webhook_secret(created.webhook_id)
+        assert rotated.secret != created.secret
+        with pytest.raises(WebhookVerificationError):
+            verify_webhook(rotated.secret, got.headers, got.body)  # signed before the rotation
+        await tally.delete_webhook(created.webhook_id)
+        assert await tally.list_webhooks() == []

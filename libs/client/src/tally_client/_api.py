@@ -271,7 +271,7 @@ def delete_webhook(webhook_id: str) -> Call[None]:
 
 
 def rotate_webhook_secret(webhook_id: str) -> Call[dict[str, Any]]:
-    return Call("POST", f"/v1/webhooks/{webhook_id}/rotate-secret", expect(200, 201))
+    return Call("POST", f"/v1/webhooks/{webhook_id}/rotate-secret", expect(200))
 
 
 def deliveries(webhook_id: str, cursor: str | None, limit: int | None) -> Call[dict[str, Any]]:
