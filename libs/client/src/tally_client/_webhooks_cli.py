@@ -1,0 +1,211 @@
+"""`tally webhooks …`: the tenant's webhook endpoints and their deliveries, over the HTTP API.
+
+    tally webhooks list
+    tally webhooks add URL --event job.completed [--event …] [--description D]
+    tally webhooks show ID
+    tally webhooks enable ID | disable ID | delete ID
+    tally webhooks rotate-secret ID
+    tally webhooks deliveries ID [--limit N] [--cursor C]
+    tally webhooks replay ID DELIVERY_ID
+
+`add` and `rotate-secret` print the signing secret: the API shows it in that answer only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+from urllib.parse import quote
+
+from rich.console import Console
+from rich.table import Table
+
+from tally_client.sdk import TallyClient
+
+# The events an endpoint can subscribe to (the gateway's list; the API refuses any other).
+EVENTS = ("job.completed", "job.failed", "job.cancelled", "session.completed")
+
+
+def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`webhooks` and its commands, on `tally`'s subparsers (`groups`)."""
+    webhooks = groups.add_parser("webhooks", help="webhook endpoints and their deliveries")
+    commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    commands.add_parser("list", help="the endpoints, newest first")
+    add = commands.add_parser("add", help="a new endpoint; prints its signing secret once")
+    add.add_argument("url")
+    add.add_argument(
+        "--event",
+        dest="events",
+        action="append",
+        required=True,
+        choices=EVENTS,
+        help="an event to send it (repeat for more)",
+    )
+    add.add_argument("--description", default=None)
+    for name, about in (
+        ("show", "one endpoint"),
+        ("enable", "send events to it again"),
+        ("disable", "stop sending events to it"),
+        ("delete", "remove it and its deliveries"),
+        ("rotate-secret", "a new signing secret (the old one works a while longer)"),
+    ):
+        commands.add_parser(name, help=about).add_argument("webhook_id")
+    deliveries = commands.add_parser("deliveries", help="an endpoint's deliveries, newest first")
+    deliveries.add_argument("webhook_id")
+    deliveries.add_argument("--limit", type=int, default=20)
+    deliveries.add_argument("--cursor", default=None, help="the next page (from the last one)")
+    replay = commands.add_parser("replay", help="send a delivery again")
+    replay.add_argument("webhook_id")
+    replay.add_argument("delivery_id")
+
+
+def _call(
+    client: TallyClient,
+    method: str,
+    path: str,
+    accepted: int,
+    *,
+    json: dict[str, Any] | None = None,
+    params: dict[str, str | int] | None = None,
+) -> dict[str, Any]:
+    """One request through the client's connection (its key, retries on 429) and its error
+    reading: an error answer raises TallyError with the API's code and message."""
+    response = client._http.request(method, path, json=json, params=params)
+    return client._json(response, accepted)
+
+
+def _path(webhook_id: str, *rest: str) -> str:
+    """The route of an endpoint (and what follows it), each id one path segment whatever it
+    holds."""
+    return "/".join(["/v1/webhooks", *(quote(part, safe="") for part in (webhook_id, *rest))])
+
+
+def run(client: TallyClient, args: argparse.Namespace, console: Console) -> int:
+    command: str = args.webhooks_command
+    if command == "list":
+        console.print(_endpoints_table(_call(client, "GET", "/v1/webhooks", 200)["webhooks"]))
+    elif command == "add":
+        # Each event once, in the order given.
+        body: dict[str, Any] = {"url": args.url, "events": list(dict.fromkeys(args.events))}
+        if args.description is not None:
+            body["description"] = args.description
+        created = _call(client, "POST", "/v1/webhooks", 201, json=body)
+        console.print(_endpoint_table(created))
+        _print_secret(console, created["secret"], "")
+    elif command == "show":
+        console.print(_endpoint_table(_call(client, "GET", _path(args.webhook_id), 200)))
+    elif command in ("enable", "disable"):
+        changed = _call(
+            client, "PATCH", _path(args.webhook_id), 200, json={"enabled": command == "enable"}
+        )
+        console.print(f"webhook {changed['webhook_id']}: {_state(changed)}", highlight=False)
+    elif command == "delete":
+        _call(client, "DELETE", _path(args.webhook_id), 204)
+        console.print(f"webhook {args.webhook_id} deleted", highlight=False)
+    elif command == "rotate-secret":
+        rotated = _call(client, "POST", _path(args.webhook_id, "rotate-secret"), 200)
+        expires = rotated.get("previous_secret_expires_at")
+        _print_secret(
+            console,
+            rotated["secret"],
+            f"The previous secret is accepted until {expires}." if expires else "",
+        )
+    elif command == "deliveries":
+        page = _call(
+            client,
+            "GET",
+            _path(args.webhook_id, "deliveries"),
+            200,
+            params={"limit": args.limit, **({"cursor": args.cursor} if args.cursor else {})},
+        )
+        console.print(_deliveries_table(args.webhook_id, page["deliveries"]))
+        if page.get("next_cursor"):
+            older = f"tally webhooks deliveries {args.webhook_id} --cursor {page['next_cursor']}"
+            console.print(
+                f"older: {older}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    else:  # replay
+        answer = _call(
+            client, "POST", _path(args.webhook_id, "deliveries", args.delivery_id, "replay"), 202
+        )
+        delivery = answer["delivery"]
+        console.print(
+            f"delivery {delivery['delivery_id']} ({delivery['event_type']}) sent again:"
+            f" {delivery['status']}",
+            highlight=False,
+        )
+    return 0
+
+
+def _print_secret(console: Console, secret: str, after: str) -> None:
+    console.print("Signing secret (shown only now: store it safely):", style="bold")
+    # Alone on its line, unstyled and unwrapped, so that it copies whole.
+    console.print(secret, markup=False, highlight=False, soft_wrap=True)
+    if after:
+        console.print(after, highlight=False)
+
+
+def _state(endpoint: dict[str, Any]) -> str:
+    if endpoint["enabled"]:
+        return "enabled"
+    reason = endpoint.get("disabled_reason")
+    return f"disabled ({reason})" if reason else "disabled"
+
+
+def _endpoints_table(endpoints: list[dict[str, Any]]) -> Table:
+    table = Table(title="webhooks")
+    for column in ("id", "url", "events", "state", "description", "created"):
+        table.add_column(column, overflow="fold")
+    for endpoint in endpoints:
+        table.add_row(
+            endpoint["webhook_id"],
+            endpoint["url"],
+            ", ".join(endpoint["events"]),
+            _state(endpoint),
+            endpoint.get("description") or "",
+            endpoint.get("created_at") or "",
+        )
+    return table
+
+
+def _endpoint_table(endpoint: dict[str, Any]) -> Table:
+    table = Table(title=f"webhook {endpoint['webhook_id']}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("url", endpoint["url"])
+    table.add_row("events", ", ".join(endpoint["events"]))
+    table.add_row("state", _state(endpoint))
+    table.add_row("description", endpoint.get("description") or "")
+    table.add_row("created", endpoint.get("created_at") or "")
+    table.add_row("updated", endpoint.get("updated_at") or "")
+    return table
+
+
+def _attempt(attempt: dict[str, Any]) -> str:
+    """One attempt in a line: `#2 HTTP 503, 120 ms, server error`, `#1 no answer, refused`."""
+    code = attempt.get("status_code")
+    parts = [f"#{attempt['attempt']} " + ("no answer" if code is None else f"HTTP {code}")]
+    if attempt.get("latency_ms") is not None:
+        parts.append(f"{attempt['latency_ms']:.0f} ms")
+    if attempt.get("error"):
+        parts.append(str(attempt["error"]))
+    return ", ".join(parts)
+
+
+def _deliveries_table(webhook_id: str, deliveries: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"deliveries of webhook {webhook_id}")
+    for column in ("delivery", "event", "status", "attempts", "next attempt", "created"):
+        table.add_column(column, overflow="fold")
+    for delivery in deliveries:
+        attempts = sorted(delivery.get("attempts") or [], key=lambda a: int(a["attempt"]))
+        table.add_row(
+            delivery["delivery_id"],
+            delivery["event_type"],
+            delivery["status"],
+            "\n".join(_attempt(a) for a in attempts) or "not attempted yet",
+            (delivery.get("next_attempt_at") or "") if delivery["status"] == "pending" else "",
+            delivery.get("created_at") or "",
+        )
+    return table
