@@ -25,6 +25,7 @@ def _endpoint(**changes: Any) -> dict[str, Any]:
         "description": "ops",
         "enabled": True,
         "disabled_reason": None,
+        "failing_since": None,
         "created_at": "2026-12-01T20:00:00+00:00",
         "updated_at": "2026-12-01T20:00:00+00:00",
         **changes,
@@ -176,13 +177,18 @@ def test_a_read_only_key_is_refused_with_the_apis_message(
     assert "403 forbidden: this key is read-only" in capsys.readouterr().err
 
 
-def test_show_prints_one_endpoint(gateway: FakeGateway, capsys: pytest.CaptureFixture[str]) -> None:
-    gateway.answer("GET", f"/v1/webhooks/{HOOK}", httpx.Response(200, json=_endpoint()))
+def test_show_prints_one_endpoint_and_since_when_it_has_been_failing(
+    gateway: FakeGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failing = _endpoint(failing_since="2026-12-01T21:00:00+00:00")
+    gateway.answer("GET", f"/v1/webhooks/{HOOK}", httpx.Response(200, json=failing))
     assert cli.main(["webhooks", "show", HOOK]) == 0
     out = capsys.readouterr().out
     assert f"webhook {HOOK}" in out
     assert "https://hooks.example.com/tally" in out
     assert "enabled" in out
+    assert "failing since" in out
+    assert "2026-12-01T21:00:00+00:00" in out
 
 
 def test_show_of_an_unknown_endpoint_says_not_found(

@@ -177,6 +177,8 @@ def _endpoint_table(endpoint: dict[str, Any]) -> Table:
     table.add_row("url", endpoint["url"])
     table.add_row("events", ", ".join(endpoint["events"]))
     table.add_row("state", _state(endpoint))
+    if endpoint.get("failing_since"):
+        table.add_row("failing since", endpoint["failing_since"])
     table.add_row("description", endpoint.get("description") or "")
     table.add_row("created", endpoint.get("created_at") or "")
     table.add_row("updated", endpoint.get("updated_at") or "")

@@ -74,22 +74,32 @@ test("the form offers the four events the API sends", () => {
   assert.deepEqual([...WEBHOOK_EVENTS], ["job.completed", "job.failed", "job.cancelled", "session.completed"]);
 });
 
-test("an endpoint reads as enabled, or disabled with its reason in words", () => {
+test("an endpoint reads as enabled, or disabled with the API's reason", () => {
   assert.deepEqual(endpointState({ enabled: true, disabled_reason: null }), {
     status: "enabled",
     reason: "",
     text: "Enabled",
+    failing: "",
   });
-  assert.deepEqual(endpointState({ enabled: false, disabled_reason: "too_many_failures" }), {
+  const reason = "every attempt failed for 3 days";
+  assert.deepEqual(endpointState({ enabled: false, disabled_reason: ` ${reason} ` }), {
     status: "disabled",
-    reason: "too many failures",
-    text: "Disabled: too many failures",
+    reason,
+    text: `Disabled: ${reason}`,
+    failing: "",
   });
   assert.deepEqual(endpointState({ enabled: false, disabled_reason: null }), {
     status: "disabled",
     reason: "",
     text: "Disabled",
+    failing: "",
   });
+});
+
+test("an endpoint whose attempts keep failing says since when", () => {
+  const state = endpointState({ enabled: true, disabled_reason: null, failing_since: AT });
+  assert.equal(state.failing, `Every attempt since ${formatTime(AT, "seconds")} has failed`);
+  assert.equal(endpointState({ enabled: true, failing_since: null }).failing, "");
 });
 
 test("an attempt says its status code, latency and error; one without an answer says so", () => {

@@ -54,20 +54,18 @@ function isWebURL(text) {
   }
 }
 
-/** "job failed" from "job_failed": the API's codes, readable. */
-function words(code) {
-  return String(code ?? "").replaceAll("_", " ");
-}
-
 /**
  * An endpoint's state: `status` for its badge ("enabled" or "disabled"), the reason it was
- * disabled in words ("" when enabled, or none was given), and both in a sentence.
- * @param {{enabled: boolean, disabled_reason?: string | null}} endpoint
+ * disabled (the API's sentence; "" when enabled, or none was given), both in a sentence, and since when
+ * every attempt has failed ("" while it is not failing).
+ * @param {{enabled: boolean, disabled_reason?: string | null, failing_since?: string | null}} endpoint
  */
 export function endpointState(endpoint) {
-  if (endpoint.enabled) return { status: "enabled", reason: "", text: "Enabled" };
-  const reason = words(endpoint.disabled_reason).trim();
-  return { status: "disabled", reason, text: reason ? `Disabled: ${reason}` : "Disabled" };
+  const since = formatTime(endpoint.failing_since, "seconds");
+  const failing = since ? `Every attempt since ${since} has failed` : "";
+  if (endpoint.enabled) return { status: "enabled", reason: "", text: "Enabled", failing };
+  const reason = (endpoint.disabled_reason ?? "").trim();
+  return { status: "disabled", reason, text: reason ? `Disabled: ${reason}` : "Disabled", failing };
 }
 
 /**

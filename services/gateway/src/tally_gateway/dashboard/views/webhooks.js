@@ -77,7 +77,7 @@ export function mount(root) {
     "section",
     { id: "webhook-secret", class: "card secret", "aria-labelledby": "webhook-secret-title", hidden: true },
     h("h2", { id: "webhook-secret-title" }, "Signing secret"),
-    h("p", null, "For ", secretFor, ". ", h("strong", null, "Copy it now: it is not shown again."), " It signs every delivery (the Tally-Signature header); rotate it if it leaks."),
+    h("p", null, "For ", secretFor, ". ", h("strong", null, "Copy it now: it is not shown again."), " It signs every delivery (the webhook-signature header, as Standard Webhooks has it)."),
     h("div", { class: "secret-line" }, secretValue, copyButton, copyMessage),
     secretDone,
   );
@@ -141,6 +141,7 @@ export function mount(root) {
       url: h("span", { class: "webhook-url" }),
       badge: badge("enabled"),
       reason: h("span", { class: "muted" }),
+      failing: h("p", { class: "webhook-failing" }),
       events: h("p", { class: "webhook-events" }),
       description: h("p", { class: "muted" }),
       toggle: h("button", { type: "button", class: "button button-small" }),
@@ -170,6 +171,7 @@ export function mount(root) {
     row.li.append(
       h("div", { class: "webhook-head" }, row.url, h("span", { class: "webhook-state" }, row.badge, row.reason)),
       row.events,
+      row.failing,
       row.description,
       h("div", { class: "actions" }, row.toggle, row.remove),
       row.details,
@@ -197,6 +199,8 @@ export function mount(root) {
     const state = endpointState(endpoint);
     setBadge(row.badge, state.status, state.status);
     setText(row.reason, state.reason);
+    setText(row.failing, state.failing);
+    row.failing.hidden = !state.failing;
     setText(row.events, `Events: ${(endpoint.events ?? []).join(", ")}`);
     setText(row.description, endpoint.description ?? "");
     row.description.hidden = !endpoint.description;
