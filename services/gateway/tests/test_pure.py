@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tally_gateway import _tokens
+from tally_gateway import _keyset, _tokens
 from tally_gateway._streams import Frame, Subscriber, parse_id
 from tally_gateway._views import eta_seconds, summary_from_session
 from tally_gateway.routes import jobs as jobs_route
@@ -174,13 +174,14 @@ def _cursor_of(value: object) -> str:
 )
 def test_a_cursor_not_made_here_is_refused_with_422(cursor: str) -> None:
     with pytest.raises(ApiError) as refused:
-        jobs_route._after(cursor)
+        _keyset.after(cursor)
     assert (refused.value.status, refused.value.code) == (422, "invalid_cursor")
 
 
 def test_a_cursor_made_here_reads_back() -> None:
     at, job_id = datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC), uuid.uuid4()
-    assert jobs_route._after(_cursor_of([at.isoformat(), str(job_id)])) == (at, job_id)
+    assert _keyset.after(_cursor_of([at.isoformat(), str(job_id)])) == (at, job_id)
+    assert _keyset.after(_keyset.cursor(at, job_id)) == (at, job_id)
 
 
 def test_the_usage_answers_limits_are_the_quotas() -> None:

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tally_bus import BusFields
+from tally_contracts.webhooks import AddressPolicy
 from tally_storage import S3Fields
 from tally_web.schemas import SESSION_PAGE, SESSION_PAGE_MAX
 
@@ -57,6 +58,17 @@ class Settings(S3Fields, BusFields):
     listen_backlog: int = Field(default=4096, ge=64)
     max_connections: int | None = Field(default=None, ge=1)
     relay_interval_s: float = Field(default=1.0, gt=0)  # the outbox relay (job deletions)
+    # Webhooks: hosts (names) and networks (CIDRs) an endpoint may point at although they are
+    # not public (the local stack and tests: loopback; tally-webhooks reads the same setting),
+    # how many endpoints a tenant may have, and how long a rotated secret still signs.
+    webhook_allow_hosts: str = ""
+    webhook_max_endpoints: int = Field(default=20, ge=1, le=1000)
+    webhook_rotation_grace_s: float = Field(default=86400.0, ge=0, le=30 * 86400)
+
+    def webhook_policy(self) -> AddressPolicy:
+        return AddressPolicy.parse(
+            self.webhook_allow_hosts.split(","), require_https=self.environment == "production"
+        )
 
     def stream_token_key(self) -> bytes:
         return hashlib.sha256(self.stream_token_secret.get_secret_value().encode()).digest()

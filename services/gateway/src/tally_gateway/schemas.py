@@ -203,3 +203,94 @@ class Usage(BaseModel):
     totals: UsageTotals
     queued: QueuedWork
     limits: UsageLimits
+
+
+# Webhooks (Standard Webhooks v1): endpoints, their secrets, their deliveries.
+
+EventTypeName = Literal["job.completed", "job.failed", "job.cancelled", "session.completed"]
+WebhookUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2048,
+        description="https (http only outside production); must not reach private, loopback, "
+        "link-local or other internal addresses",
+        examples=["https://example.com/hooks/tally"],
+    ),
+]
+WebhookEvents = Annotated[list[EventTypeName], Field(min_length=1, max_length=4)]
+Description = Annotated[str, Field(max_length=500)]
+
+
+class WebhookCreate(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    url: WebhookUrl
+    events: WebhookEvents
+    description: Description = ""
+
+
+class WebhookUpdate(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    url: WebhookUrl | None = None
+    events: WebhookEvents | None = None
+    description: Description | None = None
+    enabled: bool | None = None
+
+
+class WebhookPublic(BaseModel):
+    webhook_id: uuid.UUID
+    url: str
+    events: list[EventTypeName]
+    description: str
+    enabled: bool
+    disabled_reason: str | None = Field(
+        description="why it was disabled: 410 Gone, failing too long, or on request"
+    )
+    failing_since: Moment | None = Field(description="every attempt since then has failed")
+    created_at: Moment
+    updated_at: Moment
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(
+        description="the signing secret, shown only here and when rotated",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    )
+
+
+class WebhookList(BaseModel):
+    webhooks: list[WebhookPublic]
+
+
+class SecretRotated(BaseModel):
+    webhook_id: uuid.UUID
+    secret: str = Field(description="the new signing secret, shown only here")
+    previous_secret_expires_at: Moment = Field(
+        description="until then the secret before it still signs too (both signatures sent)"
+    )
+
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    at: Moment
+    status_code: int | None = Field(description="null when no answer came")
+    latency_ms: int
+    error: str | None
+
+
+class Delivery(BaseModel):
+    delivery_id: uuid.UUID
+    webhook_id: uuid.UUID
+    event_id: str = Field(description="the `webhook-id` header: the same on every attempt")
+    event_type: EventTypeName
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: list[DeliveryAttempt]
+    next_attempt_at: Moment | None
+    created_at: Moment
+
+
+class DeliveryPage(BaseModel):
+    deliveries: list[Delivery]
+    next_cursor: str | None

@@ -3,7 +3,8 @@
 Each write is one transaction over a job's row, its chunks held for dispatch (`chunk_dispatch`)
 and their results (`chunk_results`), with the outbox messages announcing what changed: the
 caller's (plan, result, failure) or, where the transaction decides what changed (progress,
-cancellations), the JobEvents it builds itself.
+cancellations), the JobEvents it builds itself. A job's final transition also records the
+webhook events its tenant asked for (`_webhook_events`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tally_contracts.events import job_event
 from tally_contracts.statuses import ACTIVE, FINAL
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import Job, OutboxEntry, Store, enqueue, job_from_row
+from tally_orchestrator import _webhook_events
 from tally_orchestrator._turns import DispatchLimits, allowances, take_turns
 
 SOURCE = "orchestrator"  # the JobEvents' source
@@ -333,16 +335,17 @@ class Records:
     ) -> bool:
         """Mark a job completed with its result, once; False if it had reached a final status."""
         async with self._store.transaction() as connection:
-            status = await connection.execute(
+            session_id = await connection.fetchval(
                 """UPDATE jobs SET status = 'completed', phase = 'done', processed = total,
                                   warnings = $3, completed_at = now(), updated_at = now()
-                   WHERE tenant_id = $1 AND id = $2 AND status <> ALL($4::text[])""",
+                   WHERE tenant_id = $1 AND id = $2 AND status <> ALL($4::text[])
+                   RETURNING session_id""",
                 tenant_id,
                 job_id,
                 list(warnings),
                 _FINAL,
             )
-            if status != "UPDATE 1":
+            if session_id is None:
                 return False
             await connection.execute(
                 """INSERT INTO results (job_id, tenant_id, counts, detections, object_key)
@@ -356,6 +359,7 @@ class Records:
             await connection.execute("DELETE FROM chunk_results WHERE job_id = $1", job_id)
             await connection.execute("DELETE FROM chunk_dispatch WHERE job_id = $1", job_id)
             await enqueue(connection, messages)
+            await _webhook_events.record(connection, tenant_id, session_id, [job_id])
             return True
 
     async def fail_job(
@@ -369,22 +373,24 @@ class Records:
         """Mark a job failed, once, refunding its unprocessed slices; False if it had reached
         a final status already."""
         async with self._store.transaction() as connection:
-            status = await connection.execute(
+            session_id = await connection.fetchval(
                 """UPDATE jobs SET status = 'failed', phase = 'done', error_code = $3,
                                   error_message = $4, completed_at = now(), updated_at = now()
-                   WHERE tenant_id = $1 AND id = $2 AND status <> ALL($5::text[])""",
+                   WHERE tenant_id = $1 AND id = $2 AND status <> ALL($5::text[])
+                   RETURNING session_id""",
                 tenant_id,
                 job_id,
                 code,
                 message,
                 _FINAL,
             )
-            if status != "UPDATE 1":
+            if session_id is None:
                 return False
             await connection.execute(_REFUND, [job_id])
             # Its other chunks are not sent; those out finish, and their results are dropped.
             await connection.execute("DELETE FROM chunk_dispatch WHERE job_id = $1", job_id)
             await enqueue(connection, messages)
+            await _webhook_events.record(connection, tenant_id, session_id, [job_id])
             return True
 
     async def cancel_jobs(
@@ -425,6 +431,7 @@ class Records:
                     for job in jobs
                 ],
             )
+            await _webhook_events.record(connection, tenant_id, session_id, [j.id for j in jobs])
             return jobs
 
     async def backlog(self) -> Backlog:

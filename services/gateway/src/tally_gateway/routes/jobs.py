@@ -3,14 +3,10 @@ delete."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import posixpath
 import unicodedata
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import quote
 
@@ -21,7 +17,7 @@ from tally_contracts import projection as redis_keys
 from tally_contracts.statuses import FINAL, JobStatus
 from tally_contracts.v1 import JobRef
 from tally_db import ConflictError, Job
-from tally_gateway import _reads, _records
+from tally_gateway import _keyset, _reads, _records
 from tally_gateway._cancel import request_cancel
 from tally_gateway.deps import DepsDep
 from tally_gateway.schemas import JobCancel, JobDetail, JobPage, JobResult
@@ -61,37 +57,6 @@ def _stem(job: Job) -> str:
     return posixpath.splitext(posixpath.basename(job.filename))[0] or str(job.id)
 
 
-def _cursor(job: Job) -> str:
-    raw = json.dumps([job.created_at.isoformat(), str(job.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-_CURSOR_MAX = 200  # ours are about 110 characters
-
-
-def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The (created_at, id) a cursor of ours holds; 422 for anything else: too long, not
-    base64 of a JSON pair of strings (JSON nested deep enough raised RecursionError: a 500), a
-    time without its UTC offset (it was read as some other time), or not a job id."""
-    invalid = ApiError(422, "invalid_cursor", "the cursor is not one this API gave")
-    if len(cursor) > _CURSOR_MAX:
-        raise invalid
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        pair = json.loads(raw)
-        if not (
-            isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
-        ):
-            raise invalid
-        created_at = datetime.fromisoformat(pair[0])
-        job_id = uuid.UUID(pair[1])
-    except (ValueError, TypeError, binascii.Error, RecursionError):
-        raise invalid from None
-    if created_at.utcoffset() is None:
-        raise invalid
-    return created_at, job_id
-
-
 @router.get("", response_model=JobPage, responses=error_responses(401, 422))
 async def list_jobs(
     deps: DepsDep,
@@ -109,7 +74,7 @@ async def list_jobs(
         status=status,
         session_id=session_id,
         newest_first=sort == "-created_at",
-        after=_after(cursor) if cursor else None,
+        after=_keyset.after(cursor) if cursor else None,
         limit=limit + 1,  # one more tells whether there is a next page
     )
     page, more = records[:limit], len(records) > limit
@@ -118,7 +83,7 @@ async def list_jobs(
     busy = any(v["status"] == JobStatus.PROCESSING for v in views)
     return {
         "jobs": views,
-        "next_cursor": _cursor(page[-1]) if more and page else None,
+        "next_cursor": _keyset.cursor(page[-1].created_at, page[-1].id) if more and page else None,
         "poll_interval_ms": settings.poll_interval_active_ms if busy else settings.poll_interval_ms,
     }
 
