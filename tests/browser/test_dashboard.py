@@ -559,13 +559,13 @@ def test_a_webhook_endpoint_shows_its_secret_once_then_its_deliveries_replays_an
         delivery.get_by_role("button", name="Replay").click()
         _, again = hooks.wait_for(2, timeout_s=60)
         assert again.headers["webhook-id"] == first.headers["webhook-id"]  # the same event
-        eventually(
+        eventually(  # the receiver has answered; the sender records the attempt after that
             lambda: httpx.get(
                 f"{stack.url}/v1/webhooks/{webhook_id}/deliveries", headers=headers
-            ).json()["deliveries"][0]["status"],
+            ).json()["deliveries"][0],
             30,
-            until=lambda status: status == "succeeded",
-            what="the replay recorded",
+            until=lambda d: len(d["attempts"]) == 2 and d["status"] == "succeeded",
+            what="the replay's attempt recorded",
         )
         endpoint.get_by_role("button", name="Refresh").click()
         expect(delivery).to_contain_text("Attempt 2: HTTP 200")

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tally_client import cli
+from tally_client import _webhooks_cli, cli
 from tally_client.sdk import TallyClient
+from tally_contracts.webhooks import EVENT_TYPES
 
 SECRET = "whsec_0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 HOOK = "wh_1"
@@ -339,7 +340,7 @@ def test_replay_posts_to_the_delivery_and_says_it_was_sent_again(
     gateway.answer(
         "POST",
         f"/v1/webhooks/{HOOK}/deliveries/dl_1/replay",
-        httpx.Response(202, json={"delivery": delivery}),
+        httpx.Response(202, json=delivery),
     )
     assert cli.main(["webhooks", "replay", HOOK, "dl_1"]) == 0
     assert "delivery dl_1 (job.completed) sent again: pending" in capsys.readouterr().out
@@ -350,3 +351,7 @@ def test_an_id_is_one_path_segment_whatever_it_holds(
 ) -> None:
     assert cli.main(["webhooks", "show", "../jobs?x=1"]) == 1
     assert gateway.asked[0][:2] == ("GET", "/v1/webhooks/..%2Fjobs%3Fx%3D1")
+
+
+def test_the_events_offered_are_the_contracts() -> None:
+    assert tuple(str(e) for e in EVENT_TYPES) == _webhooks_cli.EVENTS

@@ -22,7 +22,8 @@ from rich.table import Table
 
 from tally_client.sdk import TallyClient
 
-# The events an endpoint can subscribe to (the gateway's list; the API refuses any other).
+# The events an endpoint can subscribe to: tally_contracts.webhooks.EVENT_TYPES, which the SDK
+# does not import (a test keeps the two the same).
 EVENTS = ("job.completed", "job.failed", "job.cancelled", "session.completed")
 
 
@@ -127,10 +128,9 @@ def run(client: TallyClient, args: argparse.Namespace, console: Console) -> int:
                 soft_wrap=True,
             )
     else:  # replay
-        answer = _call(
+        delivery = _call(
             client, "POST", _path(args.webhook_id, "deliveries", args.delivery_id, "replay"), 202
         )
-        delivery = answer["delivery"]
         console.print(
             f"delivery {delivery['delivery_id']} ({delivery['event_type']}) sent again:"
             f" {delivery['status']}",

@@ -3,7 +3,10 @@
 
 import { formatTime } from "./dom.js";
 
-/** The events an endpoint can subscribe to, in the order the form lists them. */
+/**
+ * The events an endpoint can subscribe to, in the order the form lists them: the dashboard's copy
+ * of tally_contracts.webhooks.EVENT_TYPES (a gateway unit test keeps the two the same).
+ */
 export const WEBHOOK_EVENTS = Object.freeze([
   "job.completed",
   "job.failed",
