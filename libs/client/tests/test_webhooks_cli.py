@@ -106,6 +106,14 @@ def test_list_shows_each_endpoint_its_events_and_why_one_is_disabled(
     assert SECRET not in out
 
 
+def test_list_without_endpoints_says_how_to_add_one(
+    gateway: FakeGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway.answer("GET", "/v1/webhooks", httpx.Response(200, json={"webhooks": []}))
+    assert cli.main(["webhooks", "list"]) == 0
+    assert "no webhook endpoints: add one with tally webhooks add" in capsys.readouterr().out
+
+
 def test_add_sends_the_url_events_and_description_and_prints_the_secret_whole_on_its_own_line(
     gateway: FakeGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:

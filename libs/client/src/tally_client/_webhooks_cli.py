@@ -84,7 +84,11 @@ def _path(webhook_id: str, *rest: str) -> str:
 def run(client: TallyClient, args: argparse.Namespace, console: Console) -> int:
     command: str = args.webhooks_command
     if command == "list":
-        console.print(_endpoints_table(_call(client, "GET", "/v1/webhooks", 200)["webhooks"]))
+        endpoints = _call(client, "GET", "/v1/webhooks", 200)["webhooks"]
+        if endpoints:
+            console.print(_endpoints_table(endpoints))
+        else:
+            console.print("no webhook endpoints: add one with tally webhooks add URL --event EVENT")
     elif command == "add":
         # Each event once, in the order given.
         body: dict[str, Any] = {"url": args.url, "events": list(dict.fromkeys(args.events))}
@@ -156,7 +160,8 @@ def _state(endpoint: dict[str, Any]) -> str:
 
 def _endpoints_table(endpoints: list[dict[str, Any]]) -> Table:
     table = Table(title="webhooks")
-    for column in ("id", "url", "events", "state", "description", "created"):
+    table.add_column("id", no_wrap=True)  # whole, to copy into the other commands
+    for column in ("url", "events", "state", "description", "created"):
         table.add_column(column, overflow="fold")
     for endpoint in endpoints:
         table.add_row(
@@ -198,7 +203,8 @@ def _attempt(attempt: dict[str, Any]) -> str:
 
 def _deliveries_table(webhook_id: str, deliveries: list[dict[str, Any]]) -> Table:
     table = Table(title=f"deliveries of webhook {webhook_id}")
-    for column in ("delivery", "event", "status", "attempts", "next attempt", "created"):
+    table.add_column("delivery", no_wrap=True)
+    for column in ("event", "status", "attempts", "next attempt", "created"):
         table.add_column(column, overflow="fold")
     for delivery in deliveries:
         attempts = sorted(delivery.get("attempts") or [], key=lambda a: int(a["attempt"]))
