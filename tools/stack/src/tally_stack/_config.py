@@ -87,6 +87,9 @@ def _detector_names(count: int) -> list[str]:
     return ["detector"] if count == 1 else [f"detector-{n}" for n in range(1, count + 1)]
 
 
+LOCAL_WEBHOOK_HOSTS = "127.0.0.0/8,::1/128,localhost"
+
+
 @dataclass(frozen=True, slots=True)
 class StackConfig:
     edge_port: int
@@ -111,7 +114,7 @@ class StackConfig:
     @classmethod
     def fresh(cls) -> StackConfig:
         detectors = int(os.environ.get("TALLY_STACK_DETECTORS", "1"))
-        workers = ["orchestrator", "projector", *_detector_names(detectors)]
+        workers = ["orchestrator", "projector", "webhooks", *_detector_names(detectors)]
         return cls(
             edge_port=int(os.environ.get("TALLY_EDGE_PORT", DEFAULT_EDGE_PORT)),
             upload_port=free_port(),
@@ -153,6 +156,9 @@ class StackConfig:
             "TALLY_S3_ACCESS_KEY_ID": MOTO_ACCESS_KEY,
             "TALLY_S3_SECRET_ACCESS_KEY": MOTO_SECRET_KEY,
             "TALLY_TRITON_URL": f"127.0.0.1:{self.triton_grpc_port}",
+            # Webhooks may call receivers on this machine (a laptop's, a test's): nowhere else
+            # internal.
+            "TALLY_WEBHOOK_ALLOW_HOSTS": LOCAL_WEBHOOK_HOSTS,
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -209,6 +215,7 @@ class StackConfig:
             ),
             "orchestrator": (cmd(bin_dir / "tally-orchestrator"), worker("orchestrator")),
             "projector": (cmd(bin_dir / "tally-projector"), worker("projector")),
+            "webhooks": (cmd(bin_dir / "tally-webhooks"), worker("webhooks")),
         } | detectors
         return {name: spec for name, spec in every.items() if name not in self.external}
 

@@ -29,6 +29,7 @@ WORKERS_READY = {
     "orchestrator": "orchestrator ready",
     "detector": "ready (Triton at",
     "projector": "projector ready",
+    "webhooks": "webhooks ready",
     "triton": "local Triton ready",
 }
 GRACE_S = 30
