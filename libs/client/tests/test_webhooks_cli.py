@@ -248,7 +248,7 @@ def test_rotate_secret_prints_the_new_secret_and_until_when_the_old_one_works(
     assert cli.main(["webhooks", "rotate-secret", HOOK]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert SECRET in lines
-    assert any("accepted until 2026-12-02T20:00:00+00:00" in line for line in lines)
+    assert any("still signs until 2026-12-02T20:00:00+00:00" in line for line in lines)
 
 
 def test_deliveries_show_each_attempts_code_latency_and_error_and_the_next_page(
@@ -351,7 +351,7 @@ def test_replay_posts_to_the_delivery_and_says_it_was_sent_again(
         httpx.Response(202, json=delivery),
     )
     assert cli.main(["webhooks", "replay", HOOK, "dl_1"]) == 0
-    assert "delivery dl_1 (job.completed) sent again: pending" in capsys.readouterr().out
+    assert "delivery dl_1 (job.completed) is sent again now: pending" in capsys.readouterr().out
 
 
 def test_an_id_is_one_path_segment_whatever_it_holds(

@@ -96,7 +96,7 @@ def run(client: TallyClient, args: argparse.Namespace, console: Console) -> int:
             body["description"] = args.description
         created = _call(client, "POST", "/v1/webhooks", 201, json=body)
         console.print(_endpoint_table(created))
-        _print_secret(console, created["secret"], "")
+        _print_secret(console, created["secret"])
     elif command == "show":
         console.print(_endpoint_table(_call(client, "GET", _path(args.webhook_id), 200)))
     elif command in ("enable", "disable"):
@@ -109,11 +109,10 @@ def run(client: TallyClient, args: argparse.Namespace, console: Console) -> int:
         console.print(f"webhook {args.webhook_id} deleted", highlight=False)
     elif command == "rotate-secret":
         rotated = _call(client, "POST", _path(args.webhook_id, "rotate-secret"), 200)
-        expires = rotated.get("previous_secret_expires_at")
         _print_secret(
             console,
             rotated["secret"],
-            f"The previous secret is accepted until {expires}." if expires else "",
+            f"The previous secret still signs until {rotated['previous_secret_expires_at']}.",
         )
     elif command == "deliveries":
         page = _call(
@@ -126,24 +125,20 @@ def run(client: TallyClient, args: argparse.Namespace, console: Console) -> int:
         console.print(_deliveries_table(args.webhook_id, page["deliveries"]))
         if page.get("next_cursor"):
             older = f"tally webhooks deliveries {args.webhook_id} --cursor {page['next_cursor']}"
-            console.print(
-                f"older: {older}",
-                highlight=False,
-                soft_wrap=True,
-            )
+            console.print(f"older: {older}", highlight=False, soft_wrap=True)
     else:  # replay
         delivery = _call(
             client, "POST", _path(args.webhook_id, "deliveries", args.delivery_id, "replay"), 202
         )
         console.print(
-            f"delivery {delivery['delivery_id']} ({delivery['event_type']}) sent again:"
-            f" {delivery['status']}",
+            f"delivery {delivery['delivery_id']} ({delivery['event_type']}) is sent again"
+            f" now: {delivery['status']}",
             highlight=False,
         )
     return 0
 
 
-def _print_secret(console: Console, secret: str, after: str) -> None:
+def _print_secret(console: Console, secret: str, after: str = "") -> None:
     console.print("Signing secret (shown only now: store it safely):", style="bold")
     # Alone on its line, unstyled and unwrapped, so that it copies whole.
     console.print(secret, markup=False, highlight=False, soft_wrap=True)
