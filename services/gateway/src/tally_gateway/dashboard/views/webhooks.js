@@ -107,9 +107,7 @@ export function mount(root) {
 
   /** The API's own message where it gave one (a refused URL says why). */
   function say(what, error) {
-    const text = `${what}: ${error.message}`;
-    problem.replaceChildren(h("p", null, text));
-    return text;
+    problem.replaceChildren(h("p", null, `${what}: ${error.message}`));
   }
 
   async function load() {
