@@ -89,7 +89,9 @@ def test_containers_run_as_non_root_and_tallys_on_a_read_only_root(stack: Compos
         assert code == 0, (service, out)
         assert isinstance(out, bytes)
         assert out.decode().strip() != "0", service
-    for service in ("upload", "gateway", "orchestrator", "projector", "detector", "triton", "edge"):
+    for service in (
+        "upload", "gateway", "orchestrator", "projector", "webhooks", "detector", "triton", "edge"
+    ):  # fmt: skip
         code, _ = running[service].exec_run(["sh", "-c", "touch /written"])
         assert code != 0, f"{service} could write its root filesystem"
 

@@ -66,7 +66,7 @@ def _named(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any
 def test_each_overlay_renders_the_whole_of_tally(objects: list[dict[str, Any]]) -> None:
     deployments = {o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"}
     assert deployments == {
-        "upload", "gateway", "orchestrator", "projector", "detector", "triton", "edge"
+        "upload", "gateway", "orchestrator", "projector", "webhooks", "detector", "triton", "edge"
     }  # fmt: skip
     assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {
         "tally"

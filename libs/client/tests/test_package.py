@@ -1,5 +1,5 @@
-"""What installing the SDK brings: the HTTP client and the terminal output, not the database or
-the bus drivers (those come with tally-admin, the operator's commands)."""
+"""What installing the SDK brings: the HTTP client, the typed models and the terminal output,
+not the database or the bus drivers (those come with tally-admin, the operator's commands)."""
 
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ def _installed_closure(distribution: str) -> set[str]:
 def test_the_sdk_declares_neither_the_database_nor_the_bus() -> None:
     declared = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
     names = {canonicalize_name(Requirement(spec).name) for spec in declared}
-    assert names == {"httpx", "rich"}
+    assert names == {"httpx", "pydantic", "rich"}
     assert not names & SERVER_SIDE
 
 
 def test_nothing_it_pulls_in_brings_them_either() -> None:
     closure = _installed_closure("tally-client")
-    assert {"tally-client", "httpx", "rich"} <= closure
+    assert {"tally-client", "httpx", "pydantic", "rich"} <= closure
     assert not closure & SERVER_SIDE, closure & SERVER_SIDE

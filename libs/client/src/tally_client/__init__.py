@@ -1,2 +1,66 @@
-"""Tally's command line (`tally`) and Python SDK (`tally_client.sdk`) for users. The operator's
-`tally admin` commands are the tally-admin package's."""
+"""Tally's command line (`tally`) and Python SDK for users: `TallyClient` (synchronous) and
+`AsyncTally` (asyncio, typed answers), and `verify_webhook` for webhook receivers. The
+operator's `tally admin` commands are the tally-admin package's."""
+
+from tally_client._async import AsyncRetryAfter, AsyncTally
+from tally_client._models import (
+    Cancelling,
+    CreatedWebhook,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryPage,
+    Detection,
+    Job,
+    JobDetail,
+    JobEventData,
+    JobResult,
+    LogEntry,
+    QueuedJob,
+    Rejection,
+    ResultSummary,
+    SecretRotation,
+    SessionEventData,
+    SessionOutcome,
+    SessionPage,
+    SessionState,
+    Summary,
+    Upload,
+    Webhook,
+    WebhookEvent,
+)
+from tally_client.sdk import RetryAfter, StreamEvent, TallyClient, TallyError
+from tally_client.webhooks import WebhookVerificationError, verify_webhook
+
+__all__ = [
+    "AsyncRetryAfter",
+    "AsyncTally",
+    "Cancelling",
+    "CreatedWebhook",
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryPage",
+    "Detection",
+    "Job",
+    "JobDetail",
+    "JobEventData",
+    "JobResult",
+    "LogEntry",
+    "QueuedJob",
+    "Rejection",
+    "ResultSummary",
+    "RetryAfter",
+    "SecretRotation",
+    "SessionEventData",
+    "SessionOutcome",
+    "SessionPage",
+    "SessionState",
+    "StreamEvent",
+    "Summary",
+    "TallyClient",
+    "TallyError",
+    "Upload",
+    "Webhook",
+    "WebhookEvent",
+    "WebhookVerificationError",
+    "verify_webhook",
+]

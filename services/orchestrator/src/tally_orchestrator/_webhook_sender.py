@@ -57,7 +57,7 @@ _CLAIM = """
         SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
         WHERE status = 'pending' AND lease_until > now() GROUP BY endpoint_id),
     due AS (
-        SELECT d.id, row_number() OVER (PARTITION BY d.endpoint_id
+        SELECT d.id, d.next_attempt_at, row_number() OVER (PARTITION BY d.endpoint_id
                                         ORDER BY d.next_attempt_at, d.id) + coalesce(b.n, 0)
                                         AS place
         FROM webhook_deliveries d
@@ -66,7 +66,7 @@ _CLAIM = """
         WHERE d.status = 'pending' AND d.next_attempt_at <= now()
           AND (d.lease_until IS NULL OR d.lease_until <= now()))
     UPDATE webhook_deliveries d SET lease_until = now() + $3 * interval '1 second'
-    FROM (SELECT id FROM due WHERE place <= $2 ORDER BY id LIMIT $1) c,
+    FROM (SELECT id FROM due WHERE place <= $2 ORDER BY next_attempt_at, id LIMIT $1) c,
          webhook_endpoints e, webhook_events v
     WHERE d.id = c.id AND e.id = d.endpoint_id AND v.id = d.event_id
       AND d.status = 'pending' AND (d.lease_until IS NULL OR d.lease_until <= now())
