@@ -1,4 +1,4 @@
-"""`tally webhooks …`: the tenant's webhook endpoints and their deliveries, over the HTTP API.
+"""`tally webhooks …`: the tenant's webhook endpoints and their deliveries, through the SDK.
 
     tally webhooks list
     tally webhooks add URL --event job.completed [--event …] [--description D]
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
-from urllib.parse import quote
 
 from rich.console import Console
 from rich.table import Table
@@ -60,81 +59,43 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     replay.add_argument("delivery_id")
 
 
-def _call(
-    client: TallyClient,
-    method: str,
-    path: str,
-    accepted: int,
-    *,
-    json: dict[str, Any] | None = None,
-    params: dict[str, str | int] | None = None,
-) -> dict[str, Any]:
-    """One request through the client's connection (its key, retries on 429) and its error
-    reading: an error answer raises TallyError with the API's code and message."""
-    response = client._http.request(method, path, json=json, params=params)
-    return client._json(response, accepted)
-
-
-def _path(webhook_id: str, *rest: str) -> str:
-    """The route of an endpoint (and what follows it), each id one path segment whatever it
-    holds."""
-    return "/".join(["/v1/webhooks", *(quote(part, safe="") for part in (webhook_id, *rest))])
-
-
 def run(client: TallyClient, args: argparse.Namespace, console: Console) -> int:
     command: str = args.webhooks_command
     if command == "list":
-        endpoints = _call(client, "GET", "/v1/webhooks", 200)["webhooks"]
+        endpoints = client.list_webhooks()
         if endpoints:
             console.print(_endpoints_table(endpoints))
         else:
             console.print("no webhook endpoints: add one with tally webhooks add URL --event EVENT")
     elif command == "add":
         # Each event once, in the order given.
-        body: dict[str, Any] = {"url": args.url, "events": list(dict.fromkeys(args.events))}
-        if args.description is not None:
-            body["description"] = args.description
-        created = _call(client, "POST", "/v1/webhooks", 201, json=body)
+        created = client.create_webhook(args.url, dict.fromkeys(args.events), args.description)
         console.print(_endpoint_table(created))
         _print_secret(console, created["secret"])
     elif command == "show":
-        console.print(_endpoint_table(_call(client, "GET", _path(args.webhook_id), 200)))
+        console.print(_endpoint_table(client.webhook(args.webhook_id)))
     elif command in ("enable", "disable"):
-        changed = _call(
-            client, "PATCH", _path(args.webhook_id), 200, json={"enabled": command == "enable"}
-        )
+        changed = client.update_webhook(args.webhook_id, enabled=command == "enable")
         console.print(f"webhook {changed['webhook_id']}: {_state(changed)}", highlight=False)
     elif command == "delete":
-        _call(client, "DELETE", _path(args.webhook_id), 204)
+        client.delete_webhook(args.webhook_id)
         console.print(f"webhook {args.webhook_id} deleted", highlight=False)
     elif command == "rotate-secret":
-        rotated = _call(client, "POST", _path(args.webhook_id, "rotate-secret"), 200)
+        rotated = client.rotate_webhook_secret(args.webhook_id)
         _print_secret(
             console,
             rotated["secret"],
             f"The previous secret still signs until {rotated['previous_secret_expires_at']}.",
         )
     elif command == "deliveries":
-        page = _call(
-            client,
-            "GET",
-            _path(args.webhook_id, "deliveries"),
-            200,
-            params={"limit": args.limit, **({"cursor": args.cursor} if args.cursor else {})},
-        )
+        page = client.deliveries(args.webhook_id, args.cursor, args.limit)
         console.print(_deliveries_table(args.webhook_id, page["deliveries"]))
         if page.get("next_cursor"):
             older = f"tally webhooks deliveries {args.webhook_id} --cursor {page['next_cursor']}"
             console.print(f"older: {older}", highlight=False, soft_wrap=True)
     else:  # replay
-        delivery = _call(
-            client, "POST", _path(args.webhook_id, "deliveries", args.delivery_id, "replay"), 202
-        )
-        console.print(
-            f"delivery {delivery['delivery_id']} ({delivery['event_type']}) is sent again"
-            f" now: {delivery['status']}",
-            highlight=False,
-        )
+        client.replay(args.webhook_id, args.delivery_id)
+        console.print(f"delivery {args.delivery_id} is sent again now", highlight=False)
     return 0
 
 
