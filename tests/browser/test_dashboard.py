@@ -34,6 +34,7 @@ from tally_stack import launcher
 from tally_synth import write_dataset
 from tests.e2e.harness import BIN, Stack, final_state, local_stack
 from tests.eventually import eventually
+from tests.webhook_receiver import receiver, signatures_valid
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
@@ -505,4 +506,80 @@ def test_a_resumed_batch_bigger_than_a_snapshot_shows_every_job_from_its_pages(
     pages = [url for url in asked if f"/v1/sessions/{session}/jobs?cursor=" in url]
     assert pages, [url for url in asked if "/v1/" in url]
     expect(page.get_by_text("8 of 8 photos")).to_be_visible()
+    watched.clean()
+
+
+def test_a_webhook_endpoint_shows_its_secret_once_then_its_deliveries_replays_and_goes(
+    watched: Watched, stack: Stack, api_key: str, tmp_path: Path
+) -> None:
+    """Added on the Webhooks page (to a receiver on loopback, which the local stack allows):
+    the secret shows once and is gone on the next visit; a job's completion arrives and shows
+    in its deliveries with its attempt; Replay sends it again; disabled, then deleted."""
+    page = watched.page
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with receiver() as hooks:
+        sign_in(page, api_key)
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Webhooks").click()
+        expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
+        page.get_by_label("URL").fill(hooks.url())
+        page.get_by_label("Description (optional)").fill("browser test")
+        page.get_by_role("button", name="Add endpoint").click()
+
+        secret = page.locator("#webhook-secret-value")
+        expect(secret).to_have_value(re.compile(r"^whsec_[A-Za-z0-9+/=]{40,}$"))
+        shown = secret.input_value()
+        endpoint = page.locator("li[data-webhook-id]").filter(has_text=hooks.url())
+        expect(endpoint).to_have_count(1)
+        expect(endpoint).to_contain_text("Events: job.completed")
+        expect(endpoint.locator(".badge")).to_have_text("enabled")
+        shoot(page, "webhooks")
+        page.get_by_role("button", name="I have saved it").click()
+        expect(page.locator("#webhook-secret")).to_be_hidden()
+        webhook_id = endpoint.get_attribute("data-webhook-id")
+
+        with TallyClient(stack.url, api_key) as client:
+            session = client.create_session("webhooks")
+            client.upload(session, photos(tmp_path, 1, seed=15))
+            final_state(client, session, 180)
+        (first,) = hooks.wait_for(1, timeout_s=60)
+        assert first.event["type"] == "job.completed"
+        assert signatures_valid(shown, first) == [True]  # the secret shown is the one that signs
+
+        page.reload()
+        expect(endpoint).to_have_count(1, timeout=15_000)
+        assert shown not in page.content()  # shown once: a later visit has it nowhere
+        endpoint.get_by_text("Recent deliveries", exact=True).click()
+        delivery = endpoint.locator("tr[data-delivery-id]")
+        expect(delivery).to_have_count(1, timeout=15_000)
+        expect(delivery).to_contain_text("job.completed")
+        expect(delivery.locator(".badge")).to_have_text("succeeded")
+        expect(delivery).to_contain_text(re.compile(r"Attempt 1: HTTP 200, \d+ ms"))
+        shoot(page, "webhooks-deliveries")
+
+        delivery.get_by_role("button", name="Replay").click()
+        _, again = hooks.wait_for(2, timeout_s=60)
+        assert again.headers["webhook-id"] == first.headers["webhook-id"]  # the same event
+        eventually(  # the receiver has answered; the sender records the attempt after that
+            lambda: httpx.get(
+                f"{stack.url}/v1/webhooks/{webhook_id}/deliveries", headers=headers
+            ).json()["deliveries"][0],
+            30,
+            until=lambda d: len(d["attempts"]) == 2 and d["status"] == "succeeded",
+            what="the replay's attempt recorded",
+        )
+        endpoint.get_by_role("button", name="Refresh").click()
+        expect(delivery).to_contain_text("Attempt 2: HTTP 200")
+
+        endpoint.get_by_role("button", name="Disable").click()
+        expect(endpoint.locator(".badge").first).to_have_text("disabled")
+        expect(endpoint.get_by_role("button", name="Enable")).to_be_visible()
+        stored = httpx.get(f"{stack.url}/v1/webhooks/{webhook_id}", headers=headers).json()
+        assert stored["enabled"] is False
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        endpoint.get_by_role("button", name="Delete").click()
+        expect(endpoint).to_have_count(0)
+        expect(page.get_by_text("No webhook endpoints yet.")).to_be_visible()
+        gone = httpx.get(f"{stack.url}/v1/webhooks/{webhook_id}", headers=headers)
+        assert gone.status_code == 404
     watched.clean()

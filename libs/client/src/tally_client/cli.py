@@ -4,6 +4,8 @@
                                                 (the session's event stream, resumed after
                                                 cuts; polling where there is no stream)
     tally status SESSION                        the session's jobs and results
+    tally webhooks ...                          webhook endpoints and their deliveries (the
+                                                HTTP API too: _webhooks_cli)
     tally admin ...                             operator commands: tenants, API keys, dead
                                                 letters (the tally-admin package)
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from tally_client import _webhooks_cli
 from tally_client._watch import results_table, upload, watch
 from tally_client.sdk import TallyClient, TallyError
 
@@ -49,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     status_cmd = groups.add_parser("status", help="a session's jobs and results")
     status_cmd.add_argument("session_id")
+    _webhooks_cli.add_parser(groups)
     # Its arguments, --help included, are the admin command's own: they pass through unparsed.
     groups.add_parser(
         "admin",
@@ -82,6 +86,8 @@ def _user_command(args: argparse.Namespace) -> int:
     console = Console()
     try:
         with TallyClient() as client:
+            if args.group == "webhooks":
+                return _webhooks_cli.run(client, args, console)
             if args.group == "upload":
                 session_id = upload(client, args.directory, args.name, args.batch, console)
                 if not args.watch:

@@ -6,12 +6,14 @@ import * as jobView from "./views/job.js";
 import * as jobsView from "./views/jobs.js";
 import * as signinView from "./views/signin.js";
 import * as uploadView from "./views/upload.js";
+import * as webhooksView from "./views/webhooks.js";
 
 const ROUTES = [
   { name: "signin", pattern: /^\/signin$/, view: signinView, title: "Sign in" },
   { name: "upload", pattern: /^\/upload$/, view: uploadView, title: "Upload" },
   { name: "jobs", pattern: /^\/jobs$/, view: jobsView, title: "Jobs" },
   { name: "job", pattern: /^\/jobs\/([^/?]+)$/, view: jobView, title: "Job" },
+  { name: "webhooks", pattern: /^\/webhooks$/, view: webhooksView, title: "Webhooks" },
 ];
 
 // index.html has them all.
