@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from tally_client import TallyClient
+from tally_client import TallyClient, _api
 
 URL = "https://example.org/tally"
 HOOK = {"webhook_id": "wh1", "url": URL, "events": ["job.failed"]}
@@ -57,3 +57,8 @@ def test_the_webhook_api_sends_the_contracts_requests() -> None:
         "description": "importer",
     }
     assert json.loads(sent[3].content) == {"description": "importer"}
+
+
+def test_ids_go_into_paths_as_one_segment() -> None:
+    request = _api.webhook("../jobs").request(httpx.Client(base_url="http://t"))
+    assert request.url.raw_path == b"/v1/webhooks/..%2Fjobs"  # sent as such, not normalised

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -29,6 +30,11 @@ log = logging.getLogger("tally_client")
 T = TypeVar("T")
 Params = Mapping[str, str | int]
 Files = list[tuple[str, tuple[str, bytes, str]]]
+
+
+def _segment(value: str) -> str:
+    """An id as one path segment: `../jobs` cannot reach another route."""
+    return quote(str(value), safe="")
 
 
 class TallyError(RuntimeError):
@@ -155,7 +161,7 @@ def upload(session_id: str, photos: Iterable[Path]) -> Call[dict[str, Any]]:
         ("file", (p.name, p.read_bytes(), mimetypes.guess_type(p.name)[0] or "image/jpeg"))
         for p in photos
     ]
-    return Call("POST", f"/v1/sessions/{session_id}/photos", _uploaded, files=files)
+    return Call("POST", f"/v1/sessions/{_segment(session_id)}/photos", _uploaded, files=files)
 
 
 def _paging(cursor: str | None, limit: int | None) -> dict[str, str | int]:
@@ -167,7 +173,7 @@ def _paging(cursor: str | None, limit: int | None) -> dict[str, str | int]:
 
 def page(session_id: str, cursor: str | None, limit: int | None) -> Call[dict[str, Any]]:
     params = _paging(cursor, limit)
-    return Call("GET", f"/v1/sessions/{session_id}/jobs", expect(200), params=params)
+    return Call("GET", f"/v1/sessions/{_segment(session_id)}/jobs", expect(200), params=params)
 
 
 def _changed(etag: str) -> Callable[[httpx.Response], tuple[dict[str, Any] | None, str]]:
@@ -187,7 +193,7 @@ def changes(
         params["limit"] = limit
     return Call(
         "GET",
-        f"/v1/sessions/{session_id}/jobs",
+        f"/v1/sessions/{_segment(session_id)}/jobs",
         _changed(etag),
         params=params,
         headers={"If-None-Match": etag} if etag else {},
@@ -211,7 +217,7 @@ def events(session_id: str, last_event_id: str | None, token: str | None) -> Cal
         headers["Last-Event-ID"] = last_event_id
     return Call(
         "GET",
-        f"/v1/sessions/{session_id}/events",
+        f"/v1/sessions/{_segment(session_id)}/events",
         lambda response: None,
         params={"access_token": token} if token else None,
         headers=headers,
@@ -222,23 +228,25 @@ def events(session_id: str, last_event_id: str | None, token: str | None) -> Cal
 
 def export(session_id: str, fmt: str) -> Call[None]:
     """The session's results as a file (`csv`, `json` or `coco`), streamed by the caller."""
-    return Call("GET", f"/v1/sessions/{session_id}/export", lambda r: None, params={"format": fmt})
+    return Call(
+        "GET", f"/v1/sessions/{_segment(session_id)}/export", lambda r: None, params={"format": fmt}
+    )
 
 
 def job(job_id: str) -> Call[dict[str, Any]]:
-    return Call("GET", f"/v1/jobs/{job_id}", expect(200))
+    return Call("GET", f"/v1/jobs/{_segment(job_id)}", expect(200))
 
 
 def result(job_id: str) -> Call[dict[str, Any]]:
-    return Call("GET", f"/v1/jobs/{job_id}/result", expect(200))
+    return Call("GET", f"/v1/jobs/{_segment(job_id)}/result", expect(200))
 
 
 def cancel_job(job_id: str) -> Call[dict[str, Any]]:
-    return Call("POST", f"/v1/jobs/{job_id}/cancel", expect(202))
+    return Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel", expect(202))
 
 
 def cancel_session(session_id: str) -> Call[dict[str, Any]]:
-    return Call("POST", f"/v1/sessions/{session_id}/cancel", expect(202))
+    return Call("POST", f"/v1/sessions/{_segment(session_id)}/cancel", expect(202))
 
 
 def create_webhook(
@@ -255,11 +263,11 @@ def list_webhooks() -> Call[dict[str, Any]]:
 
 
 def webhook(webhook_id: str) -> Call[dict[str, Any]]:
-    return Call("GET", f"/v1/webhooks/{webhook_id}", expect(200))
+    return Call("GET", f"/v1/webhooks/{_segment(webhook_id)}", expect(200))
 
 
 def update_webhook(webhook_id: str, changes: dict[str, Any]) -> Call[dict[str, Any]]:
-    return Call("PATCH", f"/v1/webhooks/{webhook_id}", expect(200), json=changes)
+    return Call("PATCH", f"/v1/webhooks/{_segment(webhook_id)}", expect(200), json=changes)
 
 
 def _deleted(response: httpx.Response) -> None:
@@ -267,17 +275,23 @@ def _deleted(response: httpx.Response) -> None:
 
 
 def delete_webhook(webhook_id: str) -> Call[None]:
-    return Call("DELETE", f"/v1/webhooks/{webhook_id}", _deleted)
+    return Call("DELETE", f"/v1/webhooks/{_segment(webhook_id)}", _deleted)
 
 
 def rotate_webhook_secret(webhook_id: str) -> Call[dict[str, Any]]:
-    return Call("POST", f"/v1/webhooks/{webhook_id}/rotate-secret", expect(200))
+    return Call("POST", f"/v1/webhooks/{_segment(webhook_id)}/rotate-secret", expect(200))
 
 
 def deliveries(webhook_id: str, cursor: str | None, limit: int | None) -> Call[dict[str, Any]]:
     params = _paging(cursor, limit)
-    return Call("GET", f"/v1/webhooks/{webhook_id}/deliveries", expect(200), params=params)
+    return Call(
+        "GET", f"/v1/webhooks/{_segment(webhook_id)}/deliveries", expect(200), params=params
+    )
 
 
 def replay(webhook_id: str, delivery_id: str) -> Call[dict[str, Any]]:
-    return Call("POST", f"/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", expect(202))
+    return Call(
+        "POST",
+        f"/v1/webhooks/{_segment(webhook_id)}/deliveries/{_segment(delivery_id)}/replay",
+        expect(202),
+    )
