@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 
 import httpx
 
@@ -359,3 +359,19 @@ class TallyClient:
         except httpx.TransportError as error:
             log.warning("no event stream (%s): polling instead", error)
         yield from self.poll(session_id)
+
+    def export(self, session_id: str, fmt: str, out: BinaryIO) -> int:
+        """The session's export (`fmt`: `csv`, `json` for JSON Lines, or `coco`) written into
+        `out` as it streams in; the number of bytes written. TallyError for an error answer
+        (nothing written); httpx.RemoteProtocolError when the export broke off mid-way (what
+        was written is then cut short)."""
+        path = f"/v1/sessions/{session_id}/export"
+        with self._http.stream("GET", path, params={"format": fmt}) as response:
+            if response.status_code != 200:
+                response.read()
+                self._json(response, 200)
+            written = 0
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                written += len(chunk)
+        return written

@@ -20,9 +20,10 @@ import os
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import aio_pika
@@ -136,15 +137,15 @@ async def seed_session(
             records=result_rows,
             columns=["job_id", "tenant_id", "counts", "detections", "object_key"],
         )
-    gate = asyncio.Semaphore(PUTS)
+    pending = iter(documents)
 
-    async def put(key: str, data: bytes) -> None:
-        async with gate:
+    async def put() -> None:  # PUTS of these at once: a task per document is slow to make
+        for key, data in pending:
             await objects.put_bytes(key, data, "application/json")
 
     async with asyncio.TaskGroup() as group:
-        for key, data in documents:
-            group.create_task(put(key, data))
+        for _ in range(PUTS):
+            group.create_task(put())
     return session.id
 
 
@@ -236,72 +237,102 @@ def _mib(value: int | None) -> str:
     return "—" if value is None else f"{value / 2**20:.2f} MiB"
 
 
-async def _bench(sizes: tuple[int, ...]) -> list[tuple[str, int, ExportRun, ExportRun]]:
-    with MotoS3Server() as s3_server:
-        s3 = S3Settings(
-            bucket=f"bench-export-{uuid.uuid4().hex[:8]}",
-            endpoint_url=s3_server.endpoint_url,
-            access_key_id=MOTO_ACCESS_KEY,
-            secret_access_key=MOTO_SECRET_KEY,
+@dataclass(frozen=True, slots=True)
+class Figure:
+    fmt: str
+    jobs: int
+    timed: ExportRun | None  # untraced: its throughput
+    traced: ExportRun  # its peak of memory
+
+
+async def measure(
+    database: str,
+    s3_endpoint: str,
+    *,
+    sizes: Sequence[int] = SIZES,
+    formats: Sequence[str] = FORMATS,
+    timed: bool = True,
+    bodies: Path | None = None,
+) -> list[Figure]:
+    """Seed a session of each size into `database` (empty) and a new bucket of `s3_endpoint`,
+    and export each in each format from an in-process gateway: once untraced (`timed`), once
+    under tracemalloc, whose body is written to `bodies`/`{fmt}-{jobs}` when given."""
+    s3 = S3Settings(
+        bucket=f"bench-export-{uuid.uuid4().hex[:8]}",
+        endpoint_url=s3_endpoint,
+        access_key_id=MOTO_ACCESS_KEY,
+        secret_access_key=MOTO_SECRET_KEY,
+    )
+    async with Store.open(database) as store, ObjectStore.open(s3, create_bucket=True) as objects:
+        tenant = await store.create_tenant("bench-export")
+        # One export of a 5,000-job session costs a key's whole read bucket: room for them all.
+        unlimited = ("read_burst", "read_rate", "tenant_read_burst", "tenant_read_rate")
+        await store.set_tenant_limits(tenant.id, dict.fromkeys(unlimited, 1e9))
+        key = (await store.create_api_key(tenant.id, "read")).key
+        sessions = {n: await seed_session(store, objects, tenant.id, n) for n in sizes}
+        settings = Settings(
+            database_url=SecretStr(database),
+            amqp_url=SecretStr(AMQP_URL),
+            bus_prefix=f"bench-export-{uuid.uuid4().hex[:8]}",
+            redis_url=SecretStr(REDIS_URL),
+            s3_endpoint_url=s3_endpoint,
+            s3_bucket=s3.bucket,
+            s3_access_key_id=MOTO_ACCESS_KEY,
+            s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
         )
-        async with (
-            _database() as database,
-            Store.open(database) as store,
-            ObjectStore.open(s3, create_bucket=True) as objects,
-        ):
-            tenant = await store.create_tenant("bench-export")
-            # One export of a 5,000-job session costs a key's whole read bucket: room for all.
-            await store.set_tenant_limits(
-                tenant.id,
-                {
-                    "read_burst": 1e9,
-                    "read_rate": 1e9,
-                    "tenant_read_burst": 1e9,
-                    "tenant_read_rate": 1e9,
-                },
-            )
-            key = (await store.create_api_key(tenant.id, "read")).key
-            sessions = {n: await seed_session(store, objects, tenant.id, n) for n in sizes}
-            settings = Settings(
-                database_url=SecretStr(database),
-                amqp_url=SecretStr(AMQP_URL),
-                bus_prefix=f"bench-export-{uuid.uuid4().hex[:8]}",
-                redis_url=SecretStr(REDIS_URL),
-                s3_endpoint_url=s3.endpoint_url,
-                s3_bucket=s3.bucket,
-                s3_access_key_id=MOTO_ACCESS_KEY,
-                s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
-            )
-            app = create_app(settings)
-            runs = []
+        app = create_app(settings)
+        figures = []
+        try:
             async with app.router.lifespan_context(app):
-                await run_export(app, sessions[sizes[0]], "json", key)  # warm: clients, caches
-                for fmt in FORMATS:
+                await run_export(app, sessions[min(sizes)], "json", key)  # warm: clients, caches
+                for fmt in formats:
                     for n in sizes:
-                        timed = await run_export(app, sessions[n], fmt, key)
-                        traced = await run_export(app, sessions[n], fmt, key, traced=True)
-                        runs.append((fmt, n, timed, traced))
+                        plain = await run_export(app, sessions[n], fmt, key) if timed else None
+                        if bodies is None:
+                            traced = await run_export(app, sessions[n], fmt, key, traced=True)
+                        else:
+                            with (bodies / f"{fmt}-{n}").open("wb") as out:
+                                traced = await run_export(
+                                    app, sessions[n], fmt, key, traced=True, sink=out.write
+                                )
+                        figures.append(Figure(fmt, n, plain, traced))
+        finally:
             async with await aio_pika.connect(AMQP_URL) as connection:
                 await settings.topology.delete(await connection.channel())
-            return runs
+        return figures
+
+
+def report(figures: Sequence[Figure]) -> str:
+    """The figures side by side, and each format's ratio of peaks, biggest to smallest size."""
+    lines = [f"{'format':<7}{'jobs':>7}{'status':>8}{'bytes':>12}{'jobs/s':>10}{'peak':>13}"]
+    for f in figures:
+        run = f.timed or f.traced
+        rate = f"{f.jobs / run.seconds:,.0f}" + ("" if f.timed else "*")
+        lines.append(
+            f"{f.fmt:<7}{f.jobs:>7}{run.status:>8}{run.bytes:>12,}{rate:>10}"
+            f"{_mib(f.traced.peak_bytes):>13}"
+        )
+    if not all(f.timed for f in figures):
+        lines.append("* measured under tracemalloc, which slows Python down")
+    for fmt in dict.fromkeys(f.fmt for f in figures):
+        mine = sorted((f for f in figures if f.fmt == fmt), key=lambda f: f.jobs)
+        small, big = mine[0], mine[-1]
+        if small.traced.peak_bytes and big.traced.peak_bytes:
+            ratio = big.traced.peak_bytes / small.traced.peak_bytes
+            lines.append(
+                f"{fmt}: peak at {big.jobs} jobs / peak at {small.jobs} jobs = {ratio:.2f}"
+            )
+    return "\n".join(lines)
+
+
+async def _bench(sizes: Sequence[int]) -> list[Figure]:
+    with MotoS3Server() as s3_server:
+        async with _database() as database:
+            return await measure(database, s3_server.endpoint_url, sizes=sizes)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="jobs")
     args = parser.parse_args()
-    runs = asyncio.run(_bench(tuple(args.sizes)))
-    print(f"{'format':<7}{'jobs':>7}{'status':>8}{'bytes':>12}{'jobs/s':>10}{'peak':>13}")
-    peaks: dict[tuple[str, int], int] = {}
-    for fmt, n, timed, traced in runs:
-        rate = n / timed.seconds if timed.seconds else float("nan")
-        print(
-            f"{fmt:<7}{n:>7}{timed.status:>8}{timed.bytes:>12,}{rate:>10,.0f}"
-            f"{_mib(traced.peak_bytes):>13}"
-        )
-        peaks[fmt, n] = traced.peak_bytes or 0
-    small, big = min(args.sizes), max(args.sizes)
-    for fmt in FORMATS:
-        if peaks.get((fmt, small)):
-            ratio = peaks[fmt, big] / peaks[fmt, small]
-            print(f"{fmt}: peak at {big} jobs / peak at {small} jobs = {ratio:.2f}")
+    print(report(asyncio.run(_bench(args.sizes))))
