@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import time
@@ -207,6 +208,7 @@ async def run_export(
                 sink(body)
 
     if traced:
+        gc.collect()  # what earlier work left for the collector is not this export's
         tracemalloc.start()
     started = time.perf_counter()
     try:
