@@ -97,6 +97,10 @@ bench-status: install servers ## status path under load: polling vs N+1, open-lo
 bench-abuse: install servers ## a noisy neighbour: B's poll latency alone and while A floods (big pages, polls, made-up keys) against the rate limits
 	$(VENV)/bin/tally-bench-abuse
 
+.PHONY: bench-export
+bench-export: install servers ## session exports (CSV, JSON Lines, COCO) of 500 and 5,000 jobs side by side: peak memory and jobs/s
+	$(VENV)/bin/tally-bench-export
+
 .PHONY: bench-pipeline
 PIPELINE_FIGURES ?= data/bench/pipeline.json
 bench-pipeline: install servers ## slices/s of the whole pipeline against raw Triton, CPU per slice by service, beside the last run's (data/bench/pipeline.json; BENCH_ARGS="--photos 8")

@@ -33,6 +33,7 @@ def test_every_route_of_the_contract_is_documented() -> None:
         ("GET", "/v1/sessions/{session_id}/jobs"),
         ("POST", "/v1/sessions/{session_id}/cancel"),
         ("GET", "/v1/sessions/{session_id}/events"),
+        ("GET", "/v1/sessions/{session_id}/export"),
         ("POST", "/v1/stream-tokens"),
         ("GET", "/v1/jobs"),
         ("GET", "/v1/jobs/{job_id}"),

@@ -6,12 +6,16 @@
     tally status SESSION                        the session's jobs and results
     tally webhooks ...                          webhook endpoints and their deliveries (the
                                                 HTTP API too: _webhooks_cli)
+    tally export SESSION [--format csv|json|coco] [-o FILE]
+                                                the session's results, streamed to FILE or
+                                                stdout (json: JSON Lines, the default)
     tally admin ...                             operator commands: tenants, API keys, dead
                                                 letters (the tally-admin package)
 
-`upload` and `status` talk to the HTTP API at TALLY_URL with TALLY_API_KEY. `admin` talks to the
-record store and the bus directly, so it is not part of the SDK: the tally-admin package adds it
-through the `tally.commands` entry point group, and `tally` says so when it is missing.
+`upload`, `status` and `export` talk to the HTTP API at TALLY_URL with TALLY_API_KEY. `admin`
+talks to the record store and the bus directly, so it is not part of the SDK: the tally-admin
+package adds it through the `tally.commands` entry point group, and `tally` says so when it is
+missing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tally_client.sdk import TallyClient, TallyError
 # Commands other packages add to `tally`: an entry point `name = "module:main"` in this group,
 # where main takes the arguments after the command's name and returns the exit status.
 COMMANDS_GROUP = "tally.commands"
+EXPORT_FORMATS = ("csv", "json", "coco")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     status_cmd = groups.add_parser("status", help="a session's jobs and results")
     status_cmd.add_argument("session_id")
     _webhooks_cli.add_parser(groups)
+    export_cmd = groups.add_parser("export", help="a session's results as CSV, JSON Lines or COCO")
+    export_cmd.add_argument("session_id")
+    export_cmd.add_argument(
+        "--format", choices=EXPORT_FORMATS, default="json", help="json: JSON Lines (the default)"
+    )
+    export_cmd.add_argument("-o", "--output", type=Path, help="the file to write (default: stdout)")
     # Its arguments, --help included, are the admin command's own: they pass through unparsed.
     groups.add_parser(
         "admin",
@@ -82,12 +93,29 @@ def _admin_command(database_url: str | None, argv: list[str]) -> int:
     return admin(["--database-url", database_url, *argv] if database_url else argv)
 
 
+def _export(client: TallyClient, session_id: str, fmt: str, output: Path | None) -> None:
+    if output is None:
+        client.export(session_id, fmt, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        with output.open("wb") as out:
+            written = client.export(session_id, fmt, out)
+    except BaseException:
+        output.unlink(missing_ok=True)  # no cut-off file to be taken for the whole export
+        raise
+    print(f"{written:,} bytes to {output}", file=sys.stderr)
+
+
 def _user_command(args: argparse.Namespace) -> int:
     console = Console()
     try:
         with TallyClient() as client:
             if args.group == "webhooks":
                 return _webhooks_cli.run(client, args, console)
+            if args.group == "export":
+                _export(client, args.session_id, args.format, args.output)
+                return 0
             if args.group == "upload":
                 session_id = upload(client, args.directory, args.name, args.batch, console)
                 if not args.watch:

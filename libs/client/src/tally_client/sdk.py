@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import IO, Any, Self, TypeVar
 
 import httpx
 
@@ -102,9 +102,6 @@ class TallyClient:
 
     def __exit__(self, *exc: object) -> None:
         self._http.close()
-
-    def _json(self, response: httpx.Response, *accepted: int) -> dict[str, Any]:
-        return _api.decode(response, *accepted)
 
     def _call(self, call: Call[T]) -> T:
         return call.decode(self._http.send(call.request(self._http)))
@@ -240,6 +237,18 @@ class TallyClient:
         except (TallyError, httpx.TransportError) as error:
             _reads.polling_instead(error)
         yield from self.poll(session_id)
+
+    def export(self, session_id: str, fmt: str, out: IO[bytes]) -> int:
+        """The session's export (`fmt`: `csv`, `json` for JSON Lines, or `coco`) written into
+        `out` as it streams in; the number of bytes written. TallyError for an error answer
+        (nothing written); httpx.RemoteProtocolError when the export broke off mid-way (what
+        was written is then cut short)."""
+        written = 0
+        with self._opened(_api.export(session_id, fmt)) as response:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                written += len(chunk)
+        return written
 
     # The webhook API (docs/integrators.md); the answers as the server gives them.
 

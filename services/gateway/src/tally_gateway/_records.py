@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -105,3 +106,70 @@ async def delete_job(
         deleted = job_event(ref, sequence.DELETED, "gateway", deleted=JobEvent.Deleted())
         await enqueue(connection, [OutboxEntry.of(events, deleted)])
         return job
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """A job as an export reads it: the job, and once completed its result's index."""
+
+    job: Job
+    counts: dict[str, int] | None
+    detections: int | None
+    result_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPlan:
+    """What an export needs to know before it starts: how many jobs the session has (its
+    price) and the labels its results have so far (the CSV's columns, COCO's categories)."""
+
+    jobs: int
+    labels: list[str]
+
+
+async def export_plan(store: Store, tenant_id: uuid.UUID, session_id: uuid.UUID) -> ExportPlan:
+    row = await store.pool.fetchrow(
+        """SELECT
+             (SELECT count(*) FROM jobs WHERE tenant_id = $1 AND session_id = $2) AS jobs,
+             ARRAY(SELECT DISTINCT jsonb_object_keys(r.counts) AS label
+                   FROM results r JOIN jobs j ON j.id = r.job_id
+                   WHERE j.tenant_id = $1 AND j.session_id = $2
+                   ORDER BY label) AS labels""",
+        tenant_id,
+        session_id,
+    )
+    assert row is not None
+    return ExportPlan(row["jobs"], list(row["labels"]))
+
+
+async def export_page(
+    store: Store,
+    tenant_id: uuid.UUID,
+    session_id: uuid.UUID,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Exported]:
+    """A page of the session's jobs, oldest first, each with its result's index; `after` is the
+    (created_at, id) of the previous page's last job (keyset: one index range per page)."""
+    args: list[object] = [tenant_id, session_id, limit]
+    keyset = ""
+    if after is not None:
+        args += [after[0], after[1]]
+        keyset = "AND (j.created_at, j.id) > ($4, $5)"
+    rows = await store.pool.fetch(
+        f"""SELECT j.*, r.counts AS result_counts, r.detections AS result_detections,
+                   r.object_key AS result_key
+            FROM jobs j LEFT JOIN results r ON r.job_id = j.id
+            WHERE j.tenant_id = $1 AND j.session_id = $2 {keyset}
+            ORDER BY j.created_at, j.id LIMIT $3""",
+        *args,
+    )
+    return [
+        Exported(
+            job_from_row(row),
+            None if row["result_counts"] is None else json.loads(row["result_counts"]),
+            row["result_detections"],
+            row["result_key"],
+        )
+        for row in rows
+    ]

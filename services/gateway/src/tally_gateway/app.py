@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from tally_db import OutboxRelay, Store
 from tally_gateway.config import Settings
 from tally_gateway.deps import Deps
-from tally_gateway.routes import dashboard, events, jobs, sessions, usage, webhooks
+from tally_gateway.routes import dashboard, events, exports, jobs, sessions, usage, webhooks
 from tally_storage import ObjectStore
 from tally_web import RequestMetrics, health_router, install_error_handlers, install_rate_limits
 
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(usage.router)
     app.include_router(webhooks.router)
+    app.include_router(exports.router)
     app.include_router(health_router)
     dashboard.mount(app)
     install_rate_limits(app)

@@ -8,7 +8,7 @@ import uuid
 from datetime import date
 from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, RootModel
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from tally_web.schemas import JobBase, Moment, SessionPublic
@@ -152,6 +152,55 @@ class JobResult(BaseModel):
     height: int
     counts: dict[str, int]
     detections: list[Detection]
+
+
+class CocoInfo(BaseModel):
+    description: str
+    version: str
+    year: int
+    contributor: str
+    date_created: str
+
+
+class CocoImage(BaseModel):
+    id: int = Field(description="1, 2, … in the session's upload order, within this document")
+    file_name: str
+    width: int
+    height: int
+    tally_job_id: uuid.UUID = Field(description="the job this image is")
+
+
+class CocoCategory(BaseModel):
+    id: int
+    name: str = Field(examples=["seedling"])
+    supercategory: str
+
+
+class CocoAnnotation(BaseModel):
+    id: int
+    image_id: int
+    category_id: int
+    bbox: list[float] = Field(
+        min_length=4, max_length=4, description="x, y, width, height in original-image pixels"
+    )
+    area: float
+    segmentation: list[list[float]] = Field(description="the box as a polygon")
+    iscrowd: Literal[0]
+    score: float
+
+
+class CocoDocument(BaseModel):
+    """A COCO detection document (cocodataset.org/#format-data)."""
+
+    info: CocoInfo
+    licenses: list[dict[str, str]]
+    annotations: list[CocoAnnotation]
+    images: list[CocoImage]
+    categories: list[CocoCategory]
+
+
+class JobResultAnswer(RootModel[JobResult | CocoDocument]):
+    """A job's result: Tally's own (the default), or with `format=coco` a COCO document."""
 
 
 class StreamToken(BaseModel):

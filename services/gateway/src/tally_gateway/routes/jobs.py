@@ -7,6 +7,7 @@ import logging
 import posixpath
 import unicodedata
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import quote
 
@@ -19,8 +20,9 @@ from tally_contracts.v1 import JobRef
 from tally_db import ConflictError, Job
 from tally_gateway import _keyset, _reads, _records
 from tally_gateway._cancel import request_cancel
+from tally_gateway._exports import coco_document
 from tally_gateway.deps import DepsDep
-from tally_gateway.schemas import JobCancel, JobDetail, JobPage, JobResult
+from tally_gateway.schemas import JobCancel, JobDetail, JobPage, JobResultAnswer
 from tally_storage import JobResult as StoredResult
 from tally_storage import ObjectNotFoundError, keys
 from tally_web import ApiError, CurrentTenant, WritingTenant
@@ -95,20 +97,33 @@ async def get_job(job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant) -> di
 
 @router.get(
     "/{job_id}/result",
-    response_model=JobResult,
+    response_model=JobResultAnswer,
     responses=error_responses(401, 404, 409, 422),  # 409: the job has not completed
 )
 async def get_result(
-    job_id: uuid.UUID, deps: DepsDep, tenant: CurrentTenant, response: Response
+    job_id: uuid.UUID,
+    deps: DepsDep,
+    tenant: CurrentTenant,
+    response: Response,
+    fmt: Annotated[
+        Literal["json", "coco"],
+        Query(alias="format", description="`json`: Tally's own; `coco`: a COCO document"),
+    ] = "json",
 ) -> dict[str, Any]:
-    """Detections in original-image pixels and counts per label, once the job has completed."""
+    """Detections in original-image pixels and counts per label, once the job has completed;
+    with `format=coco` the same as a COCO detection document of one image."""
     record = await _records.get_job(deps.store, tenant.id, job_id)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     stored = await _records.get_result(deps.store, tenant.id, job_id)
     if stored is None:
         raise ApiError(409, "not_completed", f"job {job_id} is {record.status}, not completed")
-    body = StoredResult.from_bytes(await deps.objects.get_bytes(stored["object_key"])).model_dump()
+    result = StoredResult.from_bytes(await deps.objects.get_bytes(stored["object_key"]))
+    if fmt == "coco":
+        disposition = content_disposition("attachment", f"{_stem(record)}.coco.json")
+        response.headers.update(DOWNLOAD_HEADERS | {"Content-Disposition": disposition})
+        return coco_document(record, result, datetime.now(UTC))
+    body = result.model_dump()
     disposition = content_disposition("attachment", f"{_stem(record)}.result.json")
     response.headers.update(DOWNLOAD_HEADERS | {"Content-Disposition": disposition})
     return {
