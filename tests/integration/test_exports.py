@@ -15,22 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pycocotools.coco import COCO
-from pydantic import SecretStr
 from redis.asyncio import Redis
-from tests.openapi_conformance import Conformance
+from tests.gateway_app import REDIS_URL, gateway_settings, serving
 
 from tally_bench.export import detections_of, failed, measure, report, run_export, seed_session
 from tally_bus import Topology
 from tally_db import Job, Store
 from tally_gateway._records import get_job, session_jobs
-from tally_gateway.app import create_app
-from tally_gateway.config import Settings
 from tally_gateway.routes.exports import PAGE
 from tally_orchestrator._records import Records
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
@@ -38,7 +33,6 @@ from tally_storage import ObjectStore, S3Settings, keys
 from tally_upload._records import NewJob, add_jobs
 
 pytestmark = pytest.mark.integration
-REDIS_URL = "redis://127.0.0.1:6379/15"
 
 # The session's photos and what was found in each (None: the job failed).
 FOUND: dict[str, list[dict[str, Any]] | None] = {
@@ -118,25 +112,8 @@ async def world(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
             result_key = keys.result(job.object_key)
             await objects.put_bytes(result_key, json.dumps(document).encode(), "application/json")
             await records.complete_job(a.id, job.id, counts, len(found), result_key, [], [])
-        settings = Settings(
-            database_url=SecretStr(database),
-            amqp_url=SecretStr(amqp_url),
-            bus_prefix=f"test-{uuid.uuid4().hex[:10]}",
-            redis_url=SecretStr(REDIS_URL),
-            s3_endpoint_url=s3_endpoint,
-            s3_bucket=s3.bucket,
-            s3_access_key_id=MOTO_ACCESS_KEY,
-            s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
-        )
-        app = create_app(settings)
-        async with (
-            LifespanManager(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://gateway",
-                event_hooks={"response": [Conformance(app).check]},
-            ) as http,
-        ):
+        settings = gateway_settings(database, s3_endpoint, amqp_url, s3.bucket)
+        async with serving(settings) as (app, http):
             yield World(
                 http,
                 app,
@@ -149,8 +126,6 @@ async def world(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
                 session.id,
                 [await _reload(store, j) for j in jobs],
             )
-        async with await aio_pika.connect(amqp_url) as connection:
-            await settings.topology.delete(await connection.channel())
     await redis.flushdb()
     await redis.aclose()
 

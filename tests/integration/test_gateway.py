@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import aio_pika
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
 from PIL import Image
-from pydantic import SecretStr
 from redis.asyncio import Redis
+from tests.gateway_app import REDIS_URL, gateway_settings, serving
 from tests.openapi_conformance import Conformance
 
 from tally_bus import Topology, decode
@@ -41,7 +39,6 @@ from tally_web.limits import Limits
 from tally_web.ratelimit import caller_buckets, tenant_buckets
 
 pytestmark = pytest.mark.integration
-REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @dataclass
@@ -132,29 +129,9 @@ async def world(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
         await projection.fold(
             _event(done, 3, progress=JobEvent.Progress(slices_done=44, total_slices=88))
         )
-        settings = Settings(
-            database_url=SecretStr(database),
-            amqp_url=SecretStr(amqp_url),
-            bus_prefix=f"test-{uuid.uuid4().hex[:10]}",
-            redis_url=SecretStr(REDIS_URL),
-            s3_endpoint_url=s3_endpoint,
-            s3_bucket=bucket,
-            s3_access_key_id=MOTO_ACCESS_KEY,
-            s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
-        )
-        app = create_app(settings)
-        async with (
-            LifespanManager(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://gateway",
-                # Every answer of every test is checked against its route's declared schema.
-                event_hooks={"response": [Conformance(app).check]},
-            ) as http,
-        ):
+        settings = gateway_settings(database, s3_endpoint, amqp_url, bucket)
+        async with serving(settings) as (app, http):
             yield World(http, redis, key_a, key_b, str(session.id), done, waiting, app)
-        async with await aio_pika.connect(amqp_url) as connection:
-            await settings.topology.delete(await connection.channel())
     await redis.flushdb()
     await redis.aclose()
 

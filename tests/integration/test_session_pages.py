@@ -9,28 +9,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import SecretStr
 from redis.asyncio import Redis
-from tests.openapi_conformance import Conformance
+from tests.gateway_app import REDIS_URL, gateway_settings, serving
 
 from tally_contracts import projection as redis_keys
 from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef
 from tally_db import Job, Store
-from tally_gateway.app import create_app
-from tally_gateway.config import Settings
 from tally_projector.projection import Projection
 from tally_projector.rebuild import rebuild
-from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_upload._records import NewJob, add_jobs
 
 pytestmark = pytest.mark.integration
-REDIS_URL = "redis://127.0.0.1:6379/15"
 JOBS = 25
 
 
@@ -86,16 +79,7 @@ def _event(job: Job, number: int, **kind: Any) -> JobEvent:
 async def bench(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator[Bench]:
     redis = Redis.from_url(REDIS_URL)
     await redis.flushdb()
-    settings = Settings(
-        database_url=SecretStr(database),
-        amqp_url=SecretStr(amqp_url),
-        bus_prefix=f"test-{uuid.uuid4().hex[:10]}",
-        redis_url=SecretStr(REDIS_URL),
-        s3_endpoint_url=s3_endpoint,
-        s3_bucket="unused",
-        s3_access_key_id=MOTO_ACCESS_KEY,
-        s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
-    )
+    settings = gateway_settings(database, s3_endpoint, amqp_url, "unused")
     async with Store.open(database) as store:
         a, b = await store.create_tenant("a"), await store.create_tenant("b")
         key, other_key = (
@@ -118,18 +102,8 @@ async def bench(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
                 image_id=str(job.image_id), filename=job.filename, width=400, height=300
             )
             await projection.fold(_event(job, sequence.QUEUED, queued=queued))
-        app = create_app(settings)
-        async with (
-            LifespanManager(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://gateway",
-                event_hooks={"response": [Conformance(app).check]},
-            ) as http,
-        ):
+        async with serving(settings) as (_, http):
             yield Bench(http, redis, store, projection, key, other_key, str(session.id), jobs)
-        async with await aio_pika.connect(amqp_url) as connection:
-            await settings.topology.delete(await connection.channel())
     await redis.flushdb()
     await redis.aclose()
 

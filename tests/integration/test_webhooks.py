@@ -17,29 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from tests.eventually import eventually_async
-from tests.openapi_conformance import Conformance
+from tests.gateway_app import gateway_settings, serving
 from tests.webhook_receiver import Answer, Received, Receiver, signatures_valid
 
 from tally_bus import Topology
 from tally_client import AsyncTally, WebhookVerificationError, verify_webhook
 from tally_db import Job, Store
-from tally_gateway.app import create_app
-from tally_gateway.config import Settings
 from tally_orchestrator import webhooks
 from tally_orchestrator._records import Records
 from tally_orchestrator._webhook_sender import Sender
 from tally_orchestrator.config import WebhookSettings
-from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_upload._records import NewJob, add_jobs
 
 pytestmark = pytest.mark.integration
-REDIS_URL = "redis://127.0.0.1:6379/15"
 ALL_EVENTS = ["job.completed", "job.failed", "job.cancelled", "session.completed"]
 SCHEDULE = (0.0, 0.5, 1.0)  # compressed: the spec's 5 s, 5 min, … in a test's time
 BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
@@ -129,31 +123,10 @@ def receiver() -> Iterator[Receiver]:
 async def gateway(
     database: str, s3_endpoint: str, amqp_url: str, **overrides: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Topology]]:
-    settings = Settings(
-        database_url=SecretStr(database),
-        amqp_url=SecretStr(amqp_url),
-        bus_prefix=f"test-{uuid.uuid4().hex[:10]}",
-        redis_url=SecretStr(REDIS_URL),
-        s3_endpoint_url=s3_endpoint,
-        s3_bucket=f"wh-{uuid.uuid4().hex[:10]}",
-        s3_access_key_id=MOTO_ACCESS_KEY,
-        s3_secret_access_key=SecretStr(MOTO_SECRET_KEY),
-        **overrides,
-    )
-    app = create_app(settings)
-    try:
-        async with (
-            LifespanManager(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://gateway",
-                event_hooks={"response": [Conformance(app).check]},
-            ) as http,
-        ):
-            yield http, settings.topology
-    finally:
-        async with await aio_pika.connect(amqp_url) as connection:
-            await settings.topology.delete(await connection.channel())
+    bucket = f"wh-{uuid.uuid4().hex[:10]}"
+    settings = gateway_settings(database, s3_endpoint, amqp_url, bucket, **overrides)
+    async with serving(settings) as (_, http):
+        yield http, settings.topology
 
 
 @pytest.fixture
