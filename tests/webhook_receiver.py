@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,7 +63,7 @@ def signatures_valid(secret: str, received: Received) -> list[bool]:
 class Receiver:
     """Answers requests with `script`'s answers in turn, then with `then` (200 by default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.received: list[Received] = []
         self.script: list[Answer] = []
         self.then: Answer | Callable[[Received], Answer] = Answer()
@@ -103,11 +104,15 @@ class Receiver:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:  # https: every connection's TLS handshake first
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def _answer(self, got: Received) -> Answer:
         with self._lock:

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import os
 import signal
+import ssl
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -95,10 +96,12 @@ def sender_settings(database: str, **overrides: Any) -> WebhookSettings:
 
 
 @contextlib.asynccontextmanager
-async def sending(store: Store, settings: WebhookSettings) -> AsyncIterator[Sender]:
+async def sending(
+    store: Store, settings: WebhookSettings, verify: ssl.SSLContext | bool = True
+) -> AsyncIterator[Sender]:
     """The sender, running in this test's loop until the block ends."""
     stop = asyncio.Event()
-    async with webhooks.client() as client:
+    async with webhooks.client(verify) as client:
         sender = Sender(store, settings, client)
         task = asyncio.create_task(sender.run(stop))
         try:
@@ -145,7 +148,7 @@ async def world(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterator
             ],
             [],
         )
-        overrides = {"webhook_allow_hosts": "127.0.0.1", "webhook_max_endpoints": 3}
+        overrides = {"webhook_allow_hosts": "127.0.0.1,localhost", "webhook_max_endpoints": 3}
         async with gateway(database, s3_endpoint, amqp_url, **overrides) as (http, topology):
             yield World(
                 http,
@@ -608,3 +611,64 @@ async def test_the_async_sdk_registers_reads_the_log_and_verifies_what_arrives(
             verify_webhook(rotated.secret, got.headers, got.body)  # signed before the rotation
         await tally.delete_webhook(created.webhook_id)
         assert await tally.list_webhooks() == []
+
+
+@pytest.fixture(scope="module")
+def localhost_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for the name `localhost` (not for 127.0.0.1), and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_goes_to_the_checked_address_with_the_name_for_tls(
+    world: World, localhost_tls: tuple[Path, Path]
+) -> None:
+    """The request is sent to the address the name resolved to and was checked (127.0.0.1),
+    while TLS (SNI, the certificate's check) and `Host` still use the name: a certificate for
+    `localhost` verifies, and the receiver sees `Host: localhost:port`."""
+    cert, key = localhost_tls
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    with Receiver(tls=server) as receiver:
+        created = await world.register(receiver.url(host="localhost"), ["job.completed"])
+        settings = sender_settings(world.database, webhook_allow_hosts="localhost")
+        async with sending(world.store, settings, verify=trusted):
+            await world.complete(world.jobs[0])
+            (got,) = await arrivals(receiver, 1)
+            (delivery,) = await eventually_async(
+                lambda: world.deliveries(created["webhook_id"]),
+                until=lambda d: d[0]["status"] == "succeeded",
+            )
+    assert got.headers["host"] == f"localhost:{receiver.port}"
+    assert signatures_valid(created["secret"], got) == [True]
+    assert delivery["attempts"][0]["status_code"] == 200
+
+
+async def test_a_certificate_that_does_not_verify_fails_the_attempt(
+    world: World, localhost_tls: tuple[Path, Path]
+) -> None:
+    cert, key = localhost_tls
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    with Receiver(tls=server) as receiver:
+        created = await world.register(receiver.url(host="localhost"), ["job.completed"])
+        settings = sender_settings(world.database, webhook_allow_hosts="localhost")
+        async with sending(world.store, settings):  # the system's authorities only
+            await world.complete(world.jobs[0])
+            (delivery,) = await eventually_async(
+                lambda: world.deliveries(created["webhook_id"]),
+                until=lambda d: d[0]["attempts"],
+            )
+    attempt = delivery["attempts"][0]
+    assert attempt["status_code"] is None
+    assert "CERTIFICATE_VERIFY_FAILED" in attempt["error"]
+    assert receiver.received == []

@@ -243,37 +243,52 @@ class Sender:
         }
         extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
         try:
-            async with (
-                asyncio.timeout(self._settings.webhook_timeout_s),
-                self._client.stream(
-                    "POST",
-                    _target(url, addresses[0]),
-                    content=due.body,
-                    headers=headers,
-                    extensions=extensions,
-                ) as response,
-            ):
-                answer = bytearray()
-                async for chunk in response.aiter_raw():
-                    answer += chunk
-                    if len(answer) >= self._settings.webhook_response_cap:
-                        break
+            async with asyncio.timeout(self._settings.webhook_timeout_s):
+                status, retry_after, answer = await self._post(
+                    url, addresses, due.body, headers, extensions
+                )
         except TimeoutError:
             return outcome(error=f"timed out after {self._settings.webhook_timeout_s:g} s")
         except httpx.HTTPError as exc:
             return outcome(error=f"{type(exc).__name__}: {exc}"[:ERROR_MAX] or type(exc).__name__)
-        status = response.status_code
         error = None
         if not 200 <= status < 300:
-            text = bytes(answer[: self._settings.webhook_response_cap]).decode("utf-8", "replace")
+            text = answer[: self._settings.webhook_response_cap].decode("utf-8", "replace")
             error = f"HTTP {status}: {text.strip()}"[:ERROR_MAX]
         return outcome(
             status_code=status,
             error=error,
-            retry_after_s=retry_after_s(response.headers.get("retry-after"), at)
-            if status in (429, 503)
-            else None,
+            retry_after_s=retry_after_s(retry_after, at) if status in (429, 503) else None,
         )
+
+    async def _post(
+        self,
+        url: httpx.URL,
+        addresses: Sequence[IPAddress],
+        body: bytes,
+        headers: dict[str, str],
+        extensions: dict[str, str],
+    ) -> tuple[int, str | None, bytes]:
+        """The POST to the first of the checked addresses that takes the connection (a name
+        may have several: ::1 and 127.0.0.1, say); its status, Retry-After and the start of
+        its answer."""
+        for address in addresses[:-1]:
+            with contextlib.suppress(httpx.ConnectError):
+                return await self._post_to(_target(url, address), body, headers, extensions)
+        return await self._post_to(_target(url, addresses[-1]), body, headers, extensions)
+
+    async def _post_to(
+        self, target: httpx.URL, body: bytes, headers: dict[str, str], extensions: dict[str, str]
+    ) -> tuple[int, str | None, bytes]:
+        async with self._client.stream(
+            "POST", target, content=body, headers=headers, extensions=extensions
+        ) as response:
+            answer = bytearray()
+            async for chunk in response.aiter_raw():
+                answer += chunk
+                if len(answer) >= self._settings.webhook_response_cap:
+                    break
+            return response.status_code, response.headers.get("retry-after"), bytes(answer)
 
     async def record(self, due: Due, result: Outcome) -> None:
         """The attempt in the delivery's log, and what follows: done, given up, or the next

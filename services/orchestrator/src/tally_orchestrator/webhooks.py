@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl
 
 import httpx
 
@@ -21,12 +22,14 @@ from tally_worker import run_worker, set_readiness
 log = logging.getLogger("tally_orchestrator.webhooks")
 
 
-def client() -> httpx.AsyncClient:
+def client(verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
     """The receivers' client: no redirect followed, no proxy or netrc from the environment,
-    connections kept per receiver."""
+    connections kept per receiver; certificates checked against the system's authorities
+    (`verify`: others, for tests)."""
     return httpx.AsyncClient(
         follow_redirects=False,
         trust_env=False,
+        verify=verify,
         headers={"user-agent": USER_AGENT},
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
     )
