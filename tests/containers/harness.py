@@ -78,10 +78,23 @@ class ComposeStack:
             timeout=timeout_s,
         )
         if done.returncode != 0:
+            # `up` fails when a dependency turns unhealthy: say which, why, and what it logged.
+            said = f"\n{self.health()}\n{self.logs()}" if args[:1] == ("up",) else ""
             raise AssertionError(
                 f"compose {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-4000:]}"
+                + said
             )
         return done.stdout
+
+    def health(self) -> str:
+        """Each container's state and its healthcheck's last answers."""
+        lines = []
+        for container in self.containers(every=True):
+            container.reload()
+            health = container.attrs["State"].get("Health") or {}
+            last = [str(entry.get("Output", "")).strip() for entry in health.get("Log", [])[-3:]]
+            lines.append(f"{container.name}: {container.status}/{health.get('Status')} {last}")
+        return "\n".join(lines)
 
     def containers(self, service: str | None = None, every: bool = False) -> list[Container]:
         labels = [f"com.docker.compose.project={self.project}"]
