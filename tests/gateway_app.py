@@ -21,6 +21,16 @@ from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tests.openapi_conformance import Conformance
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
+# asgi-lifespan's default of 5 s is too short for a start-up on a loaded 2-core machine (the
+# pools, the bus topology, the bucket): a CI run's upload app once took longer and failed a test.
+STARTUP_TIMEOUT_S = 60.0
+
+
+def started(app: FastAPI) -> LifespanManager:
+    """The app's lifespan, run for the block (start-up and shutdown allowed a minute each)."""
+    return LifespanManager(
+        app, startup_timeout=STARTUP_TIMEOUT_S, shutdown_timeout=STARTUP_TIMEOUT_S
+    )
 
 
 def gateway_settings(
@@ -47,7 +57,7 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
     app = create_app(settings)
     try:
         async with (
-            LifespanManager(app),
+            started(app),
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app),
                 base_url="http://gateway",

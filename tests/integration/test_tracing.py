@@ -14,11 +14,11 @@ from typing import cast
 import aio_pika
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from tests.gateway_app import started
 
 from tally_bus import Bus, Topology
 from tally_contracts import projection as redis_keys
@@ -95,7 +95,7 @@ async def world(
         )
     )
     async with (
-        LifespanManager(upload),
+        started(upload),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=upload), base_url="http://u") as http,
         Store.open(database) as store,
         ObjectStore.open(s3) as objects,

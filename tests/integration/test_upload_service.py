@@ -15,11 +15,11 @@ import aio_pika
 import httpx
 import pytest
 import uvicorn
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from PIL import Image
 from pydantic import SecretStr
 from tests.eventually import eventually_async
+from tests.gateway_app import started
 from tests.openapi_conformance import Conformance
 
 from tally_bus import Topology, decode
@@ -159,7 +159,7 @@ async def service(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterat
         secret_access_key=MOTO_SECRET_KEY,
     )
     async with (
-        LifespanManager(app),
+        started(app),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://upload",
@@ -646,7 +646,7 @@ async def test_with_redis_unreachable_the_service_is_ready_and_limits_hold_local
     app = create_app(settings)
     try:
         async with (
-            LifespanManager(app),
+            started(app),
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://upload"
             ) as http,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -162,3 +163,13 @@ def test_log_lines_of_a_process_without_a_log_are_a_clear_error() -> None:
         pytest.raises(launcher.LaunchError, match="without a log"),
     ):
         process.wait_until(launcher.log_line("ready"), timeout_s=5)
+
+
+def test_free_ports_are_distinct_and_below_the_ports_outgoing_connections_take() -> None:
+    low, _high = launcher._ephemeral_range()
+    ports = [launcher.free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(launcher.LOWEST_PORT <= port < low for port in ports)
+    for port in ports[:20]:  # each could be bound by the service it is meant for
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -72,11 +73,46 @@ def http_ok(url: str) -> Ready:
     return Ready(f"200 from {url}", check)
 
 
+# Ports handed out by this process: a stack takes a dozen before any of them is bound.
+_handed: set[int] = set()
+LOWEST_PORT = 20_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on now, on the loopback interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on now, on the loopback interface, below the ephemeral range:
+    a port the kernel hands out (bind to 0) is also what it picks as the source port of the next
+    outgoing connection, and one such connection made between this call and the service's bind
+    takes it (a CI run's stack once failed to start that way). Never the same port twice in one
+    process."""
+    low, _high = _ephemeral_range()
+    candidates = list(range(LOWEST_PORT, low)) if low > LOWEST_PORT + 1_000 else []
+    random.shuffle(candidates)
+    for port in candidates[:500]:
+        if port in _handed:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed.add(port)
+        return port
+    # No room below the ephemeral range on this host: the kernel's pick, then.
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed:
+            _handed.add(port)
+            return port
 
 
 class Process:
