@@ -16,6 +16,7 @@ from tally_inference._detector import (
     decode_batch,
     merge_detections,
 )
+from tally_inference._formats import FORMATS, LAYOUTS, Layout, ModelFormat, layout_of
 from tally_inference._image import (
     ImageError,
     ImageErrorCode,
@@ -28,11 +29,14 @@ from tally_inference._image import (
     inspect_image,
 )
 from tally_inference._metrics import ImageEval, average_precision, count_error
+from tally_inference._onnx_check import ModelCheckError, ModelGraph, check_model
 from tally_inference._slicing import Box, SliceParams, plan_slices
 from tally_inference._triton import MODEL_NAME, InferenceError, SharedMemoryMode, TritonModel
 
 __all__ = [
+    "FORMATS",
     "LABELS",
+    "LAYOUTS",
     "MODEL_NAME",
     "Box",
     "CuttingModel",
@@ -45,6 +49,10 @@ __all__ = [
     "ImageInfo",
     "InferenceError",
     "InferenceModel",
+    "Layout",
+    "ModelCheckError",
+    "ModelFormat",
+    "ModelGraph",
     "Reduced",
     "SharedMemoryMode",
     "SliceDetections",
@@ -54,6 +62,7 @@ __all__ = [
     "TritonModel",
     "average_precision",
     "batched_nms",
+    "check_model",
     "count_error",
     "cut_batch",
     "cut_into",
@@ -65,6 +74,7 @@ __all__ = [
     "decode_upright",
     "inspect_image",
     "iou_matrix",
+    "layout_of",
     "merge_detections",
     "nms",
     "plan_slices",
