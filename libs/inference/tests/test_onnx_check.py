@@ -22,21 +22,27 @@ def _model(
     domain: str = "",
     extra_opsets: tuple[tuple[str, int], ...] = (),
 ) -> onnx.ModelProto:
-    """A graph of one input and one output: a ReduceMean over the whole input, broadcast to the
-    output's shape by an Expand (the shape a constant), so every dimension is what it says."""
-    static = [d if isinstance(d, int) else 1 for d in output_shape]
+    """A graph of one input and one output: a ReduceMean over the whole input, broadcast by an
+    Expand to the output's shape: its fixed dimensions constants, the others taken from the
+    input's shape at run time (so shape inference cannot fix them)."""
     nodes = [
         helper.make_node("Cast", ["images"], ["floats"], to=TensorProto.FLOAT),
         helper.make_node("ReduceMean", ["floats"], ["mean"], keepdims=0),
         helper.make_node(
             "Identity" if not domain else "MagicNms", ["mean"], ["picked"], domain=domain
         ),
-        helper.make_node(
-            "Constant",
-            [],
-            ["shape"],
-            value=numpy_helper.from_array(np.array(static, np.int64), "shape"),
-        ),
+        helper.make_node("Shape", ["images"], ["input_shape"], start=0, end=1),
+    ]
+    parts = []
+    for i, dim in enumerate(output_shape):
+        if isinstance(dim, str):
+            parts.append("input_shape")
+            continue
+        parts.append(f"dim{i}")
+        value = numpy_helper.from_array(np.array([dim], np.int64), f"dim{i}")
+        nodes.append(helper.make_node("Constant", [], [f"dim{i}"], value=value))
+    nodes += [
+        helper.make_node("Concat", parts, ["shape"], axis=0),
         helper.make_node("Expand", ["picked", "shape"], ["output0"]),
     ]
     graph = helper.make_graph(
@@ -142,11 +148,21 @@ def test_a_graph_of_the_other_yolo_layout_is_a_format_mismatch_naming_it() -> No
     refused = _refused(_yolov8(output_shape=["batch", 25200, 7]), "yolov8")
     assert (refused.code, refused.message) == (
         "model_format_mismatch",
-        "the output (1, 25200, 7) is what a yolov5 model of 2 classes gives, not a yolov8 one",
+        "the output (?, 25200, 7) is what a yolov5 model of 2 classes gives, not a yolov8 one",
     )
     refused = _refused(_yolov8(output_shape=["batch", 6, 8400]), "yolov5")
     assert refused.message == (
-        "the output (1, 6, 8400) is what a yolov8 model of 2 classes gives, not a yolov5 one"
+        "the output (?, 6, 8400) is what a yolov8 model of 2 classes gives, not a yolov5 one"
+    )
+    # Its candidates' count unknown (a dynamic export), yolov8's rows still read as yolov8's.
+    refused = _refused(_yolov8(output_shape=["batch", 6, "n"]), "yolov5")
+    assert refused.message == (
+        "the output (?, 6, ?) is what a yolov8 model of 2 classes gives, not a yolov5 one"
+    )
+    refused = _refused(_yolov8(output_shape=["batch", "values", "n"]), "yolov5")
+    assert refused.message == (
+        "a yolov5 model's output has a fixed number of values per candidate on axis 2; this "
+        "one's is (?, ?, ?)"
     )
 
 

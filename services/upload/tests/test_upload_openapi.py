@@ -31,6 +31,7 @@ def test_every_route_of_the_contract_is_documented() -> None:
     assert set(OPERATIONS) == {
         ("POST", "/v1/sessions"),
         ("POST", "/v1/sessions/{session_id}/photos"),
+        ("POST", "/v1/models"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),

@@ -187,8 +187,16 @@ def _serving_facts(
             "model_format_mismatch",
             f"{exc} (output {output.name!r} is {_shape_text(_dims(output))})",
         ) from None
-    if classes is not None and classes != len(labels):
+    if classes is None or classes != len(labels):
         _name_the_layout_it_is(layout, _dims(output), len(labels))
+    if classes is None:
+        # Every exporter fixes the values of a candidate (4 or 5, plus one per class).
+        raise ModelCheckError(
+            "model_format_mismatch",
+            f"a {fmt} model's output has a fixed number of values per candidate on axis "
+            f"{layout.row_axis}; this one's is {_shape_text(_dims(output))}",
+        )
+    if classes != len(labels):
         raise ModelCheckError(
             "model_labels_mismatch",
             f"the model scores {classes} classes but {len(labels)} labels were given",
@@ -208,7 +216,7 @@ def _serving_facts(
         output_name=output.name,
         input_size=size,
         batched=batch is None,
-        classes=classes if classes is not None else len(labels),
+        classes=classes,
         opset=opset,
     )
 

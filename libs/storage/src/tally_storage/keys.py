@@ -4,6 +4,8 @@
     thumbnail.jpg    the upload's JPEG thumbnail, beside it
     result.json      the detections (tally_storage.JobResult), beside it, once completed
 
+and a model's ONNX file under `{tenant}/models/` (`shared/models/` for the shared ones).
+
 Upload names the original; everyone else finds the other two beside the job's `object_key`.
 """
 
@@ -58,3 +60,8 @@ def result(original_key: str) -> str:
 def job_objects(original_key: str) -> tuple[str, str, str]:
     """Every object a job may have: its original, thumbnail and result (deleted with it)."""
     return original_key, thumbnail(original_key), result(original_key)
+
+
+def model_file(tenant_id: Id | None, model_id: Id) -> str:
+    """An uploaded model's ONNX file: in its tenant's folder, or `shared/` for the operators'."""
+    return f"{tenant_id if tenant_id is not None else 'shared'}/models/{model_id}.onnx"

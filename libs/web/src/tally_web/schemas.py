@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
 from tally_contracts.statuses import JobStatus
 from tally_contracts.v1 import DetectionParams
+from tally_db import Model
 
 # A page of a session's jobs (GET /v1/sessions/{sid}/jobs, an SSE snapshot): its size unless
 # `limit` says otherwise, and the largest `limit`. (The rate limiter charges pages by them.)
@@ -61,6 +69,43 @@ class SessionParams(BaseModel):
                 "it must be strictly between 0 and 1"
             )
         return value
+
+
+class ModelPublic(BaseModel):
+    """A detector in the model registry: one version of a name."""
+
+    model_config = ConfigDict(protected_namespaces=())  # `model_id` is the resource's name
+
+    model_id: uuid.UUID
+    name: str = Field(examples=["sticky-traps"])
+    version: int = Field(ge=1)
+    format: Literal["tally", "yolov8", "yolov5"]
+    labels: list[str] = Field(examples=[["whitefly", "thrips"]])
+    # The side of the square slices a static-shape model takes (a session's slice size); None:
+    # any multiple of 32.
+    input_size: int | None
+    # validating: checked, its dry run on the inference server to come; failed: see `error`.
+    status: Literal["validating", "ready", "failed"]
+    error: str | None
+    shared: bool  # an operator's model every tenant may use (else the tenant's own)
+    default: bool  # what sessions that name no model run
+    created_at: Moment
+
+    @classmethod
+    def of(cls, model: Model) -> ModelPublic:
+        return cls(
+            model_id=model.id,
+            name=model.name,
+            version=model.version,
+            format=model.format,  # type: ignore[arg-type]
+            labels=list(model.labels),
+            input_size=model.input_size,
+            status=model.status,
+            error=model.error,
+            shared=model.shared,
+            default=model.is_default,
+            created_at=model.created_at,
+        )
 
 
 class SessionPublic(BaseModel):

@@ -13,7 +13,16 @@ from redis.asyncio import Redis
 from tally_db import OutboxRelay, Store
 from tally_gateway.config import Settings
 from tally_gateway.deps import Deps
-from tally_gateway.routes import dashboard, events, exports, jobs, sessions, usage, webhooks
+from tally_gateway.routes import (
+    dashboard,
+    events,
+    exports,
+    jobs,
+    models,
+    sessions,
+    usage,
+    webhooks,
+)
 from tally_storage import ObjectStore
 from tally_web import RequestMetrics, health_router, install_error_handlers, install_rate_limits
 
@@ -82,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(webhooks.router)
     app.include_router(exports.router)
+    app.include_router(models.router)
     app.include_router(health_router)
     dashboard.mount(app)
     install_rate_limits(app)

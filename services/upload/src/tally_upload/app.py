@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from tally_upload.config import Settings
 from tally_upload.deps import Deps
-from tally_upload.routes import photos, sessions
+from tally_upload.routes import models, photos, sessions
 from tally_web import RequestMetrics, health_router, install_error_handlers, install_rate_limits
 
 
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, service="upload")
     app.include_router(sessions.router)
     app.include_router(photos.router)
+    app.include_router(models.router)
     app.include_router(health_router)
     install_rate_limits(app)
     return app

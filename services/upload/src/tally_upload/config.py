@@ -24,6 +24,8 @@ class Settings(S3Fields, BusFields):
     api_key_cache_s: float = Field(default=10.0, ge=0, le=60)
 
     max_file_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    # An uploaded model's ONNX file (POST /v1/models): the edge's limit of that route is above it.
+    max_model_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     max_files_per_request: int = Field(default=100, gt=0)
     max_pixels: int = Field(default=100_000_000, gt=0)
     # A request over this (by its Content-Length, or as it streams) is refused: the edge's limit.
