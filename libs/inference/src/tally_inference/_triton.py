@@ -19,6 +19,8 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
+from tally_inference._formats import ModelFormat, layout_of
+
 MODEL_NAME: Final = "tally_detector"
 INPUT_NAME: Final = "images"
 OUTPUT_NAME: Final = "detections"
@@ -72,15 +74,25 @@ class TritonModel:
         model_name: str = MODEL_NAME,
         timeout_s: float = 60.0,
         shared_memory: SharedMemoryMode = "off",
+        *,
+        model_format: ModelFormat = "tally",
+        input_name: str = INPUT_NAME,
+        output_name: str = OUTPUT_NAME,
     ) -> None:
+        """The model `model_name` on the Triton at `url`, in the layout of `model_format`
+        (its adapter prepares every batch and turns the output into rows)."""
         self.url = url
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.shared_memory = shared_memory
+        self.layout = layout_of(model_format)
+        self.input_name = input_name
+        self.output_name = output_name
         self._client = InferenceServerClient(url)
         # Regions not lent to a request; one is made for each request in flight at the peak.
         self._free: list[_Region] = []
-        self._mappable = shared_memory != "off"
+        # Regions hold uint8 slices: only a graph that takes them as they are reads one.
+        self._mappable = shared_memory != "off" and self.layout.input_dtype is np.uint8
         self._announced = False
 
     async def __aenter__(self) -> Self:
@@ -161,11 +173,14 @@ class TritonModel:
     async def _request(
         self, shape: tuple[int, ...], batch: NDArray[np.uint8] | None, region: _Region | None
     ) -> NDArray[np.float32]:
-        request = InferInput(INPUT_NAME, list(shape), "UINT8")
         if region is not None:
+            request = InferInput(self.input_name, list(shape), "UINT8")
             request.set_shared_memory(region.name, int(np.prod(shape)))
-        elif batch is not None:
-            request.set_data_from_numpy(batch)
+        else:
+            assert batch is not None
+            prepared = self.layout.prepare(batch)
+            request = InferInput(self.input_name, list(prepared.shape), self.layout.input_datatype)
+            request.set_data_from_numpy(prepared)
         with tracer.start_as_current_span(
             "triton infer",
             kind=trace.SpanKind.CLIENT,
@@ -179,15 +194,20 @@ class TritonModel:
                 response = await self._client.infer(
                     self.model_name,
                     [request],
-                    outputs=[InferRequestedOutput(OUTPUT_NAME)],
+                    outputs=[InferRequestedOutput(self.output_name)],
                     client_timeout=self.timeout_s,
                 )
             except InferenceServerException as exc:
                 raise InferenceError(f"Triton at {self.url} failed: {exc.message()}") from exc
-        output = response.as_numpy(OUTPUT_NAME)
+        output = response.as_numpy(self.output_name)
         if output is None or output.shape[0] != shape[0]:
-            raise InferenceError(f"Triton returned no usable {OUTPUT_NAME!r} output")
-        return np.asarray(output, dtype=np.float32)
+            raise InferenceError(f"Triton returned no usable {self.output_name!r} output")
+        try:
+            return self.layout.rows(np.asarray(output, dtype=np.float32))
+        except ValueError as exc:
+            raise InferenceError(
+                f"{self.model_name}'s output is not {self.layout.format}'s: {exc}"
+            ) from None
 
     async def _lend(self, nbytes: int) -> _Region | None:
         """A registered region of at least `nbytes`; None when Triton cannot map this host's

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -10,6 +12,9 @@ from pydantic_settings import SettingsConfigDict
 from tally_bus import BusFields
 from tally_inference import SharedMemoryMode
 from tally_storage import S3Fields
+
+# Where the repository is when the detector runs from a checkout (the local stack, tests).
+REPO_ROOT = Path(__file__).resolve().parents[4]
 
 
 class Settings(S3Fields, BusFields):
@@ -32,3 +37,23 @@ class Settings(S3Fields, BusFields):
     batch_size: int = Field(default=8, gt=0)
     max_in_flight: int = Field(default=1, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+
+
+class ModelControlSettings(S3Fields):
+    """`tally-models`, the model registry's hand on one Triton: PostgreSQL, the object store
+    (the models' files) and that Triton's gRPC port."""
+
+    model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
+
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tally")
+    triton_url: str = "127.0.0.1:8001"
+    # The backend uploaded models run on: Triton's Python backend wrapping ONNX Runtime on CPU
+    # (the local stack, CI; it loads `triton_python_model` beside each model), or Triton's ONNX
+    # Runtime backend (GPU nodes).
+    triton_backend: Literal["python", "onnxruntime"] = "python"
+    triton_python_model: Path = REPO_ROOT / "deploy/triton/cpu/tally_detector/1/model.py"
+    # A version no session with work left has used for this long is unloaded; past this many
+    # loaded at once, the least recently used go first.
+    model_idle_unload_s: float = Field(default=900.0, gt=0)
+    model_max_loaded: int = Field(default=8, gt=0)
+    model_poll_s: float = Field(default=2.0, gt=0)

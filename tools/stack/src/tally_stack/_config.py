@@ -114,7 +114,7 @@ class StackConfig:
     @classmethod
     def fresh(cls) -> StackConfig:
         detectors = int(os.environ.get("TALLY_STACK_DETECTORS", "1"))
-        workers = ["orchestrator", "projector", "webhooks", *_detector_names(detectors)]
+        workers = ["orchestrator", "projector", "webhooks", "models", *_detector_names(detectors)]
         return cls(
             edge_port=int(os.environ.get("TALLY_EDGE_PORT", DEFAULT_EDGE_PORT)),
             upload_port=free_port(),
@@ -216,6 +216,8 @@ class StackConfig:
             "orchestrator": (cmd(bin_dir / "tally-orchestrator"), worker("orchestrator")),
             "projector": (cmd(bin_dir / "tally-projector"), worker("projector")),
             "webhooks": (cmd(bin_dir / "tally-webhooks"), worker("webhooks")),
+            # The model registry's hand on the stack's Triton (validation, reconciliation).
+            "models": (cmd(bin_dir / "tally-models"), worker("models")),
         } | detectors
         return {name: spec for name, spec in every.items() if name not in self.external}
 

@@ -30,6 +30,7 @@ WORKERS_READY = {
     "detector": "ready (Triton at",
     "projector": "projector ready",
     "webhooks": "webhooks ready",
+    "models": "models ready (Triton at",
     "triton": "local Triton ready",
 }
 GRACE_S = 30

@@ -115,6 +115,10 @@ def server_command(
     return [
         str(env.server_dir / "bin" / "tritonserver"),
         f"--model-repository={model_repository}",
+        # Explicit model control: the built-in model at start, the registry's others loaded and
+        # unloaded through the repository API by `tally-models`.
+        "--model-control-mode=explicit",
+        f"--load-model={MODEL_NAME}",
         f"--backend-directory={backends}",
         "--http-address=127.0.0.1",
         f"--http-port={endpoints.http_port}",

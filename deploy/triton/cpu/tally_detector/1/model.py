@@ -1,4 +1,6 @@
-"""Triton Python-backend model: ONNX Runtime on CPU, running Tally's detector.
+"""Triton Python-backend model: ONNX Runtime on CPU, running Tally's detector, or any model of
+the registry (its configuration names its input, output and ONNX file; the registry's controller
+loads it with this file beside the model).
 
 Requests that Triton's dynamic batcher groups together are run as one ONNX Runtime call when their
 slices have the same size.
@@ -29,22 +31,29 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(
             str(onnx_file), options, providers=["CPUExecutionProvider"]
         )
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+        self.input_name = config["input"][0]["name"]
+        self.output_name = config["output"][0]["name"]
+        # The slice sides of a request's array (B, H, W, 3) for Tally's graph, (B, 3, H, W) for
+        # YOLO's: a configuration's dims end with the channels, or with the width.
+        channels_first = config["input"][0]["dims"][-1] != 3
+        self.sides = (2, 3) if channels_first else (1, 2)
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        arrays = [pb_utils.get_input_tensor_by_name(r, "images").as_numpy() for r in requests]
+        arrays = [
+            pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests
+        ]
         responses: list[Any] = [None] * len(requests)
         # Group requests by slice shape: one ORT call per shape.
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for index, array in enumerate(arrays):
             by_shape.setdefault(array.shape[1:], []).append(index)
         for shape, indices in by_shape.items():
-            if shape[0] % 32 or shape[1] % 32:  # the network downsamples by 32
+            height, width = shape[self.sides[0] - 1], shape[self.sides[1] - 1]
+            if height % 32 or width % 32:  # the networks downsample by 32
                 for i in indices:
                     responses[i] = pb_utils.InferenceResponse(
                         error=pb_utils.TritonError(
-                            f"slice size {shape[1]}x{shape[0]}: height and width must be "
+                            f"slice size {width}x{height}: height and width must be "
                             "multiples of 32"
                         )
                     )
@@ -62,7 +71,7 @@ class TritonPythonModel:
             for i in indices:
                 n = arrays[i].shape[0]
                 tensor = pb_utils.Tensor(
-                    "detections", np.ascontiguousarray(output[offset : offset + n])
+                    self.output_name, np.ascontiguousarray(output[offset : offset + n])
                 )
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[tensor])
                 offset += n
