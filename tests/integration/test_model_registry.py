@@ -20,7 +20,7 @@ from tests.gateway_app import gateway_settings, serving, started
 from tests.openapi_conformance import Conformance
 
 from tally_bus import Topology
-from tally_db import Store
+from tally_db import Store, set_model_status
 from tally_model.layouts import SHIPPED, wrapped_bytes
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_storage import ObjectStore, S3Settings
@@ -273,3 +273,108 @@ async def test_a_form_without_its_file_or_fields_says_what_is_missing(registry: 
     as_json = await registry.upload.post("/v1/models", json={"name": "x"}, headers=auth)
     assert _error(as_json)[:2] == (415, "unsupported_media_type")
     assert await registry.stored() == []
+
+
+async def _session(registry: Registry, key: str, params: dict[str, Any]) -> httpx.Response:
+    return await registry.upload.post(
+        "/v1/sessions", json={"params": params}, headers={"Authorization": f"Bearer {key}"}
+    )
+
+
+async def _ready(registry: Registry, model_id: str) -> None:
+    """What tally-models does once its dry run on Triton passed (tests/integration/
+    test_model_control.py runs the real one)."""
+    async with registry.store.transaction() as connection:
+        await set_model_status(connection, uuid.UUID(model_id), "ready")
+
+
+async def test_a_session_runs_the_model_it_names_once_it_is_ready(registry: Registry) -> None:
+    default = await _session(registry, registry.key_a, {})
+    assert default.json()["params"]["model"] == "seedlings:1"
+
+    model = (await registry.add(registry.key_a)).json()
+    waiting = await _session(registry, registry.key_a, {"model": "plugs"})
+    assert _error(waiting) == (409, "model_not_ready", "model plugs:1 is still being validated")
+    await _ready(registry, model["model_id"])
+    named = await _session(registry, registry.key_a, {"model": "plugs"})
+    assert named.status_code == 201, named.text
+    assert named.json()["params"]["model"] == "plugs:1"
+    assert (await _session(registry, registry.key_a, {"model": "plugs:1"})).status_code == 201
+    # The session is recorded on that version.
+    stored = await registry.store.pool.fetchval(
+        "SELECT model_id FROM sessions WHERE id = $1", uuid.UUID(named.json()["session_id"])
+    )
+    assert str(stored) == model["model_id"]
+    shown = await registry.get(registry.key_a, f"/v1/sessions/{named.json()['session_id']}")
+    assert shown.json()["params"]["model"] == "plugs:1"
+
+
+async def test_a_session_cannot_name_a_model_it_may_not_see_or_that_failed(
+    registry: Registry,
+) -> None:
+    model = (await registry.add(registry.key_a)).json()
+    await _ready(registry, model["model_id"])
+    assert _error(await _session(registry, registry.key_b, {"model": "plugs"}))[:2] == (
+        404,
+        "model_not_found",
+    )
+    assert _error(await _session(registry, registry.key_a, {"model": "plugs:7"}))[:2] == (
+        404,
+        "model_not_found",
+    )
+    bad = await _session(registry, registry.key_a, {"model": "Plugs!"})
+    assert _error(bad)[:2] == (422, "invalid_request")
+    failed = (await registry.add(registry.key_a, name="broken")).json()
+    async with registry.store.transaction() as connection:
+        await set_model_status(
+            connection, uuid.UUID(failed["model_id"]), "failed", "the dry run failed"
+        )
+    refused = await _session(registry, registry.key_a, {"model": "broken"})
+    assert _error(refused) == (
+        409,
+        "model_not_ready",
+        "model broken:1 failed its validation: the dry run failed",
+    )
+    shown = await registry.get(registry.key_a, f"/v1/models/{failed['model_id']}")
+    assert (shown.json()["status"], shown.json()["error"]) == ("failed", "the dry run failed")
+
+
+async def test_a_static_shape_models_input_size_is_the_sessions_slice_size(
+    registry: Registry,
+) -> None:
+    model = (await registry.add(registry.key_a, input_size="640")).json()
+    assert model["input_size"] == 640
+    await _ready(registry, model["model_id"])
+    session = await _session(registry, registry.key_a, {"model": "plugs"})
+    assert session.json()["params"]["slice_size"] == 640
+    conflicting = await _session(registry, registry.key_a, {"model": "plugs", "slice_size": 512})
+    assert _error(conflicting) == (
+        422,
+        "invalid_request",
+        "model plugs:1 takes slices of 640 pixels only; leave slice_size out or make it 640",
+    )
+
+
+async def test_a_model_a_session_with_work_left_runs_cannot_be_deleted(registry: Registry) -> None:
+    model = (await registry.add(registry.key_a)).json()
+    await _ready(registry, model["model_id"])
+    session = (await _session(registry, registry.key_a, {"model": "plugs"})).json()
+    tenant = await registry.store.pool.fetchval(
+        "SELECT tenant_id FROM sessions WHERE id = $1", uuid.UUID(session["session_id"])
+    )
+    await registry.store.pool.execute(
+        """INSERT INTO jobs (id, tenant_id, session_id, image_id, filename, object_key, width,
+                             height, status, phase, processed, total, chunk_count)
+           VALUES ($1, $2, $3, $4, 'a.jpg', 'k', 10, 10, 'queued', 'queued', 0, 1, 1)""",
+        uuid.uuid4(),
+        tenant,
+        uuid.UUID(session["session_id"]),
+        uuid.uuid4(),
+    )
+    path = f"/v1/models/{model['model_id']}"
+    status, code, message = _error(await registry.delete(registry.key_a, path))
+    assert (status, code) == (409, "model_in_use")
+    assert message.startswith("model plugs:1 is in use by 1 session(s) with work left")
+    assert (await registry.get(registry.key_a, path)).status_code == 200
+    await registry.store.pool.execute("UPDATE jobs SET status = 'completed'")
+    assert (await registry.delete(registry.key_a, path)).status_code == 204

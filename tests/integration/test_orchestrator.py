@@ -144,7 +144,7 @@ async def test_the_slices_the_upload_announces_are_the_slices_the_orchestrator_p
     job = NewJob(tenant.id, session.id, "p.jpg", "k/p.jpg", side, side, planned)
     await add_jobs(store, [job], [])
     uploaded = PhotoUploaded.FromString(
-        new_job_messages(job, session.params, deps.bus.topology)[0].payload
+        new_job_messages(job, detection_params(session.params), deps.bus.topology)[0].payload
     )
     await handle_photo_uploaded(uploaded, deps)
     stored = await _records.get_job(store, tenant.id, job.id)

@@ -9,11 +9,33 @@ from datetime import UTC, datetime
 from tally_bus import Topology
 from tally_contracts import sequence
 from tally_contracts.v1 import JobEvent, JobRef, PhotoUploaded
-from tally_upload._records import NewJob, new_job_messages
+from tally_db import Model
+from tally_upload._records import NewJob, detection_params, new_job_messages
 
-# Exact in float32, as the message carries them.
-PARAMS = {"slice_size": 640, "overlap": 0.25, "confidence": 0.375}
 AT = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+MODEL = Model(
+    id=uuid.uuid4(),
+    tenant_id=uuid.uuid4(),
+    name="traps",
+    version=3,
+    format="yolov8",
+    labels=("whitefly", "thrips"),
+    input_size=640,
+    batched=False,
+    input_name="images",
+    output_name="output0",
+    triton_name="m_abc",
+    object_key="t/models/abc.onnx",
+    bytes=10,
+    sha256="",
+    status="ready",
+    error=None,
+    is_default=False,
+    created_at=AT,
+    validated_at=AT,
+)
+# Exact in float32, as the message carries them.
+PARAMS = detection_params({"slice_size": 640, "overlap": 0.25, "confidence": 0.375}, MODEL)
 
 
 def _job() -> NewJob:
@@ -50,6 +72,21 @@ def test_a_new_job_announces_its_photo_to_the_orchestrator_then_its_queued_event
     assert (photo.width, photo.height) == (4000, 3000)
     params = photo.params
     assert (params.slice_size, params.overlap, params.confidence) == (640, 0.25, 0.375)
+    # The session's model, as the detectors reach and read it on Triton.
+    model = params.model
+    assert (model.model_id, model.name, model.version, model.format) == (
+        str(MODEL.id),
+        "traps",
+        3,
+        "yolov8",
+    )
+    assert (model.triton_name, model.input_name, model.output_name) == (
+        "m_abc",
+        "images",
+        "output0",
+    )
+    assert list(model.labels) == ["whitefly", "thrips"]
+    assert model.max_batch == 1  # its graph takes one slice at a time
     assert photo.uploaded_at.ToDatetime(UTC) == AT
 
     event = JobEvent.FromString(queued.payload)
@@ -71,3 +108,8 @@ def test_every_job_gets_events_of_its_own() -> None:
     ids = {JobEvent.FromString(m.payload).event_id for m in (first, second)}
     assert len(ids) == 2
     assert first.headers == {}  # no trace context: none is invented
+
+
+def test_a_session_from_before_the_registry_carries_no_model_the_built_in_then() -> None:
+    params = detection_params({"slice_size": 512, "overlap": 0.25, "confidence": 0.35})
+    assert not params.HasField("model")

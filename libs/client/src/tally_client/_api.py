@@ -4,6 +4,7 @@ both send, each through its own httpx client."""
 
 from __future__ import annotations
 
+import json
 import logging
 import mimetypes
 import os
@@ -85,6 +86,7 @@ class Call(Generic[T]):
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     files: Files | None = None
+    data: dict[str, str] | None = None  # form fields, beside `files`
     timeout: httpx.Timeout | None = None
     anonymous: bool = False
 
@@ -96,6 +98,7 @@ class Call(Generic[T]):
             json=self.json,
             headers=self.headers,
             files=self.files,
+            data=self.data,
             timeout=self.timeout or httpx.USE_CLIENT_DEFAULT,
         )
         if self.anonymous:
@@ -295,3 +298,26 @@ def replay(webhook_id: str, delivery_id: str) -> Call[dict[str, Any]]:
         f"/v1/webhooks/{_segment(webhook_id)}/deliveries/{_segment(delivery_id)}/replay",
         expect(202),
     )
+
+
+def upload_model(
+    path: Path, name: str, model_format: str, labels: Iterable[str], input_size: int | None
+) -> Call[dict[str, Any]]:
+    """A new version of the model `name` (an ONNX file; its bytes are read here)."""
+    data = {"name": name, "format": model_format, "labels": json.dumps(list(labels))}
+    if input_size is not None:
+        data["input_size"] = str(input_size)
+    files = [("file", (path.name, path.read_bytes(), "application/octet-stream"))]
+    return Call("POST", "/v1/models", expect(201), files=files, data=data)
+
+
+def list_models() -> Call[dict[str, Any]]:
+    return Call("GET", "/v1/models", expect(200))
+
+
+def model(model_id: str) -> Call[dict[str, Any]]:
+    return Call("GET", f"/v1/models/{_segment(model_id)}", expect(200))
+
+
+def delete_model(model_id: str) -> Call[None]:
+    return Call("DELETE", f"/v1/models/{_segment(model_id)}", _deleted)

@@ -22,6 +22,7 @@ from tally_client._models import (
     Job,
     JobDetail,
     JobResult,
+    RegisteredModel,
     SecretRotation,
     SessionPage,
     SessionState,
@@ -286,6 +287,30 @@ class AsyncTally:
         """A webhook for these event types; its `secret` is shown this once."""
         body = await self._call(_api.create_webhook(url, events, description))
         return CreatedWebhook.model_validate(body)
+
+    async def upload_model(
+        self,
+        path: Path,
+        name: str,
+        model_format: str,
+        labels: Iterable[str],
+        input_size: int | None = None,
+    ) -> RegisteredModel:
+        """A new version of the detector `name` from an ONNX file (`tally`, `yolov8` or
+        `yolov5` layout), one label per class; `validating` until Triton has run it once."""
+        body = await self._call(_api.upload_model(path, name, model_format, labels, input_size))
+        return RegisteredModel.model_validate(body)
+
+    async def list_models(self) -> list[RegisteredModel]:
+        """The tenant's models and the shared ones, the default first."""
+        body = await self._call(_api.list_models())
+        return [RegisteredModel.model_validate(m) for m in body["models"]]
+
+    async def model(self, model_id: str) -> RegisteredModel:
+        return RegisteredModel.model_validate(await self._call(_api.model(model_id)))
+
+    async def delete_model(self, model_id: str) -> None:
+        await self._call(_api.delete_model(model_id))
 
     async def list_webhooks(self) -> list[Webhook]:
         body = await self._call(_api.list_webhooks())

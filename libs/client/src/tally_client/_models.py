@@ -148,6 +148,17 @@ class Detection(Model):
     label: str
 
 
+class ResultModel(Model):
+    """The registry's model a result came from; the counts have one per label."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model_id: str
+    name: str
+    version: int
+    labels: list[str]
+
+
 class JobResult(Model):
     """GET /v1/jobs/{job_id}/result."""
 
@@ -156,6 +167,30 @@ class JobResult(Model):
     height: int
     counts: dict[str, int]
     detections: list[Detection]
+    model: ResultModel | None = None  # None: a result from before the model registry
+
+
+class RegisteredModel(Model):
+    """A detector of the model registry (GET /v1/models): one version of a name."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model_id: str
+    name: str
+    version: int
+    format: str  # tally | yolov8 | yolov5
+    labels: list[str]
+    input_size: int | None = None
+    status: str  # validating | ready | failed
+    error: str | None = None
+    shared: bool = False
+    default: bool = False
+    created_at: datetime | None = None
+
+    @property
+    def reference(self) -> str:
+        """What a session's `params.model` names it by."""
+        return f"{self.name}:{self.version}"
 
 
 class Webhook(Model):

@@ -19,11 +19,19 @@ def photos_in(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
 
 
-def upload(client: TallyClient, directory: Path, name: str, batch: int, console: Console) -> str:
+def upload(
+    client: TallyClient,
+    directory: Path,
+    name: str,
+    batch: int,
+    console: Console,
+    model: str | None = None,
+) -> str:
     photos = photos_in(directory)
     if not photos:
         raise SystemExit(f"no photos in {directory}")
-    session_id = client.create_session(name or directory.name)
+    params = {"model": model} if model else None
+    session_id = client.create_session(name or directory.name, params)
     console.print(f"session [bold]{session_id}[/] - uploading {len(photos)} photos")
     for start in range(0, len(photos), batch):
         answer = client.upload(session_id, photos[start : start + batch])

@@ -6,6 +6,8 @@
     tally status SESSION                        the session's jobs and results
     tally webhooks ...                          webhook endpoints and their deliveries (the
                                                 HTTP API too: _webhooks_cli)
+    tally models ...                            detectors: upload ONNX models, list, delete
+                                                (_models_cli); `upload --model` picks one
     tally export SESSION [--format csv|json|coco] [-o FILE]
                                                 the session's results, streamed to FILE or
                                                 stdout (json: JSON Lines, the default)
@@ -29,7 +31,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from tally_client import _webhooks_cli
+from tally_client import _models_cli, _webhooks_cli
 from tally_client._watch import results_table, upload, watch
 from tally_client.sdk import TallyClient, TallyError
 
@@ -51,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     upload_cmd.add_argument("--name", default="", help="session name (default: the folder's)")
     upload_cmd.add_argument("--batch", type=int, default=8, help="photos per upload request")
     upload_cmd.add_argument(
+        "--model", default=None, help="the detector, NAME or NAME:VERSION (tally models list)"
+    )
+    upload_cmd.add_argument(
         "--interval",
         type=float,
         help="poll every this many seconds instead of following the event stream",
@@ -58,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     status_cmd = groups.add_parser("status", help="a session's jobs and results")
     status_cmd.add_argument("session_id")
     _webhooks_cli.add_parser(groups)
+    _models_cli.add_parser(groups)
     export_cmd = groups.add_parser("export", help="a session's results as CSV, JSON Lines or COCO")
     export_cmd.add_argument("session_id")
     export_cmd.add_argument(
@@ -113,11 +119,15 @@ def _user_command(args: argparse.Namespace) -> int:
         with TallyClient() as client:
             if args.group == "webhooks":
                 return _webhooks_cli.run(client, args, console)
+            if args.group == "models":
+                return _models_cli.run(client, args, console)
             if args.group == "export":
                 _export(client, args.session_id, args.format, args.output)
                 return 0
             if args.group == "upload":
-                session_id = upload(client, args.directory, args.name, args.batch, console)
+                session_id = upload(
+                    client, args.directory, args.name, args.batch, console, args.model
+                )
                 if not args.watch:
                     console.print(f"follow it with: tally status {session_id}")
                     return 0

@@ -258,6 +258,28 @@ class TallyClient:
         """A webhook for these event types; its `secret` is shown this once."""
         return self._call(_api.create_webhook(url, events, description))
 
+    def upload_model(
+        self,
+        path: Path,
+        name: str,
+        model_format: str,
+        labels: Iterable[str],
+        input_size: int | None = None,
+    ) -> dict[str, Any]:
+        """A new version of the detector `name` from an ONNX file (`tally`, `yolov8` or
+        `yolov5` layout), one label per class; `validating` until Triton has run it once."""
+        return self._call(_api.upload_model(path, name, model_format, labels, input_size))
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """The tenant's models and the shared ones, the default first."""
+        return list(self._call(_api.list_models())["models"])
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        return self._call(_api.model(model_id))
+
+    def delete_model(self, model_id: str) -> None:
+        self._call(_api.delete_model(model_id))
+
     def list_webhooks(self) -> list[dict[str, Any]]:
         return list(self._call(_api.list_webhooks())["webhooks"])
 

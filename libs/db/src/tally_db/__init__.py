@@ -19,6 +19,7 @@ from tally_db._models import (
     models_to_validate,
     parse_reference,
     resolve_model,
+    session_model,
     set_model_status,
 )
 from tally_db._relay import OutboxRelay, Publish
@@ -92,6 +93,7 @@ __all__ = [
     "parse_reference",
     "resolve_model",
     "session_from_row",
+    "session_model",
     "set_model_status",
     "usage_days",
     "usage_now",

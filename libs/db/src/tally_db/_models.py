@@ -20,7 +20,7 @@ from typing import Final, Literal
 import asyncpg
 
 from tally_db._migrate import Connection
-from tally_db._store import ConflictError, NotFoundError
+from tally_db._store import ConflictError, NotFoundError, Session
 from tally_db._usage import Reader
 
 ModelStatus = Literal["validating", "ready", "failed"]
@@ -278,3 +278,12 @@ async def deleted_models(reader: Reader, triton_names: Sequence[str]) -> list[st
         list(triton_names),
     )
     return [row["triton_name"] for row in rows]
+
+
+async def session_model(reader: Reader, session: Session) -> Model | None:
+    """The model `session` was made on, deleted or not (None: a session from before the
+    registry, which runs the built-in default)."""
+    if session.model_id is None:
+        return None
+    row = await reader.fetchrow("SELECT * FROM models WHERE id = $1", session.model_id)
+    return None if row is None else model_from_row(row)

@@ -84,6 +84,9 @@ class Session:
     name: str
     params: dict[str, Any]
     created_at: datetime
+    # The registry's model it runs (tally_db.Model); None: the default (sessions made before
+    # the registry).
+    model_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +200,12 @@ async def enqueue(connection: Connection, messages: Iterable[OutboxEntry]) -> No
 
 def session_from_row(row: asyncpg.Record) -> Session:
     return Session(
-        row["id"], row["tenant_id"], row["name"], json.loads(row["params"]), row["created_at"]
+        row["id"],
+        row["tenant_id"],
+        row["name"],
+        json.loads(row["params"]),
+        row["created_at"],
+        row.get("model_id"),
     )
 
 
@@ -315,15 +323,21 @@ class Store:
     # Sessions.
 
     async def create_session(
-        self, tenant_id: uuid.UUID, name: str = "", params: Mapping[str, Any] | None = None
+        self,
+        tenant_id: uuid.UUID,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+        model_id: uuid.UUID | None = None,
     ) -> Session:
         row = await self._pool.fetchrow(
-            """INSERT INTO sessions (id, tenant_id, name, params) VALUES ($1, $2, $3, $4::jsonb)
+            """INSERT INTO sessions (id, tenant_id, name, params, model_id)
+               VALUES ($1, $2, $3, $4::jsonb, $5)
                RETURNING *""",
             uuid.uuid4(),
             tenant_id,
             name,
             json.dumps(dict(params or {})),
+            model_id,
         )
         assert row is not None
         return session_from_row(row)

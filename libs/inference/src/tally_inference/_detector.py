@@ -83,11 +83,12 @@ class DetectionResult:
     height: int
     slices: int
     detections: tuple[Detection, ...]
+    labels: tuple[str, ...] = LABELS  # the model's: the counts have one per label
 
     @property
     def counts(self) -> dict[str, int]:
         found = Counter(d.label for d in self.detections)
-        return {label: found.get(label, 0) for label in LABELS}
+        return {label: found.get(label, 0) for label in self.labels}
 
 
 class InferenceModel(Protocol):
@@ -187,7 +188,9 @@ def merge_detections(
         ),
         key=lambda d: (-d.score, d.bbox),
     )
-    return DetectionResult(width, height, len({p.slice_box for p in parts}), tuple(detections))
+    return DetectionResult(
+        width, height, len({p.slice_box for p in parts}), tuple(detections), tuple(labels)
+    )
 
 
 class SlicedDetector:

@@ -1,7 +1,7 @@
 """Tally's object store: photo originals and results, in any S3 (moto's server locally)."""
 
 from tally_storage import keys
-from tally_storage._result import JobResult, StoredDetection
+from tally_storage._result import JobResult, ResultModel, StoredDetection
 from tally_storage._s3 import (
     PART_SIZE,
     ObjectNotFoundError,
@@ -18,6 +18,7 @@ __all__ = [
     "ObjectNotFoundError",
     "ObjectStore",
     "ObjectTooLargeError",
+    "ResultModel",
     "S3Fields",
     "S3Settings",
     "StoredDetection",

@@ -18,6 +18,18 @@ class StoredDetection(BaseModel):
     label: str
 
 
+class ResultModel(BaseModel):
+    """The model a result came from: the registry's name and version, and its labels (the
+    counts have one per label)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    model_id: str
+    name: str
+    version: int
+    labels: list[str]
+
+
 class JobResult(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -26,10 +38,14 @@ class JobResult(BaseModel):
     height: int
     counts: dict[str, int]
     detections: list[StoredDetection]
+    # Absent from the documents written before the model registry (the built-in's).
+    model: ResultModel | None = None
 
     def to_bytes(self) -> bytes:
         # json.dumps, not model_dump_json: the documents stay byte for byte what they were.
-        return json.dumps(self.model_dump()).encode()
+        return json.dumps(
+            self.model_dump(exclude={"model"} if self.model is None else None)
+        ).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> JobResult:

@@ -56,6 +56,11 @@ class SessionParams(BaseModel):
     # the order), well inside the [0, 0.9) the orchestrator's slicing takes.
     overlap: float = Field(default=0.25, ge=0.0, le=0.5)
     confidence: float = Field(default=0.35, gt=0.0, lt=1.0)
+    # The detector: a model of the registry (GET /v1/models) by `name` or `name:version` (its
+    # newest ready version); the default when absent. A session's answer names the version.
+    model: str | None = Field(
+        default=None, max_length=80, examples=["seedlings:1"], pattern=r"^[^\x00-\x1f\x7f]*$"
+    )
 
     @field_validator("confidence")
     @classmethod

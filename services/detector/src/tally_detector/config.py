@@ -37,6 +37,9 @@ class Settings(S3Fields, BusFields):
     batch_size: int = Field(default=8, gt=0)
     max_in_flight: int = Field(default=1, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # How long a chunk waits for Triton to serve its model (tally-models loads the models in use
+    # after a Triton start) before it goes back to the queue.
+    model_wait_s: float = Field(default=60.0, gt=0)
 
 
 class ModelControlSettings(S3Fields):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from cachetools import LRUCache
@@ -14,9 +15,12 @@ from numpy.typing import NDArray
 from redis.asyncio import Redis
 
 from tally_bus import Publisher
+from tally_contracts.v1 import ModelRef
 from tally_detector.config import Settings
-from tally_inference import InferenceModel
+from tally_inference import InferenceError, InferenceModel, TritonModel, layout_of
 from tally_storage import ObjectStore
+
+MODEL_WAIT_POLL_S = 0.5
 
 Photo = NDArray[np.uint8]
 
@@ -56,9 +60,46 @@ class Deps:
     settings: Settings
     bus: Publisher
     objects: ObjectStore
-    model: InferenceModel
+    model: InferenceModel  # the built-in default's
     photos: PhotoCache
     redis: Redis
+    # The registry's other models this detector has sent to, by their Triton name.
+    served: dict[str, TritonModel] = field(default_factory=dict)
+
+    async def model_for(self, ref: ModelRef) -> InferenceModel:
+        """The model a chunk names (no name: the default), once Triton serves it: a model in
+        use is being loaded by `tally-models` after a Triton start; InferenceError (the chunk
+        goes back to the queue) when it is not served within `model_wait_s`."""
+        if not ref.triton_name:
+            return self.model
+        served = self.served.get(ref.triton_name)
+        if served is None:
+            if not isinstance(self.model, TritonModel):
+                raise InferenceError(f"this detector serves the default model only, not {ref.name}")
+            served = TritonModel(
+                self.model.url,
+                ref.triton_name,
+                timeout_s=self.model.timeout_s,
+                shared_memory=self.model.shared_memory,
+                model_format=layout_of(ref.format).format,
+                input_name=ref.input_name,
+                output_name=ref.output_name,
+            )
+            self.served[ref.triton_name] = served
+        deadline = time.monotonic() + self.settings.model_wait_s
+        while not await served.ready():
+            if time.monotonic() >= deadline:
+                raise InferenceError(
+                    f"Triton does not serve model {ref.name}:{ref.version} ({ref.triton_name}) "
+                    f"after {self.settings.model_wait_s:.0f} s"
+                )
+            await asyncio.sleep(MODEL_WAIT_POLL_S)
+        return served
+
+    async def close_served(self) -> None:
+        for served in self.served.values():
+            await served.close()
+        self.served.clear()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -72,4 +113,8 @@ class Deps:
             Redis.from_url(settings.redis_url.get_secret_value()) as redis,
             ObjectStore.open(settings.s3) as objects,
         ):
-            yield cls(settings, bus, objects, model, PhotoCache(), redis)
+            deps = cls(settings, bus, objects, model, PhotoCache(), redis)
+            try:
+                yield deps
+            finally:
+                await deps.close_served()

@@ -81,6 +81,7 @@ async def _load(message: DetectChunk, deps: Deps) -> NDArray[np.uint8]:
 
 
 def _result(message: DetectChunk, parts: list[SliceResult]) -> ChunkDetections:
+    labels = list(message.model.labels) or LABELS
     return ChunkDetections(
         slices=[
             SliceDetections(
@@ -94,7 +95,7 @@ def _result(message: DetectChunk, parts: list[SliceResult]) -> ChunkDetections:
                         x2=float(b[2]),
                         y2=float(b[3]),
                         score=float(s),
-                        label=LABELS[int(c)],
+                        label=labels[int(c)],
                     )
                     for b, s, c in zip(p.boxes, p.scores, p.classes, strict=True)
                 ],
@@ -118,9 +119,12 @@ def _params(message: DetectChunk, deps: Deps) -> tuple[SliceParams, DetectParams
     """The chunk's slicing and detection parameters; a ChunkFailedError when the message holds
     values they refuse (a permanent error: retrying the same message fails the same way)."""
     try:
+        batch = deps.settings.batch_size
+        if message.model.max_batch:  # a graph of fixed batch: one slice a request
+            batch = min(batch, message.model.max_batch)
         return SliceParams(slice_size=message.slice_size), DetectParams(
             confidence=message.confidence,
-            batch_size=deps.settings.batch_size,
+            batch_size=batch,
             max_in_flight=deps.settings.max_in_flight,
         )
     except ValueError as exc:
@@ -150,7 +154,8 @@ async def handle_detect_chunk(message: DetectChunk, deps: Deps) -> ChunkResult |
     )
     await deps.bus.publish(deps.bus.topology.job_event, _started(message))
     try:
-        detector = SlicedDetector(deps.model, *_params(message, deps))
+        model = await deps.model_for(message.model)
+        detector = SlicedDetector(model, *_params(message, deps))
         photo = await _photo(message, deps)
         boxes = [(s.x1, s.y1, s.x2, s.y2) for s in message.slices]
 

@@ -8,7 +8,7 @@ import uuid
 from datetime import date
 from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from tally_web.schemas import JobBase, Moment, SessionPublic
@@ -146,12 +146,25 @@ class Detection(BaseModel):
     label: str
 
 
+class ResultModel(BaseModel):
+    """The registry's model a result came from; its labels are the counts' keys."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: uuid.UUID
+    name: str = Field(examples=["seedlings"])
+    version: int
+    labels: list[str] = Field(examples=[["seedling", "weed"]])
+
+
 class JobResult(BaseModel):
     job_id: uuid.UUID
     width: int
     height: int
     counts: dict[str, int]
     detections: list[Detection]
+    # null for results from before the model registry (the built-in model's).
+    model: ResultModel | None = None
 
 
 class CocoInfo(BaseModel):

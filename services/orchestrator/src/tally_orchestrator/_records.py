@@ -21,7 +21,7 @@ from tally_contracts import sequence
 from tally_contracts.events import job_event
 from tally_contracts.statuses import ACTIVE, FINAL
 from tally_contracts.v1 import JobEvent, JobRef
-from tally_db import Job, OutboxEntry, Store, enqueue, job_from_row
+from tally_db import Job, Model, OutboxEntry, Store, enqueue, job_from_row, session_model
 from tally_orchestrator import _webhook_events
 from tally_orchestrator._turns import DispatchLimits, allowances, take_turns
 
@@ -316,6 +316,12 @@ class Records:
             job_id,
         )
         return [r["payload"] for r in rows]
+
+    async def job_model(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> Model | None:
+        """The model the job's session runs, deleted or not (None: a session from before the
+        registry, on the built-in default)."""
+        session = await self._store.get_session(tenant_id, session_id)
+        return None if session is None else await session_model(self._store.pool, session)
 
     async def chunks_recorded(self, job_id: uuid.UUID) -> int:
         count = await self._store.pool.fetchval(

@@ -17,7 +17,7 @@ from tally_inference import (
     SliceResult,
     merge_detections,
 )
-from tally_storage import JobResult, StoredDetection, keys
+from tally_storage import JobResult, ResultModel, StoredDetection, keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +31,10 @@ class Outcome:
     warnings: list[str]
 
 
-def slice_results(payloads: Sequence[bytes]) -> list[SliceResult]:
-    """The detections of every slice of the chunks (ChunkDetections payloads), in order."""
+def slice_results(payloads: Sequence[bytes], labels: Sequence[str] = LABELS) -> list[SliceResult]:
+    """The detections of every slice of the chunks (ChunkDetections payloads), in order; their
+    classes are positions in the model's `labels`."""
+    index = {label: i for i, label in enumerate(labels)}
     parts = []
     for payload in payloads:
         for found in ChunkDetections.FromString(payload).slices:
@@ -45,19 +47,21 @@ def slice_results(payloads: Sequence[bytes]) -> list[SliceResult]:
                         -1, 4
                     ),
                     np.array([d.score for d in detections], np.float32),
-                    np.array([LABELS.index(d.label) for d in detections], np.int64),
+                    np.array([index[d.label] for d in detections], np.int64),
                 )
             )
     return parts
 
 
-def merge_chunks(payloads: Sequence[bytes], width: int, height: int) -> DetectionResult:
+def merge_chunks(
+    payloads: Sequence[bytes], width: int, height: int, labels: Sequence[str] = LABELS
+) -> DetectionResult:
     """One photo's detections from all its chunks: neighbouring slices' duplicates merged (SAHI's
-    postprocess). Blocking."""
-    return merge_detections(slice_results(payloads), width, height, DetectParams())
+    postprocess), counted per label of the model. Blocking."""
+    return merge_detections(slice_results(payloads, labels), width, height, DetectParams(), labels)
 
 
-def job_result(job: Job, merged: DetectionResult) -> Outcome:
+def job_result(job: Job, merged: DetectionResult, model: ResultModel | None = None) -> Outcome:
     """What a completed job records: its counts, its result document (under the photo's prefix)
     and its warnings (`no_detections` when nothing was found)."""
     document = JobResult(
@@ -66,6 +70,7 @@ def job_result(job: Job, merged: DetectionResult) -> Outcome:
         height=job.height,
         counts=merged.counts,
         detections=[StoredDetection.model_validate(d.to_json()) for d in merged.detections],
+        model=model,
     )
     warnings = [] if merged.detections else ["no_detections"]
     return Outcome(

@@ -22,11 +22,12 @@ from tally_contracts.v1 import (
     SliceBox,
 )
 from tally_db import Job, OutboxEntry
-from tally_inference import SliceParams
+from tally_inference import LABELS, SliceParams
 from tally_orchestrator._planning import plan_chunks
 from tally_orchestrator._records import SOURCE, PlannedChunk, job_ref
 from tally_orchestrator._results import job_result, merge_chunks
 from tally_orchestrator.deps import Deps
+from tally_storage import ResultModel
 
 log = logging.getLogger(__name__)
 # Jobs failed for good, by the failure's code (stalled, chunk_lost, planning_failed, ...).
@@ -67,6 +68,7 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
                     slice_size=params.slice_size,
                     confidence=message.params.confidence,
                     total_slices=total,
+                    model=message.params.model if message.params.HasField("model") else None,
                 ),
                 headers,
             ),
@@ -119,8 +121,18 @@ async def handle_chunk_result(message: ChunkResult, deps: Deps) -> None:
 
 async def _complete(message: ChunkResult, state: Job, deps: Deps) -> None:
     payloads = await deps.records.chunk_payloads(state.tenant_id, state.id)
-    merged = await asyncio.to_thread(merge_chunks, payloads, state.width, state.height)
-    result = job_result(state, merged)
+    model = await deps.records.job_model(state.tenant_id, state.session_id)
+    labels = model.labels if model is not None else LABELS
+    merged = await asyncio.to_thread(merge_chunks, payloads, state.width, state.height, labels)
+    result = job_result(
+        state,
+        merged,
+        None
+        if model is None
+        else ResultModel(
+            model_id=str(model.id), name=model.name, version=model.version, labels=list(labels)
+        ),
+    )
     await deps.objects.put_bytes(result.key, result.document.to_bytes(), "application/json")
     completed = job_event(
         message.job,

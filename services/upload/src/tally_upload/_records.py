@@ -12,8 +12,8 @@ from typing import Any
 from tally_bus import Topology
 from tally_contracts import sequence
 from tally_contracts.events import job_event, timestamp
-from tally_contracts.v1 import DetectionParams, JobEvent, JobRef, PhotoUploaded
-from tally_db import Job, OutboxEntry, Store, enqueue, job_from_row, usage_now
+from tally_contracts.v1 import DetectionParams, JobEvent, JobRef, ModelRef, PhotoUploaded
+from tally_db import Job, Model, OutboxEntry, Store, enqueue, job_from_row, usage_now
 from tally_upload._quota import QuotaExceededError, first_breach
 from tally_web.limits import Limits
 
@@ -37,18 +37,35 @@ class NewJob:
     image_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
-def detection_params(params: Mapping[str, Any]) -> DetectionParams:
-    """A session's `params` as the bus carries them to the orchestrator."""
+def model_ref(model: Model) -> ModelRef:
+    """The registry's record of `model` as the detectors need it."""
+    return ModelRef(
+        model_id=str(model.id),
+        name=model.name,
+        version=model.version,
+        format=model.format,
+        triton_name=model.triton_name,
+        input_name=model.input_name,
+        output_name=model.output_name,
+        labels=list(model.labels),
+        max_batch=0 if model.batched else 1,
+    )
+
+
+def detection_params(params: Mapping[str, Any], model: Model | None = None) -> DetectionParams:
+    """A session's `params` and its model as the bus carries them to the orchestrator (no
+    model: the built-in default's, as the detectors know it)."""
     return DetectionParams(
         slice_size=params["slice_size"],
         overlap=params["overlap"],
         confidence=params["confidence"],
+        model=model_ref(model) if model is not None else None,
     )
 
 
 def new_job_messages(
     job: NewJob,
-    params: Mapping[str, Any],
+    params: DetectionParams,
     routes: Topology,
     headers: Mapping[str, str] | None = None,
     at: datetime | None = None,
@@ -66,7 +83,7 @@ def new_job_messages(
         object_key=job.object_key,
         width=job.width,
         height=job.height,
-        params=detection_params(params),
+        params=params,
         uploaded_at=timestamp(moment),
     )
     queued = job_event(

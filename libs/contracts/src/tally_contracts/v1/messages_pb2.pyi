@@ -47,15 +47,39 @@ class SliceBox(_message.Message):
     y2: int
     def __init__(self, x1: _Optional[int] = ..., y1: _Optional[int] = ..., x2: _Optional[int] = ..., y2: _Optional[int] = ...) -> None: ...
 
+class ModelRef(_message.Message):
+    __slots__ = ("model_id", "name", "version", "format", "triton_name", "input_name", "output_name", "labels", "max_batch")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TRITON_NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    name: str
+    version: int
+    format: str
+    triton_name: str
+    input_name: str
+    output_name: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    max_batch: int
+    def __init__(self, model_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., format: _Optional[str] = ..., triton_name: _Optional[str] = ..., input_name: _Optional[str] = ..., output_name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., max_batch: _Optional[int] = ...) -> None: ...
+
 class DetectionParams(_message.Message):
-    __slots__ = ("slice_size", "overlap", "confidence")
+    __slots__ = ("slice_size", "overlap", "confidence", "model")
     SLICE_SIZE_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     slice_size: int
     overlap: float
     confidence: float
-    def __init__(self, slice_size: _Optional[int] = ..., overlap: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
+    model: ModelRef
+    def __init__(self, slice_size: _Optional[int] = ..., overlap: _Optional[float] = ..., confidence: _Optional[float] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...
 
 class PhotoUploaded(_message.Message):
     __slots__ = ("job", "image_id", "filename", "object_key", "width", "height", "params", "uploaded_at")
@@ -78,7 +102,7 @@ class PhotoUploaded(_message.Message):
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., image_id: _Optional[str] = ..., filename: _Optional[str] = ..., object_key: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., params: _Optional[_Union[DetectionParams, _Mapping]] = ..., uploaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DetectChunk(_message.Message):
-    __slots__ = ("job", "chunk_index", "chunk_count", "attempt", "object_key", "width", "height", "slices", "slice_size", "confidence", "total_slices")
+    __slots__ = ("job", "chunk_index", "chunk_count", "attempt", "object_key", "width", "height", "slices", "slice_size", "confidence", "total_slices", "model")
     JOB_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +114,7 @@ class DetectChunk(_message.Message):
     SLICE_SIZE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SLICES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     job: JobRef
     chunk_index: int
     chunk_count: int
@@ -101,7 +126,8 @@ class DetectChunk(_message.Message):
     slice_size: int
     confidence: float
     total_slices: int
-    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., chunk_index: _Optional[int] = ..., chunk_count: _Optional[int] = ..., attempt: _Optional[int] = ..., object_key: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[SliceBox, _Mapping]]] = ..., slice_size: _Optional[int] = ..., confidence: _Optional[float] = ..., total_slices: _Optional[int] = ...) -> None: ...
+    model: ModelRef
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., chunk_index: _Optional[int] = ..., chunk_count: _Optional[int] = ..., attempt: _Optional[int] = ..., object_key: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[SliceBox, _Mapping]]] = ..., slice_size: _Optional[int] = ..., confidence: _Optional[float] = ..., total_slices: _Optional[int] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...
 
 class Detection(_message.Message):
     __slots__ = ("x1", "y1", "x2", "y2", "score", "label")

@@ -132,6 +132,7 @@ async def get_result(
         "height": body["height"],
         "counts": body["counts"],
         "detections": body["detections"],
+        "model": body["model"],
     }
 
 

@@ -14,7 +14,8 @@ from opentelemetry import propagate, trace
 from prometheus_client import Counter
 
 from tally_bus import trace_headers
-from tally_db import OutboxEntry, Session, Tenant, usage_now
+from tally_contracts.v1 import DetectionParams
+from tally_db import OutboxEntry, Session, Tenant, session_model, usage_now
 from tally_inference import ImageError, inspect_image
 from tally_storage import keys
 from tally_upload._budget import BudgetBusyError, release_freed_memory
@@ -203,7 +204,10 @@ async def _upload_photos(
     if not accepted and not rejected:
         raise ApiError(400, "no_files", "send one or more multipart parts named 'file'")
     tenant_limits = deps.limits.for_tenant(tenant)
-    params = detection_params(session.params)
+    # The session's model as recorded when it was made (None: a session from before the
+    # registry, on the built-in default). A deleted model is still this session's.
+    model = await session_model(deps.store.pool, session)
+    params = detection_params(session.params, model)
     costs = await asyncio.to_thread(
         lambda: [planned_slices(p.width, p.height, params) for p in accepted]
     )
@@ -238,7 +242,7 @@ async def _upload_photos(
         breach = first_breach(usage, tenant_limits, len(kept), sum(c.slices for c in kept))
         if breach is not None:
             raise QuotaExceededError(breach)
-        jobs = await _store(session, kept, deps, tenant_limits)
+        jobs = await _store(session, params, kept, deps, tenant_limits)
     except QuotaExceededError as exc:
         PHOTOS.labels("refused", "quota_exceeded").inc(len(kept))
         raise ApiError(
@@ -269,7 +273,11 @@ async def _upload_photos(
 
 
 async def _store(
-    session: Session, photos: list[Costed], deps: Deps, limits: Limits
+    session: Session,
+    params: DetectionParams,
+    photos: list[Costed],
+    deps: Deps,
+    limits: Limits,
 ) -> list[NewJob]:
     """Originals and thumbnails to S3, then job rows, their messages and the tenant's usage in
     one transaction (QuotaExceededError, and nothing kept, if the tenant's quotas were filled
@@ -299,7 +307,7 @@ async def _store(
                 id=job_id,
             )
             # The upload request's trace continues in the consumers.
-            messages += new_job_messages(job, session.params, deps.bus.topology, trace_headers())
+            messages += new_job_messages(job, params, deps.bus.topology, trace_headers())
             jobs.append(job)
         await add_jobs(deps.store, jobs, messages, limits)
     except BaseException:
