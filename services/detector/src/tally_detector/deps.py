@@ -67,10 +67,13 @@ class Deps:
     served: dict[str, TritonModel] = field(default_factory=dict)
 
     async def model_for(self, ref: ModelRef) -> InferenceModel:
-        """The model a chunk names (no name: the default), once Triton serves it: a model in
-        use is being loaded by `tally-models` after a Triton start; InferenceError (the chunk
-        goes back to the queue) when it is not served within `model_wait_s`."""
+        """The model a chunk names (no name: the default), once Triton serves it (after a
+        Triton start, `tally-models` loads the models in use again): a chunk waits for that
+        instead of failing an attempt, and goes back to the queue (InferenceError) when it is
+        not served within `model_wait_s`."""
         if not ref.triton_name:
+            if isinstance(self.model, TritonModel):
+                await self._served_within(self.model, ref)
             return self.model
         served = self.served.get(ref.triton_name)
         if served is None:
@@ -86,15 +89,21 @@ class Deps:
                 output_name=ref.output_name,
             )
             self.served[ref.triton_name] = served
+        await self._served_within(served, ref)
+        return served
+
+    async def _served_within(self, model: TritonModel, ref: ModelRef) -> None:
+        """Return once Triton serves `model` (a restarted Triton: once it is back and
+        tally-models has loaded it); InferenceError after `model_wait_s`."""
         deadline = time.monotonic() + self.settings.model_wait_s
-        while not await served.ready():
+        while not await model.ready():
             if time.monotonic() >= deadline:
+                name = f"{ref.name}:{ref.version}" if ref.triton_name else "the default model"
                 raise InferenceError(
-                    f"Triton does not serve model {ref.name}:{ref.version} ({ref.triton_name}) "
-                    f"after {self.settings.model_wait_s:.0f} s"
+                    f"Triton does not serve {name} ({model.model_name}) after "
+                    f"{self.settings.model_wait_s:.0f} s"
                 )
             await asyncio.sleep(MODEL_WAIT_POLL_S)
-        return served
 
     async def close_served(self) -> None:
         for served in self.served.values():

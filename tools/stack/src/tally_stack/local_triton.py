@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import filecmp
 import json
 import os
 import shutil
@@ -104,9 +105,18 @@ def prepare_backends(env: TritonEnv, runtime_dir: Path) -> Path:
     python_backend = runtime_dir / "backends" / "python"
     python_backend.mkdir(parents=True, exist_ok=True)
     for item in (env.server_dir / "backends" / "python").iterdir():
-        shutil.copy2(item, python_backend / item.name)
-    shutil.copy2(stub, python_backend / "triton_python_backend_stub")
+        _copy(item, python_backend / item.name)
+    _copy(stub, python_backend / "triton_python_backend_stub")
     return runtime_dir / "backends"
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy unless `target` is that file already: a Triton killed a moment ago may leave its
+    Python-backend stubs running from it (they exit once they see their server gone), and a
+    running executable cannot be written over."""
+    if target.exists() and filecmp.cmp(source, target, shallow=False):
+        return
+    shutil.copy2(source, target)
 
 
 def server_command(
