@@ -12,9 +12,15 @@
                                                 key cache time, 10 s by default)
     tally admin usage TENANT_ID [--days N] [--json]   photos, slices and bytes by UTC day (the
                                                 last N days, 30 by default), queued work, quotas
+    tally admin models add FILE --name N --format F --labels a,b [--input-size S]
+                                                a shared model every tenant may use (checked,
+                                                stored; validated on Triton by tally-models)
+    tally admin models list [--json]            the shared models
+    tally admin models delete MODEL_ID          a shared version (refused while in use)
 
 Tenant and key commands talk to PostgreSQL (TALLY_DATABASE_URL, or --database-url), `dlq` to
-RabbitMQ (TALLY_AMQP_URL, names under TALLY_BUS_PREFIX): they are for operators, not for tenants,
+RabbitMQ (TALLY_AMQP_URL, names under TALLY_BUS_PREFIX), `models` to PostgreSQL and the object
+store (TALLY_S3_*, as the services): they are for operators, not for tenants,
 which is why they live apart from the SDK. An API key is printed once and never stored; only its
 digest is. The `tally` command runs these through its `tally.commands` entry point.
 """
@@ -29,22 +35,34 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+
+from pydantic_settings import SettingsConfigDict
 
 from tally_bus import Bus, BusUnreachableError, Topology, parked, replay
 from tally_db import (
+    NAME_PATTERN,
     SCOPES,
     ConflictError,
+    Model,
     NotFoundError,
     Store,
+    delete_model,
+    model_from_row,
     usage_days,
     usage_now,
     usage_totals,
 )
+from tally_inference import FORMATS, ModelCheckError
+from tally_storage import ObjectStore, S3Fields
+from tally_upload._models import register_model
 from tally_web.limits import QUOTAS, Limits, checked
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tally"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+# An operator's model: larger than a tenant's upload may be (the file is read from disk here).
+MAX_SHARED_MODEL_BYTES = 1 << 30
 
 
 def _uuid(text: str) -> uuid.UUID:
@@ -201,6 +219,22 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--days", type=_days, default=30, help="the last N days (default 30)")
     for sub in (create_tenant, create_key, revoke_key, set_limits, usage):
         sub.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    models = commands.add_parser("models", help="the shared models of the model registry")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    add = model_commands.add_parser("add", help="a new version of a shared model (ONNX)")
+    add.add_argument("file", type=Path)
+    add.add_argument("--name", required=True)
+    add.add_argument("--format", dest="model_format", required=True, choices=FORMATS)
+    add.add_argument("--labels", required=True, help="the class names in order, comma-separated")
+    add.add_argument("--input-size", type=int, default=None)
+    add.set_defaults(run=_add_model)
+    model_list = model_commands.add_parser("list", help="the shared models")
+    delete = model_commands.add_parser("delete", help="a shared version (not while in use)")
+    delete.add_argument("model_id", type=_uuid)
+    delete.set_defaults(run=_delete_model)
+    for sub in (add, delete):
+        sub.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    model_list.add_argument("--json", action="store_true", help="JSON, for scripts")
     dlq = commands.add_parser(
         "dlq", help="dead-letter queues (RabbitMQ at TALLY_AMQP_URL, names under TALLY_BUS_PREFIX)"
     )
@@ -212,6 +246,61 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--queue", help="one work queue (default: all)")
         sub.add_argument("--json", action="store_true", help="JSON, for scripts")
     return parser
+
+
+class _ObjectStoreSettings(S3Fields):
+    model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
+
+
+def _model_row(model: Model) -> dict[str, str]:
+    return {
+        "model_id": str(model.id),
+        "model": model.reference,
+        "format": model.format,
+        "labels": ",".join(model.labels),
+        "status": model.status if model.error is None else f"{model.status}: {model.error}",
+    }
+
+
+async def _add_model(store: Store, args: argparse.Namespace) -> dict[str, str]:
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    if not NAME_PATTERN.match(args.name):
+        raise ValueError(f"{args.name!r} is not a model name (lower-case letters, digits, .-_)")
+    data = args.file.read_bytes()
+    async with ObjectStore.open(_ObjectStoreSettings().s3, create_bucket=True) as objects:
+        try:
+            model = await register_model(
+                store,
+                objects,
+                None,
+                data,
+                name=args.name,
+                model_format=args.model_format,
+                labels=labels,
+                input_size=args.input_size,
+                max_bytes=MAX_SHARED_MODEL_BYTES,
+            )
+        except ModelCheckError as exc:
+            raise ValueError(f"{exc.code}: {exc.message}") from None
+    return _model_row(model)
+
+
+async def _shared_models(database_url: str) -> list[dict[str, str]]:
+    async with Store.open(database_url, max_size=1) as store:
+        rows = await store.pool.fetch(
+            "SELECT * FROM models WHERE tenant_id IS NULL AND deleted_at IS NULL "
+            "ORDER BY is_default DESC, name, version DESC"
+        )
+    return [_model_row(model_from_row(row)) for row in rows]
+
+
+async def _delete_model(store: Store, args: argparse.Namespace) -> dict[str, str]:
+    async with store.transaction() as connection:
+        model = await delete_model(connection, None, args.model_id)
+    if model.object_key is not None:
+        async with ObjectStore.open(_ObjectStoreSettings().s3) as objects:
+            await objects.delete(model.object_key)
+    return {"deleted": model.reference}
 
 
 async def _dead_letters(args: argparse.Namespace) -> list[dict[str, str]]:
@@ -254,12 +343,27 @@ async def _run(database_url: str, command: Command, args: argparse.Namespace) ->
         return await command(store, args)
 
 
+def _models_list_command(args: argparse.Namespace) -> int:
+    models = asyncio.run(_shared_models(args.database_url))
+    if args.json:
+        print(json.dumps(models))
+        return 0
+    for model in models:
+        print(
+            f"{model['model_id']}  {model['model']:28} {model['format']:7} {model['status']:10} "
+            f"{model['labels']}"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "dlq":
         return _dlq_command(args)
     if args.command == "usage":
         return _usage_command(args)
+    if args.command == "models" and args.models_command == "list":
+        return _models_list_command(args)
     try:
         result = asyncio.run(_run(args.database_url, args.run, args))
     except (ConflictError, NotFoundError, ValueError) as exc:

@@ -9,18 +9,15 @@ inference server, runs it on a blank slice and marks it `ready` or `failed`.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
-import uuid
 from typing import Final
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData, UploadFile
 
-from tally_db import MODELS_CHANNEL, NAME_PATTERN, NewModel, create_model
-from tally_inference import FORMATS, ModelCheckError, check_model
-from tally_storage import keys
+from tally_db import NAME_PATTERN
+from tally_inference import FORMATS, ModelCheckError
+from tally_upload._models import register_model
 from tally_upload.deps import DepsDep
 from tally_web import ApiError, WritingTenant
 from tally_web.schemas import ModelPublic, error_responses
@@ -31,8 +28,6 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 FORM_OVERHEAD_BYTES: Final = 64 * 1024
 MAX_LABELS: Final = 1000
 MAX_LABEL_CHARS: Final = 64
-# Models parsed at once in this process: a check holds the whole file and its parsed graph.
-_checking = asyncio.Semaphore(2)
 
 
 @router.post(
@@ -77,35 +72,21 @@ async def upload_model(request: Request, deps: DepsDep, tenant: WritingTenant) -
         data = await upload.read()
     finally:
         await form.close()
-    async with _checking:
-        try:
-            graph = await asyncio.to_thread(
-                check_model, data, model_format, labels, max_bytes=limit, input_size=input_size
-            )
-        except ModelCheckError as exc:
-            status = 413 if exc.code == "model_too_large" else 422
-            raise ApiError(status, exc.code, exc.message) from None
-    model_id = uuid.uuid4()
-    object_key = keys.model_file(tenant.id, model_id)
-    await deps.objects.put_bytes(object_key, data, "application/octet-stream")
-    new = NewModel(
-        name=name,
-        format=model_format,
-        labels=labels,
-        input_size=graph.input_size,
-        batched=graph.batched,
-        input_name=graph.input_name,
-        output_name=graph.output_name,
-        bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
     try:
-        async with deps.store.transaction() as connection:
-            model = await create_model(connection, tenant.id, model_id, new, object_key)
-            await connection.execute("SELECT pg_notify($1, $2)", MODELS_CHANNEL, str(model.id))
-    except BaseException:
-        await asyncio.shield(deps.objects.delete(object_key))
-        raise
+        model = await register_model(
+            deps.store,
+            deps.objects,
+            tenant.id,
+            data,
+            name=name,
+            model_format=model_format,
+            labels=labels,
+            input_size=input_size,
+            max_bytes=limit,
+        )
+    except ModelCheckError as exc:
+        status = 413 if exc.code == "model_too_large" else 422
+        raise ApiError(status, exc.code, exc.message) from None
     return ModelPublic.of(model)
 
 
