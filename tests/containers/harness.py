@@ -30,7 +30,7 @@ IMAGES = [
 # Services that run until stopped (migrate runs once; admin only when asked).
 LONG_RUNNING = {
     "rabbitmq", "postgres", "redis", "s3", "triton", "upload", "gateway", "orchestrator",
-    "projector", "webhooks", "detector", "edge",
+    "projector", "webhooks", "models", "detector", "edge",
 }  # fmt: skip
 
 

@@ -90,7 +90,8 @@ def test_containers_run_as_non_root_and_tallys_on_a_read_only_root(stack: Compos
         assert isinstance(out, bytes)
         assert out.decode().strip() != "0", service
     for service in (
-        "upload", "gateway", "orchestrator", "projector", "webhooks", "detector", "triton", "edge"
+        "upload", "gateway", "orchestrator", "projector", "webhooks", "models", "detector",
+        "triton", "edge",
     ):  # fmt: skip
         code, _ = running[service].exec_run(["sh", "-c", "touch /written"])
         assert code != 0, f"{service} could write its root filesystem"

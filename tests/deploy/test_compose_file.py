@@ -21,7 +21,11 @@ SCHEMA = REPO / "deploy" / "schemas" / "compose-spec.json"
 V2_ONLY_TOP = {"name", "include", "models"}
 V2_ONLY_SERVICE = {"develop", "attach", "post_start", "pre_stop", "gpus", "models", "provider"}
 V2_ONLY_BUILD = {"secrets", "additional_contexts", "ssh", "platforms", "tags", "privileged"}
-TALLY_SERVICES = {"upload", "gateway", "orchestrator", "projector", "webhooks", "detector"}
+TALLY_SERVICES = {
+    "upload", "gateway", "orchestrator", "projector", "webhooks", "models", "detector"
+}  # fmt: skip
+# What each of them waits for besides the migration (the detector waits for no migration).
+SERVERS = {"webhooks": (), "models": ("s3",)}
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +69,12 @@ def test_tally_services_start_after_the_migration_and_their_servers(
     for name in TALLY_SERVICES - {"detector"}:
         waits = services[name]["depends_on"]
         assert waits["migrate"] == {"condition": "service_completed_successfully"}, name
-        # tally-webhooks needs only PostgreSQL (which the migration waited for).
-        for server in () if name == "webhooks" else ("rabbitmq", "redis", "s3"):
+        # tally-webhooks needs only PostgreSQL (which the migration waited for), tally-models
+        # the object store too (and Triton, which it waits for itself: it may be either one).
+        for server in SERVERS.get(name, ("rabbitmq", "redis", "s3")):
             assert waits[server] == {"condition": "service_healthy"}, (name, server)
     assert set(services["webhooks"]["depends_on"]) == {"migrate"}
+    assert set(services["models"]["depends_on"]) == {"migrate", "s3"}
     assert services["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
     for server in ("rabbitmq", "postgres", "redis", "s3", "triton", "triton-gpu"):
         assert services[server]["healthcheck"]["test"], server  # the official images have none

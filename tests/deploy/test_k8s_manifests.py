@@ -183,6 +183,20 @@ def test_gpus_are_limits_only_and_only_in_the_gpu_overlay() -> None:
     assert triton["containers"][0]["image"].startswith("tally/triton-gpu:")
 
 
+def test_each_triton_pod_has_the_registrys_hand_on_it_and_is_ready_once_reconciled() -> None:
+    for overlay in OVERLAYS:
+        (triton,) = [s for n, s in pod_specs(list(_rendered(overlay))) if n == "triton"]
+        server, models = triton["containers"]
+        assert "--model-control-mode=explicit" in server["args"], overlay
+        assert "--load-model=tally_detector" in server["args"], overlay
+        assert models["command"] == ["tally-models"]
+        assert env_value(models, "TALLY_TRITON_URL") == "127.0.0.1:8001"  # its own pod's
+        # The pod takes detector traffic once its Triton serves every model in use.
+        assert models["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        backend = "onnxruntime" if overlay == "gpu" else "python"
+        assert env_value(models, "TALLY_TRITON_BACKEND") == backend, overlay
+
+
 def test_no_secret_values_in_the_manifests(objects: list[dict[str, Any]]) -> None:
     assert not [o for o in objects if o["kind"] == "Secret"]
     for obj in objects:
