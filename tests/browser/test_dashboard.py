@@ -30,6 +30,7 @@ from playwright.sync_api import (
 
 from tally_client.sdk import TallyClient
 from tally_contracts.statuses import FINAL
+from tally_model.layouts import wrapped_bytes
 from tally_stack import launcher
 from tally_synth import write_dataset
 from tests.e2e.harness import BIN, Stack, final_state, local_stack
@@ -582,4 +583,32 @@ def test_a_webhook_endpoint_shows_its_secret_once_then_its_deliveries_replays_an
         expect(page.get_by_text("No webhook endpoints yet.")).to_be_visible()
         gone = httpx.get(f"{stack.url}/v1/webhooks/{webhook_id}", headers=headers)
         assert gone.status_code == 404
+    watched.clean()
+
+
+def test_a_batch_runs_the_detector_chosen_on_upload_and_its_result_names_it(
+    watched: Watched, stack: Stack, api_key: str, tmp_path: Path
+) -> None:
+    onnx = tmp_path / "plugs.onnx"
+    onnx.write_bytes(wrapped_bytes("yolov5"))
+    with TallyClient(stack.url, api_key) as client:
+        model = client.upload_model(onnx, "plugs", "yolov5", ["seedling", "weed"])
+        eventually(
+            lambda: client.model(model["model_id"])["status"],
+            120,
+            every_s=0.5,
+            until=lambda status: status == "ready",
+            what="the model validated",
+        )
+    page = watched.page
+    sign_in(page, api_key)
+    picker = page.get_by_label("Detector")
+    expect(picker).to_be_visible(timeout=15_000)
+    picker.select_option("plugs:1")
+    shoot(page, "upload-model-choice")
+    page.get_by_label("Choose photos").set_input_files(photos(tmp_path, 1, seed=17))
+    expect(page.locator("#batch-model")).to_have_text("Detector: plugs:1", timeout=15_000)
+    expect(page.get_by_text("All 1 photo completed")).to_be_visible(timeout=180_000)
+    page.locator("#upload-list a.row-name").first.click()
+    expect(page.locator("#job-model")).to_have_text("Detector: plugs:1", timeout=15_000)
     watched.clean()

@@ -280,7 +280,14 @@ export function mount(root, route) {
       ),
       h("tfoot", null, h("tr", null, h("th", { scope: "row" }, "Total"), h("td", { class: "num" }, String(total)))),
     );
-    const parts = [h("h2", { id: "job-result-title" }, "Result"), h("div", { class: "result-grid" }, h("div", null, table))];
+    const model = result.model
+      ? h("p", { id: "job-model", class: "muted" }, `Detector: ${result.model.name}:${result.model.version}`)
+      : null;
+    const parts = [
+      h("h2", { id: "job-result-title" }, "Result"),
+      ...(model ? [model] : []),
+      h("div", { class: "result-grid" }, h("div", null, table)),
+    ];
     resultSection.replaceChildren(...parts);
     resultSection.hidden = false;
     const figure = await drawDetections(result, colour);

@@ -58,8 +58,19 @@ export function mount(root) {
     h("label", { for: "photo-input", class: "button button-primary" }, "Choose photos"),
     h("p", { class: "hint" }, "Each photo becomes a job; its objects are counted as soon as it arrives."),
   );
+  // The detector new batches run: the registry's ready models, the default first (GET /v1/models).
+  const modelSelect = h("select", { id: "model-select", name: "model", "aria-describedby": "model-hint" });
+  const modelHint = h("p", { id: "model-hint", class: "hint" }, "What counts the photos of a new batch.");
+  const modelField = h(
+    "div",
+    { class: "field model-field", hidden: true },
+    h("label", { for: "model-select" }, "Detector"),
+    modelSelect,
+    modelHint,
+  );
   const problem = h("div", { id: "upload-error", class: "problem", role: "alert" });
   const batchTitle = h("h2", { id: "batch-title" });
+  const batchModel = h("p", { id: "batch-model", class: "muted" });
   const jobsLink = h("a", { id: "batch-jobs-link" }, "See this batch in Jobs");
   const newBatch = h("button", { type: "button", class: "button", hidden: true }, "New batch");
   const overallText = h("p", { id: "overall-text", class: "overall-text", "aria-live": "polite" });
@@ -72,6 +83,7 @@ export function mount(root) {
     "section",
     { id: "batch", class: "card batch", "aria-labelledby": "batch-title", hidden: true },
     h("div", { class: "batch-head" }, batchTitle, h("div", { class: "batch-links" }, jobsLink, newBatch)),
+    batchModel,
     h(
       "div",
       { class: "overall" },
@@ -87,6 +99,7 @@ export function mount(root) {
       "section",
       { class: "view view-upload", "aria-labelledby": "upload-title" },
       h("div", { class: "view-head" }, h("h1", { id: "upload-title" }, "Upload photos")),
+      modelField,
       dropzone,
       problem,
       batch,
@@ -110,15 +123,44 @@ export function mount(root) {
   /** The batch new photos join: the one shown, unless it has finished. */
   async function ensureSession() {
     if (sid && !complete) return sid;
+    const model = modelSelect.value;
     creating ??= request("/v1/sessions", {
       method: "POST",
-      json: { name: `Upload ${localStamp()}` },
+      json: { name: `Upload ${localStamp()}`, ...(model ? { params: { model } } : {}) },
     }).finally(() => {
       creating = null;
     });
     const { data } = await creating;
-    if (!disposed && data.session_id !== sid) follow(data.session_id, data.name);
+    if (!disposed && data.session_id !== sid) {
+      follow(data.session_id, data.name);
+      showModel(data.params);
+    }
     return data.session_id;
+  }
+
+  function showModel(params) {
+    setText(batchModel, params?.model ? `Detector: ${params.model}` : "");
+  }
+
+  /** The models a batch may run; the field stays hidden while there is no choice. */
+  async function loadModels() {
+    try {
+      const { data } = await request("/v1/models");
+      if (disposed) return;
+      const ready = (data?.models ?? []).filter((m) => m.status === "ready");
+      modelSelect.replaceChildren(
+        ...ready.map((m) =>
+          h(
+            "option",
+            { value: m.default ? "" : `${m.name}:${m.version}` },
+            `${m.name}:${m.version} (${m.labels.join(", ")})${m.default ? " - default" : ""}`,
+          ),
+        ),
+      );
+      modelField.hidden = ready.length < 2;
+    } catch {
+      modelField.hidden = true; // the default then, as without a choice
+    }
   }
 
   input.addEventListener("change", () => {
@@ -202,6 +244,7 @@ export function mount(root) {
     complete = false;
     completionKey = "";
     completion.replaceChildren();
+    setText(batchModel, "");
     jobs.clear();
     deadlines.clear();
     for (const row of rows.values()) row.li.remove();
@@ -480,6 +523,7 @@ export function mount(root) {
         const { data } = await request(`/v1/sessions/${encodeURIComponent(stored)}`);
         if (disposed) return;
         if (sid === stored && data?.name) setText(batchTitle, data.name);
+        if (sid === stored) showModel(data?.params);
       } catch (error) {
         if (error instanceof ApiError && error.status === 404 && sid === stored) {
           reset();
@@ -493,7 +537,10 @@ export function mount(root) {
       const { data } = await request("/v1/sessions?active=true");
       if (disposed) return;
       const latest = data?.sessions?.[0];
-      if (latest && !sid) follow(latest.session_id, latest.name, true);
+      if (latest && !sid) {
+        follow(latest.session_id, latest.name, true);
+        showModel(latest.params);
+      }
     } catch {
       // nothing to resume: a fresh page
     }
@@ -502,6 +549,7 @@ export function mount(root) {
   render();
   focusHeading(root);
   resume();
+  loadModels();
 
   return {
     dispose() {
