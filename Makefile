@@ -89,6 +89,16 @@ eval-model: install ## accuracy through slice → Triton → merge on 20 held-ou
 bench-detector: install ## slices/s of the client against raw Triton, and per-photo latency
 	$(VENV)/bin/tally-bench-detector
 
+.PHONY: bench-gpu
+bench-gpu: install ## on a machine with an NVIDIA GPU: the shipped model's slices/s, raw ONNX Runtime (CUDA, TensorRT) against the same through the client; skips where there is none (under 8 min)
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then \
+	  version=$$($(PY) -c 'import onnxruntime; print(onnxruntime.__version__)'); \
+	  echo "swapping in onnxruntime-gpu $$version (uv sync puts the CPU build back)"; \
+	  $(UV) pip uninstall --python $(PY) onnxruntime && \
+	  $(UV) pip install --python $(PY) "onnxruntime-gpu==$$version"; \
+	fi
+	timeout 480 $(VENV)/bin/tally-bench-gpu $(BENCH_ARGS)
+
 .PHONY: bench-status
 bench-status: install servers ## status path under load: polling vs N+1, open-loop polling, SSE fan-out, 10,000 streams on one gateway, end-to-end latency
 	$(VENV)/bin/tally-bench-status
