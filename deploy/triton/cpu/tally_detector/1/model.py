@@ -53,8 +53,7 @@ class TritonPythonModel:
                 for i in indices:
                     responses[i] = pb_utils.InferenceResponse(
                         error=pb_utils.TritonError(
-                            f"slice size {width}x{height}: height and width must be "
-                            "multiples of 32"
+                            f"slice size {width}x{height}: height and width must be multiples of 32"
                         )
                     )
                 continue
