@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 from tests.eventually import eventually_async
 
-from tally_db import Model, NewModel, Store, create_model, get_model
+from tally_db import Model, Store, get_model
 from tally_detector._model_control import ControlSettings, ModelControl
 from tally_detector.config import ModelControlSettings
-from tally_inference import ModelFormat, TritonModel, check_model, decode_image
+from tally_inference import ModelFormat, TritonModel, decode_image
 from tally_model.layouts import wrapped_bytes
 from tally_stack.local_s3 import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 from tally_stack.local_triton import LocalTriton
-from tally_storage import ObjectStore, S3Settings, keys
+from tally_storage import ObjectStore, S3Settings
 from tally_synth import PhotoSpec, render
+from tally_upload._models import register_model
 
 pytestmark = pytest.mark.integration
 
@@ -42,25 +43,17 @@ class Control:
         self, model_format: ModelFormat, data: bytes, input_size: int | None = None
     ) -> Model:
         """A version as the upload service records it: checked, stored, `validating`."""
-        graph = await asyncio.to_thread(
-            check_model, data, model_format, LABELS, max_bytes=64 << 20, input_size=input_size
-        )
-        model_id = uuid.uuid4()
-        key = keys.model_file(self.tenant, model_id)
-        await self.objects.put_bytes(key, data, "application/octet-stream")
-        new = NewModel(
+        return await register_model(
+            self.store,
+            self.objects,
+            self.tenant,
+            data,
             name=f"plugs-{model_format}",
-            format=model_format,
+            model_format=model_format,
             labels=LABELS,
-            input_size=graph.input_size,
-            batched=graph.batched,
-            input_name=graph.input_name,
-            output_name=graph.output_name,
-            bytes=len(data),
-            sha256="",
+            input_size=input_size,
+            max_bytes=64 << 20,
         )
-        async with self.store.transaction() as connection:
-            return await create_model(connection, self.tenant, model_id, new, key)
 
     async def reread(self, model: Model) -> Model:
         found = await get_model(self.store.pool, self.tenant, model.id)
