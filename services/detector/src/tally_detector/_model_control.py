@@ -40,7 +40,7 @@ from tally_db import (
     set_model_status,
 )
 from tally_inference import InferenceError, TritonModel, layout_of
-from tally_storage import ObjectStore
+from tally_storage import ObjectNotFoundError, ObjectStore
 
 log = logging.getLogger("tally_detector.models")
 
@@ -178,21 +178,27 @@ class ModelControl:
                 f"{len(model.labels)} labels"
             )
 
-    async def validate(self, model: Model) -> None:
-        """Load, dry-run and mark `model` ready or failed."""
+    async def validate(self, model: Model) -> bool:
+        """Load, dry-run and mark `model` ready or failed; False (and still `validating`) when
+        Triton went away meanwhile, which says nothing of the model."""
         try:
             await self.load(model)
             await self.dry_run(model)
-        except (InferenceError, OSError) as exc:
+        except (InferenceError, OSError, ObjectNotFoundError) as exc:
+            if not await self.triton_live():
+                log.warning("model %s: Triton went away during its validation", model.reference)
+                self._reconciled = False
+                return False
             log.warning("model %s (%s) failed its validation: %s", model.reference, model.id, exc)
             await self.unload(model.triton_name)
             async with self._store.transaction() as connection:
                 await set_model_status(connection, model.id, "failed", str(exc))
-            return
+            return True
         self._wanted_at[model.triton_name] = time.monotonic()
         async with self._store.transaction() as connection:
             await set_model_status(connection, model.id, "ready")
         log.info("model %s (%s) is ready on Triton", model.reference, model.id)
+        return True
 
     async def step(self) -> None:
         """Validate what waits, then reconcile Triton with what is in use."""
@@ -205,7 +211,8 @@ class ModelControl:
             self._reconciled = False
             return
         for model in await models_to_validate(self._store.pool):
-            await self.validate(model)
+            if not await self.validate(model):
+                return  # Triton went away: the next steps wait for it
         await self.reconcile()
 
     async def reconcile(self) -> None:
@@ -220,10 +227,13 @@ class ModelControl:
             )
             try:
                 await self.load(model)
-            except (InferenceError, OSError) as exc:
+            except (InferenceError, OSError, ObjectNotFoundError) as exc:
+                if not await self.triton_live():
+                    self._reconciled = False
+                    return
+                # This model alone: the others are served, and readiness must not wait on it
+                # (its chunks wait, then go to the dead letters and fail their jobs).
                 log.error("could not load model %s in use: %s", model.reference, exc)
-                self._reconciled = False
-                return
         await self._unload_surplus({m.triton_name for m in in_use}, now)
         if not self._reconciled:
             log.info("Triton serves every model in use (%d)", len(in_use))
@@ -268,6 +278,9 @@ class ModelControl:
                     await self.step()
                 except (asyncpg.PostgresError, OSError) as exc:
                     log.warning("model control step failed (retrying): %s", exc)
+                except Exception:
+                    # One model's surprise must not stop the others' reconciliation.
+                    log.exception("model control step failed (retrying)")
                 woken = asyncio.create_task(self._wake.wait())
                 await asyncio.wait(
                     {woken, stopping},
