@@ -109,7 +109,8 @@ async def upload(database: str, s3_endpoint: str, amqp_url: str) -> AsyncIterato
 async def test_eight_parallel_100_mp_photos_stay_within_the_decode_budget(
     upload: Upload,
 ) -> None:
-    photo = _grey_png(SIDE)
+    # Made in a thread: encoding 100 MP takes about a second, which the event loop must not wait.
+    photo = await asyncio.to_thread(_grey_png, SIDE)
     assert len(photo) < 200_000
     auth = {"Authorization": f"Bearer {upload.key}"}
     pid = upload.process.pid

@@ -272,7 +272,12 @@ async def test_session_parameters_are_validated(service: Service) -> None:
         headers=service.auth(service.key_a),
     )
     assert created.status_code == 201
-    assert created.json()["params"] == {"slice_size": 640, "overlap": 0.25, "confidence": 0.5}
+    assert created.json()["params"] == {
+        "slice_size": 640,
+        "overlap": 0.25,
+        "confidence": 0.5,
+        "model": "seedlings:1",  # the default, named by its version
+    }
     for name in ("tray\u00007", "tray\n7", "\x1b[31mtray"):  # NUL was a 500 from the database
         refused = await service.http.post(
             "/v1/sessions", json={"name": name}, headers=service.auth(service.key_a)
