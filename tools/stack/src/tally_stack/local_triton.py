@@ -111,9 +111,9 @@ def prepare_backends(env: TritonEnv, runtime_dir: Path) -> Path:
 
 
 def _copy(source: Path, target: Path) -> None:
-    """Copy unless `target` is that file already: a Triton killed a moment ago may leave its
-    Python-backend stubs running from it (they exit once they see their server gone), and a
-    running executable cannot be written over."""
+    """Copy unless `target` is that file already: a Triton killed with SIGKILL leaves its
+    Python-backend stubs running from it (seen still running an hour later), and a running
+    executable cannot be written over."""
     if target.exists() and filecmp.cmp(source, target, shallow=False):
         return
     shutil.copy2(source, target)
