@@ -1,5 +1,6 @@
 """Procedurally generated greenhouse-tray photos with exact ground truth."""
 
+from tally_synth._conditions import CONDITIONS, HELD_OUT, STANDARD, Condition, Conditions
 from tally_synth._dataset import (
     GROUND_TRUTH_FILE,
     PhotoSpec,
@@ -11,9 +12,14 @@ from tally_synth._dataset import (
 from tally_synth._scene import LABELS, Annotation, Label, SynthPhoto, generate_photo, photo_rng
 
 __all__ = [
+    "CONDITIONS",
     "GROUND_TRUTH_FILE",
+    "HELD_OUT",
     "LABELS",
+    "STANDARD",
     "Annotation",
+    "Condition",
+    "Conditions",
     "Label",
     "PhotoSpec",
     "SynthPhoto",

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
+from tally_synth._conditions import STANDARD, Conditions, condition, conditions_rng
 from tally_synth._scene import Annotation, SynthPhoto, generate_photo, photo_rng
 
 GROUND_TRUTH_FILE = "ground_truth.json"
@@ -22,16 +23,30 @@ class PhotoSpec:
     index: int
     width: int
     height: int
+    condition: str = "standard"  # a name in CONDITIONS
+
+    def __post_init__(self) -> None:
+        condition(self.condition)  # refuses an unknown name
 
     @property
     def filename(self) -> str:
-        return f"tray_s{self.seed}_{self.index:04d}.jpg"
+        if self.condition == "standard":
+            return f"tray_s{self.seed}_{self.index:04d}.jpg"
+        return f"tray_s{self.seed}_{self.condition}_{self.index:04d}.jpg"
+
+    def conditions(self) -> Conditions:
+        """This photo's camera and light, drawn from its condition's range."""
+        return condition(self.condition).sample(conditions_rng(self.seed, self.index))
 
 
-def jpeg_bytes(photo: SynthPhoto, rng: np.random.Generator) -> bytes:
+def jpeg_bytes(
+    photo: SynthPhoto, rng: np.random.Generator, conditions: Conditions = STANDARD
+) -> bytes:
     """Encode as a camera would: JPEG at a quality that varies from photo to photo."""
     buffer = io.BytesIO()
     quality = int(rng.integers(72, 93))
+    if conditions.jpeg_quality is not None:
+        quality = conditions.jpeg_quality
     PILImage.fromarray(photo.image).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
@@ -39,8 +54,9 @@ def jpeg_bytes(photo: SynthPhoto, rng: np.random.Generator) -> bytes:
 def render(spec: PhotoSpec) -> tuple[bytes, tuple[Annotation, ...]]:
     """The JPEG bytes and ground truth of one photo; a pure function of the spec."""
     rng = photo_rng(spec.seed, spec.index)
-    photo = generate_photo(rng, spec.width, spec.height)
-    return jpeg_bytes(photo, rng), photo.annotations
+    conditions = spec.conditions()
+    photo = generate_photo(rng, spec.width, spec.height, conditions)
+    return jpeg_bytes(photo, rng, conditions), photo.annotations
 
 
 def _write_one(spec: PhotoSpec, out_dir: Path) -> tuple[str, list[dict[str, object]]]:
@@ -56,12 +72,13 @@ def write_dataset(
     width: int = 4000,
     height: int = 3000,
     workers: int = 1,
+    condition: str = "standard",
 ) -> dict[str, list[dict[str, object]]]:
     """Write `count` photos and their ground truth; the same arguments give the same bytes."""
     if count < 1:
         raise ValueError("count must be at least 1")
     out_dir.mkdir(parents=True, exist_ok=True)
-    specs = [PhotoSpec(seed, i, width, height) for i in range(count)]
+    specs = [PhotoSpec(seed, i, width, height, condition) for i in range(count)]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             rows = list(pool.map(_write_one, specs, [out_dir] * count))

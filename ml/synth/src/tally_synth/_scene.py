@@ -5,6 +5,10 @@ with soil, one seedling per cell (some cells empty), weeds in between, plant lab
 perlite as distractors, uneven lighting, lens blur and sensor noise. Every labelled object is
 drawn into its own small patch first, so its box is the exact extent of its own pixels, including
 the parts a neighbour later covers.
+
+`Conditions` change the camera and the light: pixel scale (camera height), a turned tray, dim or
+warm light, soft focus. Plants are drawn upright in their patches whatever the tray's rotation
+(a rosette has no up), so ground truth stays exact under every condition.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Final, Literal
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+
+from tally_synth._conditions import STANDARD, Conditions
 
 Label = Literal["seedling", "weed"]
 LABELS: Final[tuple[Label, ...]] = ("seedling", "weed")
@@ -49,23 +55,29 @@ def photo_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, index])))
 
 
-def generate_photo(rng: np.random.Generator, width: int = 4000, height: int = 3000) -> SynthPhoto:
+def generate_photo(
+    rng: np.random.Generator,
+    width: int = 4000,
+    height: int = 3000,
+    conditions: Conditions = STANDARD,
+) -> SynthPhoto:
     if width < 64 or height < 64:
         raise ValueError(f"photo size {width}x{height} is too small (minimum 64x64)")
-    canvas, cells, pitch = _background(rng, width, height)
+    scale = conditions.scale
+    canvas, cells, pitch = _background(rng, width, height, conditions)
     annotations: list[Annotation] = []
 
     # Distractors that lie under the plants.
-    _scatter_perlite(rng, canvas)
+    _scatter_perlite(rng, canvas, scale)
     for _ in range(int(rng.integers(0, 3 + len(cells) // 40))):
-        _stone(rng, canvas)
+        _stone(rng, canvas, scale)
 
     stage = float(rng.uniform(0.35, 0.9))  # growth stage of this tray: seedling size / cell pitch
     empty_fraction = float(rng.uniform(0.03, 0.15))
     for cx, cy in cells:
         if rng.random() < empty_fraction:
             continue
-        diameter = float(np.clip(rng.normal(stage * pitch, 0.12 * pitch), 20.0, 120.0))
+        diameter = float(np.clip(rng.normal(stage * pitch, 0.12 * pitch), 20 * scale, 120 * scale))
         jitter = 0.12 * pitch
         x = cx + rng.uniform(-jitter, jitter)
         y = cy + rng.uniform(-jitter, jitter)
@@ -77,21 +89,21 @@ def generate_photo(rng: np.random.Generator, width: int = 4000, height: int = 30
     for _ in range(weeds):
         x = rng.uniform(0, width)
         y = rng.uniform(0, height)
-        box = _paste(canvas, *_weed(rng, float(rng.uniform(25.0, 110.0))), x, y)
+        box = _paste(canvas, *_weed(rng, float(rng.uniform(25.0, 110.0)) * scale), x, y)
         if box is not None:
             annotations.append(Annotation(box, "weed"))
 
     # Plant labels stand in some cells, above the leaves.
     for cx, cy in cells:
         if rng.random() < 0.02:
-            _plant_label(rng, canvas, cx + rng.uniform(-0.3, 0.3) * pitch, cy)
+            _plant_label(rng, canvas, cx + rng.uniform(-0.3, 0.3) * pitch, cy, scale)
 
-    image = _camera(rng, canvas)
+    image = _camera(rng, canvas, conditions)
     return SynthPhoto(image, tuple(annotations))
 
 
 def _background(
-    rng: np.random.Generator, width: int, height: int
+    rng: np.random.Generator, width: int, height: int, conditions: Conditions
 ) -> tuple[FloatImage, list[tuple[float, float]], float]:
     """Bench, tray and soil-filled cells. Returns the canvas, the cell centres and the pitch."""
     bench_colour = rng.uniform(120, 190) * rng.uniform([0.95, 0.95, 0.9], [1.0, 1.0, 1.0])
@@ -105,11 +117,18 @@ def _background(
     tray_colour = rng.uniform([15, 15, 15], [60, 55, 50])
     if rng.random() < 0.25:  # terracotta-coloured trays exist too
         tray_colour = rng.uniform([120, 55, 35], [160, 80, 55])
-    cv2.rectangle(canvas, tray[:2], (tray[2] - 1, tray[3] - 1), tray_colour.tolist(), -1)
-    rim = max(2, int(rng.uniform(4, 12)))
-    cv2.rectangle(canvas, tray[:2], (tray[2] - 1, tray[3] - 1), (tray_colour * 1.6).tolist(), rim)
+    rim = max(2, int(rng.uniform(4, 12) * conditions.scale))
+    turn = _Turn(conditions.rotation, ((tray[0] + tray[2]) / 2, (tray[1] + tray[3]) / 2))
+    if turn.degrees:  # a turned tray may reach past the photo's edges; so may its cells
+        corners = turn.polygon(tray[0], tray[1], tray[2] - 1, tray[3] - 1)
+        cv2.fillConvexPoly(canvas, corners, tray_colour.tolist(), cv2.LINE_AA)
+        cv2.polylines(canvas, [corners], True, (tray_colour * 1.6).tolist(), rim, cv2.LINE_AA)
+    else:
+        cv2.rectangle(canvas, tray[:2], (tray[2] - 1, tray[3] - 1), tray_colour.tolist(), -1)
+        rim_colour = (tray_colour * 1.6).tolist()
+        cv2.rectangle(canvas, tray[:2], (tray[2] - 1, tray[3] - 1), rim_colour, rim)
 
-    pitch = float(rng.uniform(110.0, 200.0))
+    pitch = float(rng.uniform(110.0, 200.0)) * conditions.scale
     wall = max(2, int(pitch * rng.uniform(0.05, 0.1)))
     cols = max(1, int((tray[2] - tray[0] - rim) // pitch))
     rows = max(1, int((tray[3] - tray[1] - rim) // pitch))
@@ -123,8 +142,12 @@ def _background(
             left, top = x0 + c * pitch, y0 + r * pitch
             p1 = (int(left + wall / 2), int(top + wall / 2))
             p2 = (int(left + pitch - wall / 2), int(top + pitch - wall / 2))
-            cv2.rectangle(cell_mask, p1, p2, 255, -1, cv2.LINE_AA)
-            cells.append((left + pitch / 2, top + pitch / 2))
+            if turn.degrees:
+                cv2.fillConvexPoly(cell_mask, turn.polygon(*p1, *p2), 255, cv2.LINE_AA)
+                cells.append(turn.point(left + pitch / 2, top + pitch / 2))
+            else:
+                cv2.rectangle(cell_mask, p1, p2, 255, -1, cv2.LINE_AA)
+                cells.append((left + pitch / 2, top + pitch / 2))
 
     red = rng.uniform(55, 115)  # soil is brown: green and blue follow red
     soil_colour = red * np.array([1.0, rng.uniform(0.68, 0.78), rng.uniform(0.48, 0.58)])
@@ -137,6 +160,27 @@ def _background(
     canvas *= 1.0 - alpha
     canvas += soil * alpha
     return canvas, cells, pitch
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """A rotation by `degrees` about `centre`, in image coordinates."""
+
+    degrees: float
+    centre: tuple[float, float]
+
+    def point(self, x: float, y: float) -> tuple[float, float]:
+        rad = math.radians(self.degrees)
+        dx, dy = x - self.centre[0], y - self.centre[1]
+        return (
+            self.centre[0] + dx * math.cos(rad) - dy * math.sin(rad),
+            self.centre[1] + dx * math.sin(rad) + dy * math.cos(rad),
+        )
+
+    def polygon(self, x1: float, y1: float, x2: float, y2: float) -> NDArray[np.int32]:
+        """The turned rectangle (x1, y1)–(x2, y2) as a polygon for cv2."""
+        corners = [self.point(x, y) for x, y in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))]
+        return np.round(np.array(corners)).astype(np.int32)
 
 
 def _noise(
@@ -263,7 +307,7 @@ def _paste(
     return (int(x1 + rx1), int(y1 + ry1), int(x1 + rx2 + 1), int(y1 + ry2 + 1))
 
 
-def _scatter_perlite(rng: np.random.Generator, canvas: FloatImage) -> None:
+def _scatter_perlite(rng: np.random.Generator, canvas: FloatImage, scale: float) -> None:
     height, width = canvas.shape[:2]
     count = int(height * width * rng.uniform(2e-5, 1.2e-4))
     xs = rng.integers(0, width, count)
@@ -271,21 +315,24 @@ def _scatter_perlite(rng: np.random.Generator, canvas: FloatImage) -> None:
     radii = rng.integers(1, 4, count)
     for x, y, r in zip(xs, ys, radii, strict=True):
         grey = float(rng.uniform(190, 245))
-        cv2.circle(canvas, (int(x), int(y)), int(r), (grey, grey, grey * 0.97), -1, cv2.LINE_AA)
+        radius = max(1, round(int(r) * scale))
+        cv2.circle(canvas, (int(x), int(y)), radius, (grey, grey, grey * 0.97), -1, cv2.LINE_AA)
 
 
-def _stone(rng: np.random.Generator, canvas: FloatImage) -> None:
+def _stone(rng: np.random.Generator, canvas: FloatImage, scale: float) -> None:
     height, width = canvas.shape[:2]
     centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-    axes = (int(rng.uniform(6, 30)), int(rng.uniform(5, 22)))
+    axes = (int(rng.uniform(6, 30) * scale), int(rng.uniform(5, 22) * scale))
     grey = float(rng.uniform(90, 170))
     colour = (grey, grey * rng.uniform(0.95, 1.02), grey * rng.uniform(0.9, 1.0))
     cv2.ellipse(canvas, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
 
 
-def _plant_label(rng: np.random.Generator, canvas: FloatImage, x: float, y: float) -> None:
+def _plant_label(
+    rng: np.random.Generator, canvas: FloatImage, x: float, y: float, scale: float
+) -> None:
     """A white or yellow plastic plant label, seen slightly from above, with printed lines."""
-    w, h = rng.uniform(14, 24), rng.uniform(50, 90)
+    w, h = rng.uniform(14, 24) * scale, rng.uniform(50, 90) * scale
     angle = rng.uniform(-40, 40)
     box = cv2.boxPoints(((x, y), (w, h), angle)).astype(np.int32)
     paper = (245.0, 245.0, 240.0) if rng.random() < 0.6 else (240.0, 220.0, 90.0)
@@ -299,8 +346,12 @@ def _plant_label(rng: np.random.Generator, canvas: FloatImage, x: float, y: floa
         cv2.line(canvas, start, end, (30.0, 30.0, 30.0), 2, cv2.LINE_AA)
 
 
-def _camera(rng: np.random.Generator, canvas: FloatImage) -> Image:
-    """Uneven light, white balance, lens blur and sensor noise."""
+# Channel gains of fully warm light (sodium lamps, low sun): red up, blue well down.
+_WARM: Final = np.array([1.25, 1.02, 0.65], np.float32)
+
+
+def _camera(rng: np.random.Generator, canvas: FloatImage, conditions: Conditions) -> Image:
+    """Uneven light, white balance, exposure, lens blur and sensor noise."""
     height, width = canvas.shape[:2]
     ys = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
     xs = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
@@ -309,7 +360,13 @@ def _camera(rng: np.random.Generator, canvas: FloatImage) -> Image:
     gain = 1.0 + gx * xs + gy * ys - vignette * (xs * xs + ys * ys) / 2
     canvas *= (gain * float(rng.uniform(0.8, 1.2)))[..., None]
     canvas *= rng.uniform(0.92, 1.08, 3).astype(np.float32)
+    if conditions.warmth:
+        canvas *= 1.0 + conditions.warmth * (_WARM - 1.0)
+    if conditions.light != 1.0:
+        canvas *= conditions.light
     sigma = float(rng.uniform(0.0, 1.3))
+    if conditions.blur is not None:
+        sigma = conditions.blur
     if sigma > 0.3:
         canvas = np.asarray(cv2.GaussianBlur(canvas, (0, 0), sigmaX=sigma), np.float32)
     canvas += rng.normal(0.0, rng.uniform(1.0, 4.0), canvas.shape).astype(np.float32)

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tally_synth._conditions import CONDITIONS
 from tally_synth._dataset import GROUND_TRUTH_FILE, write_dataset
 
 
@@ -31,18 +32,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=_size, default=(4000, 3000), help="WIDTHxHEIGHT")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument(
+        "--condition",
+        choices=list(CONDITIONS),
+        default="standard",
+        help="camera and light: "
+        + "; ".join(f"{c.name}: {c.description}" for c in CONDITIONS.values()),
+    )
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error("--count must be at least 1")
 
     started = time.perf_counter()
     width, height = args.size
-    truth = write_dataset(args.out_dir, args.count, args.seed, width, height, args.workers)
+    truth = write_dataset(
+        args.out_dir, args.count, args.seed, width, height, args.workers, args.condition
+    )
     labels = Counter(obj["label"] for objects in truth.values() for obj in objects)
     summary = ", ".join(f"{n} {label}" for label, n in sorted(labels.items()))
     elapsed = time.perf_counter() - started
     print(
-        f"wrote {len(truth)} photos ({width}x{height}; {summary}) and {GROUND_TRUTH_FILE} "
+        f"wrote {len(truth)} {args.condition} photos ({width}x{height}; {summary}) and "
+        f"{GROUND_TRUTH_FILE} "
         f"to {args.out_dir} in {elapsed:.1f} s",
         file=sys.stdout,
     )
