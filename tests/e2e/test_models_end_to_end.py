@@ -14,7 +14,7 @@ import pytest
 
 from tally_client.sdk import TallyClient
 from tally_model.layouts import wrapped_bytes
-from tally_stack.local_triton import Endpoints, LocalTriton
+from tally_stack.local_triton import Endpoints, LocalTriton, stub_pids
 from tally_synth import write_dataset
 from tests.e2e.harness import Stack, Worker, final_state, local_stack
 from tests.eventually import eventually
@@ -152,7 +152,10 @@ def test_a_session_on_a_custom_model_completes_through_a_triton_restart(
         what="the session under way",
     )
     assert triton.process is not None
-    triton.process.kill()  # SIGKILL (and reaped): Triton forgets the models loaded through its API
+    stubs = stub_pids(triton.runtime_dir / "backends")
+    assert stubs  # the custom model's (and the built-in one's) Python-backend stubs
+    triton.crash()  # SIGKILL, stubs too: Triton forgets the models loaded through its API
+    assert not set(stubs) & set(stub_pids(triton.runtime_dir / "backends"))
     triton.start()  # the same ports, its built-in model only; tally-models reconciles
     state = final_state(client, session, 300)
     assert {j["status"] for j in state["jobs"]} == {"completed"}, state["jobs"]

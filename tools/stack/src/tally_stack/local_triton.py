@@ -119,6 +119,22 @@ def _copy(source: Path, target: Path) -> None:
     shutil.copy2(source, target)
 
 
+def stub_pids(backends: Path) -> list[int]:
+    """The processes running a Python-backend stub copied into `backends` (from /proc)."""
+    prefix = str(backends.resolve()) + os.sep
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if argv0.startswith(prefix):
+            found.append(int(entry.name))
+    return found
+
+
 def server_command(
     env: TritonEnv, model_repository: Path, backends: Path, endpoints: Endpoints
 ) -> list[str]:
@@ -197,6 +213,18 @@ class LocalTriton:
         if self.process is not None:
             self.process.stop(timeout_s)
             self.process = None
+
+    def crash(self) -> None:
+        """SIGKILL Triton and the Python-backend stubs it started, as a pod's death takes all of
+        its processes: a stub outlives a Triton killed alone (it has no process group of its own
+        to be killed with unless Triton was detached)."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process = None
+        for pid in stub_pids(self.runtime_dir / "backends"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def __enter__(self) -> Self:
         self.start()
