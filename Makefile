@@ -85,6 +85,10 @@ train-model: torch ## train the detector from scratch (fixed seeds) and export d
 eval-model: install ## accuracy through slice → Triton → merge on 20 held-out 4000x3000 photos
 	$(VENV)/bin/tally-eval --photos 20 --json deploy/triton/eval_metrics.json
 
+.PHONY: eval-conditions
+eval-conditions: install ## the same on 12 held-out 4000x3000 photos of each camera and light condition (far, near, rotated, dim, warm, soft, heavy JPEG)
+	$(VENV)/bin/tally-eval --condition all --photos 12 --json deploy/triton/eval_conditions.json
+
 .PHONY: bench-detector
 bench-detector: install ## slices/s of the client against raw Triton, and per-photo latency
 	$(VENV)/bin/tally-bench-detector

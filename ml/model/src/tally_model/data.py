@@ -6,6 +6,7 @@ import io
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
@@ -42,8 +43,10 @@ def _photo(spec: PhotoSpec) -> Photo:
     return Photo(image, boxes, labels)
 
 
-def make_photos(seed: int, count: int, width: int, height: int, workers: int = 2) -> list[Photo]:
-    specs = [PhotoSpec(seed, i, width, height) for i in range(count)]
+def make_photos(
+    seed: int, count: int, width: int, height: int, workers: int = 2, condition: str = "standard"
+) -> list[Photo]:
+    specs = [PhotoSpec(seed, i, width, height, condition) for i in range(count)]
     if workers <= 1:
         return [_photo(s) for s in specs]
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -51,25 +54,40 @@ def make_photos(seed: int, count: int, width: int, height: int, workers: int = 2
 
 
 def random_crop(
-    photo: Photo, size: int, rng: np.random.Generator, focus_label: int | None = None
+    photo: Photo,
+    size: int,
+    rng: np.random.Generator,
+    focus_label: int | None = None,
+    zoom: float = 1.0,
 ) -> Crop:
     """A random square crop with a random flip and quarter turn (the camera looks straight down).
 
     With `focus_label`, the crop is placed around a random object of that class when the photo
-    has one: weeds are a few percent of the objects, and would otherwise be rarely seen.
+    has one: weeds are a few percent of the objects, and would otherwise be rarely seen. With
+    `zoom` above 1, half the crops are resized by a factor drawn log-uniformly from 1/zoom to
+    zoom: a square of size/factor pixels is cut and resized to size, its boxes with it.
     """
     height, width = photo.image.shape[:2]
-    x0 = int(rng.integers(0, width - size + 1))
-    y0 = int(rng.integers(0, height - size + 1))
+    factor = 1.0
+    if zoom > 1.0 and rng.random() < 0.5:
+        factor = float(np.exp(rng.uniform(-np.log(zoom), np.log(zoom))))
+    span = min(round(size / factor), width, height)  # the square cut from the photo
+    x0 = int(rng.integers(0, width - span + 1))
+    y0 = int(rng.integers(0, height - span + 1))
     candidates = np.flatnonzero(photo.labels == (-1 if focus_label is None else focus_label))
     if len(candidates):
         x1, y1, x2, y2 = photo.boxes[int(rng.choice(candidates))]
-        cx = (x1 + x2) / 2 + rng.uniform(-size / 3, size / 3)
-        cy = (y1 + y2) / 2 + rng.uniform(-size / 3, size / 3)
-        x0 = int(np.clip(cx - size / 2, 0, width - size))
-        y0 = int(np.clip(cy - size / 2, 0, height - size))
-    image = photo.image[y0 : y0 + size, x0 : x0 + size]
+        cx = (x1 + x2) / 2 + rng.uniform(-span / 3, span / 3)
+        cy = (y1 + y2) / 2 + rng.uniform(-span / 3, span / 3)
+        x0 = int(np.clip(cx - span / 2, 0, width - span))
+        y0 = int(np.clip(cy - span / 2, 0, height - span))
+    image = photo.image[y0 : y0 + span, x0 : x0 + span]
     boxes = photo.boxes - np.array([x0, y0, x0, y0], np.float32)
+    if span != size:
+        shrink = span > size
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        image = np.asarray(cv2.resize(image, (size, size), interpolation=interpolation), np.uint8)
+        boxes = boxes * np.float32(size / span)
     clipped = np.clip(boxes, 0, size)
     area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
     visible = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1)

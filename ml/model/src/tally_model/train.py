@@ -21,12 +21,12 @@ WEED = LABELS.index("weed")
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
     seed: int = 7
-    photos: int = 64
+    photos: int = 96
     photo_width: int = 2048
     photo_height: int = 1536
-    crop: int = 256
+    crop: int = 320
     batch: int = 24
-    steps: int = 2000
+    steps: int = 3000
     lr: float = 3e-3
     warmup: int = 60
     val_photos: int = 4
@@ -35,6 +35,8 @@ class TrainConfig:
     threads: int = 2
     log_every: int = 50
     focus_weed: float = 0.25  # share of crops centred on a weed
+    condition: str = "mixed"  # tally-synth condition of the training and validation photos
+    zoom: float = 1.25  # half the crops are resized by a factor in 1/zoom..zoom
 
 
 @dataclass(slots=True)
@@ -63,10 +65,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     rng = np.random.default_rng(config.seed)
 
     log(f"generating {config.photos} training photos ({config.photo_width}x{config.photo_height})")
-    photos = make_photos(config.seed, config.photos, config.photo_width, config.photo_height)
-    val = make_photos(
-        config.seed + 1_000_003, config.val_photos, config.photo_width, config.photo_height
-    )
+    size = (config.photo_width, config.photo_height)
+    photos = make_photos(config.seed, config.photos, *size, condition=config.condition)
+    val = make_photos(config.seed + 1_000_003, config.val_photos, *size, condition=config.condition)
     objects = sum(len(p.boxes) for p in photos)
     log(f"{objects} training objects; generation took {time.perf_counter() - started:.0f} s")
 
@@ -90,6 +91,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
                 config.crop,
                 rng,
                 focus_label=WEED if rng.random() < config.focus_weed else None,
+                zoom=config.zoom,
             )
             for _ in range(config.batch)
         ]
