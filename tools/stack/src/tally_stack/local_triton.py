@@ -214,7 +214,7 @@ class LocalTriton:
             self.process.stop(timeout_s)
             self.process = None
 
-    def crash(self) -> None:
+    def crash(self, timeout_s: float = 10.0) -> None:
         """SIGKILL Triton and the Python-backend stubs it started, as a pod's death takes all of
         its processes: a stub outlives a Triton killed alone (it has no process group of its own
         to be killed with unless Triton was detached)."""
@@ -222,9 +222,14 @@ class LocalTriton:
             return
         self.process.kill()
         self.process = None
-        for pid in stub_pids(self.runtime_dir / "backends"):
+        backends = self.runtime_dir / "backends"
+        for pid in stub_pids(backends):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        # SIGKILL is delivered, not done: a stub tearing down its shared memory is still there.
+        deadline = time.monotonic() + timeout_s
+        while stub_pids(backends) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def __enter__(self) -> Self:
         self.start()
