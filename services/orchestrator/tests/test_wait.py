@@ -1,4 +1,5 @@
-"""The wait model's pure parts: shares under fair dispatch, a queued job's place, the interval."""
+"""The wait model's pure parts: shares under fair dispatch with limits, a queued job's place,
+the division played forward, the interval, the measured capacity."""
 
 from __future__ import annotations
 
@@ -7,18 +8,22 @@ import math
 import pytest
 
 from tally_orchestrator._wait import (
+    DONE,
+    MODEL_SPREAD,
     Z_80,
-    Ahead,
     Capacity,
     Estimate,
     FixedCost,
     NoEstimate,
     OpenJob,
     RateWindow,
-    ahead_of_each,
-    estimate,
+    TenantWork,
+    estimate_jobs,
     fair_shares,
     fair_slots,
+    finish_times,
+    interval,
+    session_wait,
 )
 
 
@@ -55,44 +60,94 @@ def test_tenants_without_work_or_room_get_nothing() -> None:
     assert fair_shares(8, {}) == {}
 
 
+def _tenant(*slices: float, limit: int = 8, planned: bool = True) -> TenantWork:
+    return TenantWork([OpenJob(f"j{i}", n, planned) for i, n in enumerate(slices)], limit)
+
+
 def test_a_queued_job_waits_for_what_its_tenant_uploaded_before_it() -> None:
-    jobs = [
-        OpenJob("first", slices_left=40, started=True),
-        OpenJob("second", slices_left=88, started=False),
-        OpenJob("third", slices_left=88, started=False),
-    ]
-    ahead = ahead_of_each(jobs)
-    assert ahead["first"] == Ahead(40, 0)
-    assert ahead["second"] == Ahead(128, 1)
-    assert ahead["third"] == Ahead(216, 2)
+    # One tenant at 8 slices/s: 40, then 88, then 88 slices, in upload order.
+    ends = finish_times({"a": _tenant(40, 88, 88)}, window=8, rate=8.0, chunk_slices=16)
+    assert ends == pytest.approx({"j0": 5.0, "j1": 16.0, "j2": 27.0})
 
 
-def test_the_estimate_is_slices_over_the_tenants_rate_plus_fixed_costs() -> None:
+def test_a_second_tenant_halves_the_first_ones_rate() -> None:
+    alone = finish_times({"a": _tenant(1000)}, window=8, rate=100.0, chunk_slices=16)
+    assert alone == pytest.approx({"j0": 10.0})
+    a, b = _tenant(1000), TenantWork([OpenJob("b0", 1000, True)], 8)
+    shared = finish_times({"a": a, "b": b}, window=8, rate=100.0, chunk_slices=16)
+    assert shared == pytest.approx({"j0": 20.0, "b0": 20.0})
+
+
+def test_a_tenant_whose_work_runs_out_gives_its_share_back() -> None:
+    # b has 200 slices: both go at 50/s until b is done (4 s), then a alone at 100/s.
+    a, b = _tenant(1000), TenantWork([OpenJob("b0", 200, True)], 8)
+    ends = finish_times({"a": a, "b": b}, window=8, rate=100.0, chunk_slices=16)
+    assert ends == pytest.approx({"b0": 4.0, "j0": 4.0 + 800 / 100})
+
+
+def test_a_tenants_limit_bounds_its_rate_and_the_others_take_the_rest() -> None:
+    # Window 8, a may have 2 chunks out: a gets 2/8 of 100 slices/s, b the other 6/8.
+    a, b = _tenant(250, limit=2), TenantWork([OpenJob("b0", 750, True)], 8)
+    ends = finish_times({"a": a, "b": b}, window=8, rate=100.0, chunk_slices=16)
+    assert ends == pytest.approx({"j0": 10.0, "b0": 10.0})
+
+
+def test_the_estimate_adds_the_fixed_cost_of_a_photo_not_planned_yet() -> None:
     steady = Capacity(rate=100.0, spread=0.0)
-    alone = estimate(Ahead(1000, 2), steady, 1.0, 0.5, detectors=2)
-    assert alone == Estimate(11.0, 11.0, 11.0)  # 1000 / 100 + 2 × 0.5; no variation: no width
-    shared = estimate(Ahead(1000, 2), steady, 0.5, 0.5, detectors=2)
-    assert isinstance(shared, Estimate)
-    assert shared.seconds == 21.0  # half the share: the slices take twice as long
+    waits = estimate_jobs(
+        {"a": TenantWork([OpenJob("p", 500, True), OpenJob("u", 500, False)], 8)},
+        window=8,
+        capacity=steady,
+        detectors=2,
+        fixed_cost_s=0.5,
+        chunk_slices=16,
+    )
+    assert waits["p"] == interval(5.0, MODEL_SPREAD)
+    assert waits["u"] == interval(10.5, MODEL_SPREAD)  # 1000 slices, then its own fixed cost
 
 
-def test_the_interval_is_an_80_percent_one_around_the_estimate() -> None:
-    result = estimate(Ahead(1000, 0), Capacity(100.0, 0.2), 1.0, 0.0, detectors=1)
-    assert isinstance(result, Estimate)
-    assert result.low < result.seconds < result.high
+def test_the_interval_is_an_80_percent_one_wider_when_the_rate_or_the_share_varies() -> None:
+    assert interval(10.0, 0.0) == Estimate(10.0, 10.0, 10.0)
+    result = interval(10.0, 0.2)
     assert result.high == pytest.approx(10 * math.exp(Z_80 * 0.2), abs=0.1)
     assert result.low == pytest.approx(10 * math.exp(-Z_80 * 0.2), abs=0.1)
-    wider = estimate(Ahead(1000, 0), Capacity(100.0, 0.2), 1.0, 0.0, detectors=1, share_spread=0.3)
-    assert isinstance(wider, Estimate)
-    assert wider.low < result.low
-    assert wider.high > result.high
+
+    def width(capacity: Capacity, tenants: dict[str, TenantWork]) -> float:
+        wait = estimate_jobs(
+            tenants, window=8, capacity=capacity, detectors=1, fixed_cost_s=0, chunk_slices=16
+        )["j0"]
+        assert isinstance(wait, Estimate)
+        return wait.high / wait.low
+
+    alone = width(Capacity(100.0, 0.0), {"a": _tenant(1000)})
+    assert alone == pytest.approx(math.exp(2 * Z_80 * MODEL_SPREAD), rel=0.02)
+    assert width(Capacity(100.0, 0.3), {"a": _tenant(1000)}) > alone  # the rate varied
+    shared = {"a": _tenant(1000), "b": TenantWork([OpenJob("b0", 1000, True)], 8)}
+    assert width(Capacity(100.0, 0.0), shared) > alone  # half the share: it may move
 
 
 def test_nothing_is_estimated_without_detectors_or_a_rate_but_done_is_zero() -> None:
-    assert estimate(Ahead(10, 0), Capacity(5, 0), 1, 0, detectors=0) == NoEstimate("no_detector")
-    assert estimate(Ahead(10, 0), None, 1, 0, detectors=1) == NoEstimate("measuring")
-    assert estimate(Ahead(10, 0), Capacity(5, 0), 0, 0, detectors=1) == NoEstimate("measuring")
-    assert estimate(Ahead(0, 0), None, 0, 0, detectors=0) == Estimate(0.0, 0.0, 0.0)
+    tenants = {"a": TenantWork([OpenJob("open", 10, True), OpenJob("done", 0, True)], 8)}
+
+    def waits(capacity: Capacity | None, detectors: int) -> dict[str, Estimate | NoEstimate]:
+        return estimate_jobs(
+            tenants,
+            window=8,
+            capacity=capacity,
+            detectors=detectors,
+            fixed_cost_s=0,
+            chunk_slices=16,
+        )
+
+    assert waits(Capacity(5, 0), 0) == {"open": NoEstimate("no_detector"), "done": DONE}
+    assert waits(None, 1) == {"open": NoEstimate("measuring"), "done": DONE}
+    assert waits(Capacity(0, 0), 1)["open"] == NoEstimate("measuring")
+
+
+def test_a_session_waits_for_its_last_job_or_has_no_estimate_with_the_reason() -> None:
+    assert session_wait([Estimate(3, 2, 4), Estimate(9, 7, 11)]) == Estimate(9, 7, 11)
+    assert session_wait([Estimate(3, 2, 4), NoEstimate("measuring")]) == NoEstimate("measuring")
+    assert session_wait([]) == DONE
 
 
 def test_the_rate_window_measures_recent_work_only() -> None:
@@ -124,6 +179,28 @@ def test_a_changing_rate_has_a_spread_and_a_restarted_count_starts_afresh() -> N
     assert capacity.spread == pytest.approx(math.log(4) / 2, rel=0.2)
     window.add(61.0, 5)  # the count went down: what counts was restarted
     assert window.capacity() is None
+
+
+def test_idle_time_is_not_measured_and_a_lost_detector_scales_the_capacity() -> None:
+    window = RateWindow(window_s=60, min_span_s=5)
+    for second in range(11):
+        window.add(float(second), 40 * second, detectors=2)
+    assert window.capacity() == Capacity(40.0, 0.0)
+    window.add(100.0, 400, detectors=2, busy=False)  # 90 s with nothing to do...
+    window.add(101.0, 400, detectors=2)
+    window.add(103.0, 480, detectors=2)
+    capacity = window.capacity()
+    assert capacity is not None
+    assert capacity.rate == 40.0  # ...do not count: the last capacity stands until measured anew
+    window.add(104.0, 520, detectors=1)  # a detector was lost
+    capacity = window.capacity()
+    assert capacity is not None
+    assert capacity.rate == 20.0  # at once, before anything is measured at one detector
+    for second in range(105, 112):
+        window.add(float(second), 520 + 30 * (second - 104), detectors=1)
+    capacity = window.capacity()
+    assert capacity is not None
+    assert capacity.rate == pytest.approx(30.0)  # then what one detector is measured to do
 
 
 def test_the_fixed_cost_is_learned_from_measurements() -> None:

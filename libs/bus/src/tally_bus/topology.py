@@ -21,7 +21,14 @@ import aio_pika.exceptions
 from aio_pika.abc import AbstractChannel, ExchangeType
 from google.protobuf.message import Message
 
-from tally_contracts.v1 import Cancel, ChunkResult, DetectChunk, JobEvent, PhotoUploaded
+from tally_contracts.v1 import (
+    Cancel,
+    ChunkResult,
+    DetectChunk,
+    JobEvent,
+    PhotoUploaded,
+    SessionWait,
+)
 
 DEFAULT_DELIVERY_LIMIT: Final = 5
 # A detector holds two chunks (its prefetch), so each detector that dies charges both with a
@@ -118,6 +125,10 @@ class Topology:
     def job_event(self) -> Route[JobEvent]:
         return Route(self.events_exchange, "job.event", JobEvent)
 
+    @property
+    def session_wait(self) -> Route[SessionWait]:
+        return Route(self.events_exchange, "session.wait", SessionWait)
+
     # Queues: what a consumer needs.
     @property
     def photos_queue(self) -> QueueSpec[PhotoUploaded]:
@@ -157,6 +168,12 @@ class Topology:
         return QueueSpec(f"{self.prefix}.projector.events", self.job_event)
 
     @property
+    def waits_queue(self) -> QueueSpec[SessionWait]:
+        """The sessions' waits, for the projector (one a few seconds per open session; a lost
+        one is replaced by the next, so no retries: a failed fold goes back to the queue)."""
+        return QueueSpec(f"{self.prefix}.projector.waits", self.session_wait)
+
+    @property
     def queues(self) -> tuple[QueueSpec[Message], ...]:
         return (
             self.photos_queue,
@@ -164,6 +181,7 @@ class Topology:
             self.results_queue,
             self.cancels_queue,
             self.events_queue,
+            self.waits_queue,
         )
 
     async def declare(self, channel: AbstractChannel) -> None:

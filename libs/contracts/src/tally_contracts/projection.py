@@ -113,6 +113,17 @@ def announce_keys(session_id: Id, job_ids: Iterable[Id]) -> list[str]:
     ]
 
 
+def wait_keys(session_id: Id, job_ids: Iterable[Id]) -> list[str]:
+    """What folding a session's wait (_wait.lua) touches, as its KEYS: session,
+    session_events, session_changes, then each job's hash."""
+    return [
+        session_key(session_id),
+        session_events_key(session_id),
+        session_changes_key(session_id),
+        *(job_key(job_id) for job_id in job_ids),
+    ]
+
+
 def session_read_keys(session_id: Id) -> list[str]:
     """What the gateway's read of a session (its _session.lua: the summary, a page or a delta)
     takes, as its KEYS: ready, session, session_order, session_changes."""

@@ -63,6 +63,33 @@ def eta_seconds(
     return round(left / rate, 1)
 
 
+# Why a job or session has no ETA when neither the wait model nor its own throughput gives one.
+MEASURING = "measuring"
+
+
+def _wait(fields: dict[str, str], fallback: float | None, open_: bool) -> dict[str, Any]:
+    """The ETA fields of a job or session: the wait model's estimate when the projection has
+    one (`eta`, `eta_low`, `eta_high`, or `eta_reason` when there is none; as of `eta_at`),
+    else `fallback`, from the measured throughput, without a range. Nothing open: `fallback`
+    (a job's is null, a session's 0) and no reason."""
+    if open_ and "eta" in fields:
+        return {
+            "eta_seconds": float(fields["eta"]),
+            "eta_range": [float(fields["eta_low"]), float(fields["eta_high"])],
+            "eta_reason": None,
+            "eta_at": fields.get("eta_at"),
+        }
+    if open_ and "eta_reason" in fields:
+        return {
+            "eta_seconds": None,
+            "eta_range": None,
+            "eta_reason": fields["eta_reason"],
+            "eta_at": fields.get("eta_at"),
+        }
+    reason = MEASURING if open_ and fallback is None else None
+    return {"eta_seconds": fallback, "eta_range": None, "eta_reason": reason, "eta_at": None}
+
+
 def job_from_projection(fields: dict[str, str]) -> dict[str, Any]:
     status = fields.get("status", JobStatus.QUEUED)
     processed, total = int(fields.get("processed", "0")), int(fields.get("total", "0"))
@@ -81,8 +108,10 @@ def job_from_projection(fields: dict[str, str]) -> dict[str, Any]:
         "started_at": fields.get("started_at"),
         "completed_at": fields.get("completed_at"),
         "updated_at": fields.get("updated_at"),
-        "eta_seconds": _job_eta(
-            status, processed, total, fields.get("started_at"), fields.get("updated_at")
+        **_wait(
+            fields,
+            _job_eta(status, processed, total, fields.get("started_at"), fields.get("updated_at")),
+            status not in FINAL,
         ),
         "error_message": fields.get("error_message"),
         "warnings": json.loads(fields.get("warnings", "[]")),
@@ -110,8 +139,12 @@ def job_from_record(job: Job, counts: dict[str, int] | None) -> dict[str, Any]:
         "started_at": iso(job.started_at),
         "completed_at": iso(job.completed_at),
         "updated_at": iso(job.updated_at),
-        "eta_seconds": _job_eta(
-            job.status, job.processed, job.total, iso(job.started_at), iso(job.updated_at)
+        **_wait(
+            {},
+            _job_eta(
+                job.status, job.processed, job.total, iso(job.started_at), iso(job.updated_at)
+            ),
+            job.status not in FINAL,
         ),
         "error_message": job.error_message,
         "warnings": list(job.warnings),
@@ -138,7 +171,7 @@ def summary(jobs: list[dict[str, Any]]) -> dict[str, Any]:
         first_active=min(started, default=None),
         last_active=max(worked, default=None),
     )
-    return _summary(len(jobs), by_status, done, planned, eta if jobs else None)
+    return _summary(len(jobs), by_status, done, planned, _wait({}, eta, bool(open_jobs)), jobs)
 
 
 def summary_from_session(fields: dict[str, str]) -> dict[str, Any]:
@@ -162,8 +195,14 @@ def summary_from_session(fields: dict[str, str]) -> dict[str, Any]:
         last_active=moment("last_active"),
     )
     by_status: Counter[str] = Counter({status: number(status) for status in STATUSES})
+    open_ = any(by_status[status] for status in ACTIVE)
     return _summary(
-        total, by_status, number("slices_done"), number("slices_total"), eta if total else None
+        total,
+        by_status,
+        number("slices_done"),
+        number("slices_total"),
+        _wait(fields, eta, open_),
+        total,
     )
 
 
@@ -173,13 +212,23 @@ def finished(summary: dict[str, Any]) -> bool:
 
 
 def _summary(
-    total: int, by_status: Counter[str], done: int, planned: int, eta: float | None
+    total: int,
+    by_status: Counter[str],
+    done: int,
+    planned: int,
+    wait: dict[str, Any],
+    any_jobs: object,
 ) -> dict[str, Any]:
+    """The summary object; a session without jobs has no ETA (nothing was asked yet)."""
+    if not any_jobs:
+        wait = {"eta_seconds": None, "eta_range": None, "eta_reason": None, "eta_at": None}
+    elif wait["eta_seconds"] == 0:
+        wait |= {"eta_range": [0.0, 0.0]}
     return {
         "total": total,
         **{status: by_status.get(status, 0) for status in STATUSES},
         "overall_progress_percent": round(100.0 * min(done, planned) / planned, 1)
         if planned
         else None,
-        "eta_seconds": eta,
+        **wait,
     }

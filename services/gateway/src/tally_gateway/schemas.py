@@ -14,6 +14,8 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 from tally_web.schemas import JobBase, Moment, SessionPublic
 
 Percent = Annotated[float, Field(ge=0, le=100)]
+EtaRange = Annotated[list[float], Field(min_length=2, max_length=2, examples=[[180.0, 360.0]])]
+EtaReason = Literal["no_detector", "measuring"]
 
 
 class Summary(BaseModel):
@@ -29,8 +31,19 @@ class Summary(BaseModel):
         description="slices done of slices planned; null while nothing is planned"
     )
     eta_seconds: float | None = Field(
-        description="from the measured throughput; 0 when nothing is open, null without a rate"
+        description="seconds until the session's last open job is done, as of `eta_at` (the "
+        "wait model's best estimate; before its first, the session's measured throughput); 0 "
+        "when nothing is open, null when nothing can be estimated (see `eta_reason`)"
     )
+    eta_range: EtaRange | None = Field(
+        description="an 80 % interval [low, high] around `eta_seconds`, in seconds as of "
+        "`eta_at`; null without an estimate of the wait model"
+    )
+    eta_reason: EtaReason | None = Field(
+        description="why `eta_seconds` is null: no detector is running, or the detectors have "
+        "not worked long enough to measure their rate"
+    )
+    eta_at: Moment | None = Field(description="when the ETA was estimated (count down from it)")
 
 
 class ResultSummary(BaseModel):
@@ -52,7 +65,14 @@ class JobPublic(JobBase):
     started_at: Moment | None
     completed_at: Moment | None
     updated_at: Moment | None
-    eta_seconds: float | None
+    eta_seconds: float | None = Field(
+        description="seconds until the job is done, as of `eta_at`, with queued jobs waiting "
+        "for what their tenant uploaded before them; null when it is final or nothing can be "
+        "estimated (see `eta_reason`)"
+    )
+    eta_range: EtaRange | None = Field(description="an 80 % interval [low, high], as of eta_at")
+    eta_reason: EtaReason | None = Field(description="why an open job's eta_seconds is null")
+    eta_at: Moment | None = Field(description="when the ETA was estimated")
     error_message: str | None
     warnings: list[str] = Field(examples=[["no_detections"]])
     thumbnail_url: str = Field(examples=["/v1/jobs/0b5c…/thumbnail"])

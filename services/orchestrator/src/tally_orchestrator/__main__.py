@@ -36,6 +36,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
         set_readiness(readiness)
         dispatch_task = asyncio.create_task(deps.dispatcher.run(), name="dispatch")
+        waits_task = asyncio.create_task(deps.waits.run(), name="waits")
         sweep_task = asyncio.create_task(sweep_stalled(deps), name="stalled-jobs")
         consumers = [
             await bus.consume(
@@ -62,6 +63,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.gather(*(c.stop(settings.shutdown_grace_s) for c in consumers))
         dispatch_task.cancel()
+        waits_task.cancel()
         await relay.drain()
         relay_task.cancel()
         backlog_task.cancel()

@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -75,6 +76,18 @@ class Backlog:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenJobRow:
+    """An open job, as the wait model needs it: whose, its slices left (a photo not planned
+    yet: the slices it was planned at upload) and whether it is planned."""
+
+    tenant_id: uuid.UUID
+    session_id: uuid.UUID
+    job_id: uuid.UUID
+    slices_left: int
+    planned: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedChunk:
     """A chunk of a planned job, held back until the dispatcher sends `message`."""
 
@@ -126,11 +139,11 @@ class Records:
         chunk_count: int,
         messages: Sequence[OutboxEntry],
         chunks: Sequence[PlannedChunk] = (),
-    ) -> bool:
+    ) -> datetime | None:
         """Record a queued job's slice plan, hold its `chunks` for the dispatcher and queue its
-        `messages`, in one transaction.
+        `messages`, in one transaction; return when the job was uploaded.
 
-        False, and nothing written, when the job is not queued and unplanned: planned already (a
+        None, and nothing written, when the job is not queued and unplanned: planned already (a
         redelivered message), cancelled, or not this tenant's.
         """
         async with self._store.transaction() as connection:
@@ -145,7 +158,7 @@ class Records:
                 chunk_count,
             )
             if created_at is None:
-                return False
+                return None
             await connection.executemany(
                 """INSERT INTO chunk_dispatch (job_id, chunk_index, tenant_id, slices, exchange,
                                                routing_key, message_type, payload, headers,
@@ -168,7 +181,7 @@ class Records:
                 ],
             )
             await enqueue(connection, messages)
-            return True
+            return created_at  # type: ignore[no-any-return]
 
     async def dispatch(self, limits: DispatchLimits) -> list[tuple[uuid.UUID, int]]:
         """Send held chunks to the detectors (through the outbox) while fewer than
@@ -461,6 +474,22 @@ class Records:
             float(row["mean_total"]),
             int(row["done"]),
         )
+
+    async def open_jobs(self) -> list[OpenJobRow]:
+        """Every open job, all tenants, each tenant's in upload order (the order its chunks are
+        dispatched in): what the wait model divides the detectors among."""
+        rows = await self._store.pool.fetch(
+            """SELECT tenant_id, session_id, id,
+                      greatest(CASE WHEN total > 0 THEN total ELSE planned_slices END
+                               - processed, 0) AS left, total > 0 AS planned
+               FROM jobs WHERE status = ANY($1::text[])
+               ORDER BY tenant_id, created_at, id""",
+            _ACTIVE,
+        )
+        return [
+            OpenJobRow(r["tenant_id"], r["session_id"], r["id"], int(r["left"]), r["planned"])
+            for r in rows
+        ]
 
     async def stalled_jobs(self, quiet_s: float, limit: int = 100) -> list[Job]:
         """Jobs being processed that have not moved for `quiet_s` seconds, all tenants (the

@@ -1,12 +1,19 @@
 """The model of a customer's wait: how long until each open job is done. Pure functions and
-small value types; the orchestrator feeds them what it measures and what fair dispatch decides.
+small value types; the orchestrator (`_waits.Waits`) feeds them what it measures and what fair
+dispatch decides.
 
-A job's wait is the slices ahead of it (its own remaining, plus what its tenant has queued before
-it: a tenant's chunks go in upload order) divided by its tenant's rate, plus the fixed cost of
-every photo among them not yet started (fetch and decode before a photo's first chunk). The
-tenant's rate is the detectors' capacity, measured over a recent window, times the tenant's
-share of it under fair dispatch: the window's slots divided max-min fairly among the tenants
-with work, each capped by its in-flight limit and by what it has left.
+The detectors' capacity (slices/s, all of them) is measured over a recent window while there is
+work. Fair dispatch divides it among the tenants with work: each holds an equal part of the
+window of chunks out, unless its in-flight limit (or what it has left) is lower, and what a
+capped tenant leaves is shared by the others (max-min fairness). A tenant's chunks go in upload
+order, so a job ends when its own slices and everything its tenant uploaded before it are done.
+When a tenant's work runs out, the others' shares grow: the model plays the division forward,
+tenant by tenant (processor sharing), instead of assuming today's shares last. A photo not yet
+planned adds its fixed cost (fetch, decode and planning before its first chunk), learned from
+what was measured.
+
+The interval is an 80 % one on the log of the wait: the wait is a quotient of positive
+quantities, so its errors multiply.
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ K = TypeVar("K", bound=Hashable)
 
 # The interval is an 80 % one: ± this many standard deviations (of the log of the wait).
 Z_80: Final = 1.2816
+# What the model misses even when the rate is steady (chunks finish in bursts, results take a
+# moment to merge and store): the log wait's standard deviation at the least.
+MODEL_SPREAD: Final = 0.06
+# How much a share below 1 may still move (tenants arriving and leaving, limits): the log wait's
+# standard deviation for a tenant with none of the capacity, in proportion below that.
+SHARE_SPREAD: Final = 0.2
 
 
 def fair_slots(window: int, caps: Mapping[K, int]) -> dict[K, float]:
@@ -48,38 +61,63 @@ def fair_shares(window: int, caps: Mapping[K, int]) -> dict[K, float]:
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
-    """What all detectors did over the recent window: slices per second, and how much the rate
-    varied between its intervals (standard deviation of the log rate; 0 when steady)."""
+    """What all detectors do: slices per second, and how much the rate varied between the
+    recent window's intervals (standard deviation of the log rate; 0 when steady)."""
 
     rate: float
     spread: float
 
 
 class RateWindow:
-    """Slices completed by all detectors, as (time, count) reads of a running total, kept over
-    the last `window_s` seconds. The rate is the slices over the time they took; the spread
+    """The detectors' capacity from reads of the running total of slices done, kept over the
+    last `window_s` seconds of work. The rate is the slices over the time they took; the spread
     comes from the rates of successive intervals of at least `bucket_s` (shorter ones would
-    measure how chunks arrive in bursts, not how the rate changes)."""
+    measure how chunks arrive in bursts, not how the rate changes).
 
-    def __init__(self, window_s: float = 60.0, min_span_s: float = 2.0, bucket_s: float = 5.0):
+    Only time with work counts: a read with nothing pending ends the window (the capacity last
+    measured stays, for the next work). When the number of detectors changes, the window starts
+    afresh from the last capacity scaled to the new number, until `min_span_s` of work at the
+    new number has been measured."""
+
+    def __init__(self, window_s: float = 60.0, min_span_s: float = 5.0, bucket_s: float = 5.0):
         if window_s <= 0 or min_span_s <= 0 or bucket_s <= 0:
             raise ValueError("window_s, min_span_s and bucket_s must be positive")
         self._window_s = window_s
         self._min_span_s = min_span_s
         self._bucket_s = bucket_s
         self._reads: deque[tuple[float, int]] = deque()
+        self._detectors = 0
+        self._last: Capacity | None = None
 
-    def add(self, at: float, total: int) -> None:
-        """A read of the running total at time `at` (reads come in time order; a total that
-        went down, as after a restart of what counts, starts the window afresh)."""
+    def add(self, at: float, total: int, *, detectors: int = 1, busy: bool = True) -> None:
+        """A read of the running total at time `at`, with the detectors consuming now and
+        whether work was pending. Reads come in time order; a total that went down (what counts
+        was restarted) forgets everything."""
         if self._reads and (at < self._reads[-1][0] or total < self._reads[-1][1]):
+            self._reads.clear()
+            self._last = None
+        if detectors != self._detectors or not busy:
+            measured = self._measured()
+            if measured is not None:
+                self._last = measured
+            if detectors != self._detectors and self._last is not None:
+                scale = detectors / self._detectors if self._detectors and detectors else 1.0
+                self._last = Capacity(self._last.rate * scale, self._last.spread)
+            self._detectors = detectors
             self._reads.clear()
         self._reads.append((at, total))
         while len(self._reads) > 2 and self._reads[1][0] <= at - self._window_s:
             self._reads.popleft()
 
     def capacity(self) -> Capacity | None:
-        """None until the reads span `min_span_s` (nothing can be said yet)."""
+        """The capacity measured now, or the last one while too little has been measured since
+        (None: nothing is known yet)."""
+        measured = self._measured()
+        if measured is not None:
+            self._last = measured
+        return self._last
+
+    def _measured(self) -> Capacity | None:
         if len(self._reads) < 2:
             return None
         (t0, n0), (t1, n1) = self._reads[0], self._reads[-1]
@@ -98,8 +136,9 @@ class RateWindow:
 
 
 class FixedCost:
-    """A photo's fixed cost in seconds (fetch and decode before its first chunk), learned as an
-    exponentially weighted mean of what was measured; `initial` until the first measurement."""
+    """A photo's fixed cost in seconds (fetch, decode and planning before its first chunk),
+    learned as an exponentially weighted mean of what was measured; `initial` until the first
+    measurement."""
 
     def __init__(self, initial: float = 0.5, weight: float = 0.2) -> None:
         if not 0 < weight <= 1:
@@ -110,7 +149,7 @@ class FixedCost:
 
     def observe(self, seconds: float) -> None:
         if seconds < 0:
-            return
+            return  # a clock step, not a measurement
         if not self._seen:
             self.seconds, self._seen = seconds, True
         else:
@@ -119,37 +158,70 @@ class FixedCost:
 
 @dataclass(frozen=True, slots=True)
 class OpenJob:
-    """One of a tenant's open jobs, in the tenant's upload order: its slices left (for a photo
-    not yet planned, the tenant's mean planned size) and whether its photo has started."""
+    """One of a tenant's open jobs: its slices left and whether its photo has been planned
+    (one not planned yet still has its fixed cost to pay)."""
 
     job_id: str
     slices_left: float
-    started: bool
+    planned: bool
 
 
 @dataclass(frozen=True, slots=True)
-class Ahead:
-    """What stands before a job's end: slices, and photos whose fixed cost is still to pay."""
+class TenantWork:
+    """A tenant's open jobs in upload order (the order its chunks go in), and its in-flight
+    limit in chunks."""
 
-    slices: float
-    photos: int
+    jobs: Sequence[OpenJob]
+    limit: int
 
 
-def ahead_of_each(jobs: Sequence[OpenJob]) -> dict[str, Ahead]:
-    """For each job of one tenant (in upload order), the slices and unstarted photos ahead of
-    its end: its own and every earlier job's (fair dispatch sends a tenant's chunks in upload
-    order, so a job ends when everything before it has been sent and done)."""
-    ahead: dict[str, Ahead] = {}
-    slices, photos = 0.0, 0
-    for job in jobs:
-        slices += max(job.slices_left, 0.0)
-        photos += 0 if job.started else 1
-        ahead[job.job_id] = Ahead(slices, photos)
-    return ahead
+def _chunks(slices: float, chunk_slices: int) -> int:
+    return math.ceil(slices / chunk_slices - 1e-9) if slices > 0 else 0
+
+
+def finish_times(
+    tenants: Mapping[K, TenantWork], window: int, rate: float, chunk_slices: int
+) -> dict[str, float]:
+    """Seconds until each open job's last slice is done, with the detectors doing `rate`
+    slices/s divided fairly (`fair_slots`) among the tenants with work left, each tenant's
+    jobs done in upload order. The division is played forward: when a tenant's work runs out,
+    the others share what it held. `rate` must be positive."""
+    left = {t: [max(j.slices_left, 0.0) for j in w.jobs] for t, w in tenants.items()}
+    position = dict.fromkeys(tenants, 0)  # each tenant's first job not done
+    rest = {t: sum(jobs) for t, jobs in left.items()}  # each tenant's slices left, in all
+    ends: dict[str, float] = {}
+    clock = 0.0
+
+    def settle(tenant: K) -> None:  # jobs with nothing left end now
+        jobs = tenants[tenant].jobs
+        while position[tenant] < len(jobs) and left[tenant][position[tenant]] <= 1e-9:
+            ends[jobs[position[tenant]].job_id] = clock
+            position[tenant] += 1
+
+    for tenant in tenants:
+        settle(tenant)
+    while active := [t for t in tenants if position[t] < len(tenants[t].jobs)]:
+        caps = {t: min(tenants[t].limit, _chunks(rest[t], chunk_slices)) for t in active}
+        slots = fair_slots(window, caps)
+        used = sum(slots.values())
+        speeds = {t: rate * slots[t] / used for t in active if slots[t] > 0}
+        if not speeds:  # no room for anyone (an empty window): nothing ends
+            break
+        # The phase lasts until a tenant's current job ends: then caps (and speeds) may change.
+        step = min(left[t][position[t]] / speed for t, speed in speeds.items())
+        clock += step
+        for t, speed in speeds.items():
+            done = speed * step
+            left[t][position[t]] = max(left[t][position[t]] - done, 0.0)
+            rest[t] = max(rest[t] - done, 0.0)
+            settle(t)
+    return ends
 
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
+    """Seconds until done, with an 80 % interval [low, high]."""
+
     seconds: float
     low: float
     high: float
@@ -163,28 +235,57 @@ class NoEstimate:
     reason: str
 
 
-def estimate(
-    ahead: Ahead,
-    capacity: Capacity | None,
-    share: float,
-    fixed_cost_s: float,
-    *,
-    detectors: int,
-    share_spread: float = 0.0,
-) -> Estimate | NoEstimate:
-    """A job's wait: the slices ahead at the tenant's rate (capacity × share) plus the fixed
-    costs ahead, with an 80 % interval from the variation of the rate and of the share
-    (log-normal: the wait is a quotient of positive quantities)."""
-    if ahead.slices <= 0 and ahead.photos == 0:
-        return Estimate(0.0, 0.0, 0.0)
-    if detectors <= 0:
-        return NoEstimate("no_detector")
-    if capacity is None or capacity.rate <= 0 or share <= 0:
-        return NoEstimate("measuring")
-    seconds = ahead.slices / (capacity.rate * share) + ahead.photos * fixed_cost_s
-    sigma = math.hypot(capacity.spread, share_spread)
+DONE: Final = Estimate(0.0, 0.0, 0.0)
+
+
+def interval(seconds: float, spread: float) -> Estimate:
+    """The estimate with its 80 % interval, for a log wait's standard deviation `spread`."""
     return Estimate(
         round(seconds, 1),
-        round(seconds * math.exp(-Z_80 * sigma), 1),
-        round(seconds * math.exp(Z_80 * sigma), 1),
+        round(seconds * math.exp(-Z_80 * spread), 1),
+        round(seconds * math.exp(Z_80 * spread), 1),
     )
+
+
+def estimate_jobs(
+    tenants: Mapping[K, TenantWork],
+    *,
+    window: int,
+    capacity: Capacity | None,
+    detectors: int,
+    fixed_cost_s: float,
+    chunk_slices: int,
+) -> dict[str, Estimate | NoEstimate]:
+    """Every open job's wait: its end under fair dispatch (`finish_times`), plus the fixed cost
+    of its photo when it is not planned yet, with an interval from the rate's recent variation,
+    the model's own error and how far the tenant's share is below the whole."""
+    jobs = [j for w in tenants.values() for j in w.jobs]
+    if detectors <= 0 or capacity is None or capacity.rate <= 0:
+        why = NoEstimate("no_detector" if detectors <= 0 else "measuring")
+        return {j.job_id: (DONE if j.slices_left <= 0 and j.planned else why) for j in jobs}
+    ends = finish_times(tenants, window, capacity.rate, chunk_slices)
+    caps = {
+        t: min(w.limit, _chunks(sum(j.slices_left for j in w.jobs), chunk_slices))
+        for t, w in tenants.items()
+    }
+    shares = fair_shares(window, caps)
+    waits: dict[str, Estimate | NoEstimate] = {}
+    for tenant, work in tenants.items():
+        spread = math.hypot(capacity.spread, MODEL_SPREAD, SHARE_SPREAD * (1 - shares[tenant]))
+        for job in work.jobs:
+            if job.job_id not in ends:
+                waits[job.job_id] = NoEstimate("measuring")
+                continue
+            seconds = ends[job.job_id] + (0.0 if job.planned else fixed_cost_s)
+            waits[job.job_id] = DONE if seconds <= 0 else interval(seconds, spread)
+    return waits
+
+
+def session_wait(jobs: Sequence[Estimate | NoEstimate]) -> Estimate | NoEstimate:
+    """A session's wait: until its last open job is done (the longest of its jobs' waits); no
+    estimate when any of its jobs has none, for the first such job's reason."""
+    for wait in jobs:
+        if isinstance(wait, NoEstimate):
+            return wait
+    estimates = [w for w in jobs if isinstance(w, Estimate)]
+    return max(estimates, key=lambda e: e.seconds, default=DONE)

@@ -40,6 +40,12 @@ class Settings(S3Fields, BusFields):
     stalled_after_s: float = Field(default=600.0, gt=0)
     stalled_check_s: float = Field(default=30.0, gt=0)
     backlog_interval_s: float = Field(default=5.0, gt=0)  # how often /metrics' backlog is sampled
+    # The wait model (_waits.py): every open session's ETA is estimated this often, and at once
+    # (but not more often than `eta_min_interval_s`) when the world changes; the detectors'
+    # capacity is measured over the last `eta_window_s` seconds of work.
+    eta_interval_s: float = Field(default=2.0, gt=0)
+    eta_min_interval_s: float = Field(default=0.25, ge=0)
+    eta_window_s: float = Field(default=60.0, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from tally_bus import Bus
 from tally_db import OutboxRelay, Store
 from tally_orchestrator._records import Records
+from tally_orchestrator._waits import Waits
 from tally_orchestrator.config import Settings
 from tally_orchestrator.dispatch import Dispatcher
 from tally_storage import ObjectStore
@@ -23,15 +24,18 @@ class Deps:
     relay: OutboxRelay
     objects: ObjectStore
     dispatcher: Dispatcher
+    waits: Waits
 
     @classmethod
     def build(cls, settings: Settings, store: Store, bus: Bus, objects: ObjectStore) -> Deps:
-        """The bundle over open connections: the outbox relay, the records and the dispatcher
-        on top of them (tests that bring their own bus or store build it here too)."""
+        """The bundle over open connections: the outbox relay, the records, the dispatcher and
+        the wait model on top of them (tests that bring their own bus or store build it here
+        too)."""
         relay = OutboxRelay(store, bus.publish_encoded, settings.relay_interval_s)
         records = Records(store, bus.topology)
         dispatcher = Dispatcher(settings, records, bus, relay)
-        return cls(settings, store, records, bus, relay, objects, dispatcher)
+        waits = Waits(settings, records, bus)
+        return cls(settings, store, records, bus, relay, objects, dispatcher, waits)
 
     @classmethod
     @contextlib.asynccontextmanager

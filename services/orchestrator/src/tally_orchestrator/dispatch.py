@@ -28,6 +28,12 @@ WINDOW = Gauge("tally_dispatch_window", "Chunks allowed out with the detectors a
 DISPATCHED = Counter("tally_chunks_dispatched", "Chunks sent to the detectors")
 
 
+def limits_for(settings: Settings, detectors: int) -> DispatchLimits:
+    """The limits while `detectors` consume the detectors' queue."""
+    window = max(settings.dispatch_min, detectors * settings.dispatch_per_detector)
+    return DispatchLimits(window, settings.tenant_max_in_flight, settings.tenant_limits)
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, records: Records, bus: Bus, relay: OutboxRelay) -> None:
         self._settings = settings
@@ -42,11 +48,10 @@ class Dispatcher:
 
     async def limits(self) -> DispatchLimits:
         """The window grows and shrinks with the detectors consuming the queue."""
-        s = self._settings
         state = await self._bus.queue_state(self._bus.topology.chunks_queue)
-        window = max(s.dispatch_min, state.consumers * s.dispatch_per_detector)
-        WINDOW.set(window)
-        return DispatchLimits(window, s.tenant_max_in_flight, s.tenant_limits)
+        limits = limits_for(self._settings, state.consumers)
+        WINDOW.set(limits.window)
+        return limits
 
     async def dispatch(self) -> int:
         """One round: send what the limits allow now; return how many chunks went."""

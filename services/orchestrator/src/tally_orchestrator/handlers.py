@@ -82,9 +82,12 @@ async def handle_photo_uploaded(message: PhotoUploaded, deps: Deps) -> None:
         planned=JobEvent.Planned(total_slices=total, chunk_count=len(chunks)),
     )
     entries = [OutboxEntry.of(routes.job_event, planned, headers)]
-    if await deps.records.plan_job(tenant_id, job_id, total, len(chunks), entries, held):
+    uploaded_at = await deps.records.plan_job(tenant_id, job_id, total, len(chunks), entries, held)
+    if uploaded_at is not None:
         deps.relay.notify()
         deps.dispatcher.notify()
+        deps.waits.planned(uploaded_at)
+        deps.waits.notify()  # a tenant may have arrived: every share changes
         log.info("job %s: %d slices in %d chunks", job_id, total, len(chunks))
     else:
         log.info("job %s is planned already, cancelled or unknown: nothing to do", job_id)
@@ -172,6 +175,7 @@ async def handle_cancel(message: Cancel, deps: Deps) -> None:
     if jobs:
         deps.relay.notify()
         deps.dispatcher.notify()
+        deps.waits.notify()  # the work ahead of others shrank, or a tenant left
     log.info("session %s: cancelled %d jobs (%s)", session_id, len(jobs), reason)
 
 
@@ -187,6 +191,7 @@ async def _fail(job: JobRef, code: str, reason: str, deps: Deps) -> None:
         FAILED.labels(code).inc()
         deps.relay.notify()
         deps.dispatcher.notify()
+        deps.waits.notify()
 
 
 async def give_up_photo(message: PhotoUploaded, reason: str, deps: Deps) -> None:

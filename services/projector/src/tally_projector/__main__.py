@@ -15,7 +15,7 @@ import sys
 
 from tally_projector.config import Settings
 from tally_projector.deps import Deps
-from tally_projector.handlers import handle_job_event
+from tally_projector.handlers import handle_job_event, handle_session_wait
 from tally_projector.rebuild import rebuild
 from tally_worker import run_worker, set_readiness
 
@@ -35,15 +35,22 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             }
 
         set_readiness(readiness)
-        consumer = await bus.consume(
-            bus.topology.events_queue,
-            functools.partial(handle_job_event, deps=deps),
-            prefetch=settings.prefetch,
-        )
+        consumers = [
+            await bus.consume(
+                bus.topology.events_queue,
+                functools.partial(handle_job_event, deps=deps),
+                prefetch=settings.prefetch,
+            ),
+            await bus.consume(
+                bus.topology.waits_queue,
+                functools.partial(handle_session_wait, deps=deps),
+                prefetch=settings.prefetch,
+            ),
+        ]
         log.info("projector ready")
         await stop.wait()
         with contextlib.suppress(TimeoutError):
-            await consumer.stop(settings.shutdown_grace_s)
+            await asyncio.gather(*(c.stop(settings.shutdown_grace_s) for c in consumers))
 
 
 async def rebuild_only(settings: Settings) -> None:

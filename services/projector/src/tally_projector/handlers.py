@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tally_contracts.v1 import JobEvent
+from tally_contracts.v1 import JobEvent, SessionWait
 from tally_projector.deps import Deps
 from tally_projector.projection import ProjectionLostError
 from tally_projector.rebuild import rebuild
@@ -25,3 +25,11 @@ async def handle_job_event(event: JobEvent, deps: Deps) -> None:
                 jobs = await rebuild(deps.store, deps.projection)
                 log.info("projection rebuilt from PostgreSQL: %d recent jobs", jobs)
         await deps.projection.fold(event)
+
+
+async def handle_session_wait(message: SessionWait, deps: Deps) -> None:
+    """Show the session's new wait. While the projection is being rebuilt, or when it was lost,
+    the wait is dropped: the next one comes within seconds."""
+    if deps.rebuilding.locked() or not await deps.projection.is_ready():
+        return
+    await deps.projection.wait(message)

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from tally_contracts import projection as redis_keys
 from tally_contracts.statuses import FINAL, JobStatus
-from tally_contracts.v1 import JobEvent
+from tally_contracts.v1 import JobEvent, SessionWait
 
 JOB_TTL_S: Final = 48 * 3600
 SESSION_TTL_S: Final = 24 * 3600
@@ -29,6 +29,11 @@ _FINAL_JSON: Final = json.dumps(sorted(FINAL))  # what _fold.lua takes as final
 _FOLD = resources.files("tally_projector").joinpath("_fold.lua").read_text()
 _ANNOUNCE = resources.files("tally_projector").joinpath("_announce.lua").read_text()
 _FORGET = resources.files("tally_projector").joinpath("_forget.lua").read_text()
+_WAIT = resources.files("tally_projector").joinpath("_wait.lua").read_text()
+# A new estimate replaces the one shown when they differ by more than this, counted down to
+# now: 1 s, or 5 % of the new wait (a smaller change is not worth a visible update).
+WAIT_MIN_CHANGE_S: Final = 1.0
+WAIT_MIN_CHANGE: Final = 0.05
 
 
 class ProjectionLostError(Exception):
@@ -147,6 +152,7 @@ class Projection:
         self._fold = redis.register_script(_FOLD)
         self._announce = redis.register_script(_ANNOUNCE)
         self._forget = redis.register_script(_FORGET)
+        self._wait = redis.register_script(_WAIT)
 
     async def fold(self, event: JobEvent, *, rebuilding: bool = False) -> bool:
         """Apply one event; False when it changed nothing the job shows (stale, repeated, after
@@ -195,6 +201,28 @@ class Projection:
             raise ProjectionLostError("the Redis projection is not whole: rebuild it first")
         return bool(forgotten)
 
+    async def wait(self, message: SessionWait) -> int:
+        """Show a session's wait on the session and its open jobs, where it changed enough to
+        count (see _wait.lua); returns how many of them changed. A session or job not folded
+        yet, or a job already final, is left alone."""
+        at = message.estimated_at.ToDatetime(tzinfo=UTC)
+        jobs = list(message.jobs)
+        changed = await self._wait(
+            keys=redis_keys.wait_keys(message.session.session_id, [j.job_id for j in jobs]),
+            args=[
+                repr(at.timestamp()),
+                at.isoformat(),
+                json.dumps(_wait(message.wait)),
+                json.dumps([_wait(j.wait) for j in jobs]),
+                STREAM_MAX_LEN,
+                SESSION_TTL_S,
+                _FINAL_JSON,
+                WAIT_MIN_CHANGE_S,
+                WAIT_MIN_CHANGE,
+            ],
+        )
+        return int(changed)
+
     async def announce(self, session_id: str, job_ids: Iterable[str]) -> None:
         """Send rebuilt jobs' states, then their session's summary (and `done` when it has
         finished) to the session's stream, in batches: a call holds Redis for every tenant."""
@@ -222,6 +250,12 @@ class Projection:
     async def _hash(self, key: str) -> dict[str, str]:
         raw = await self.redis.hgetall(key)
         return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _wait(wait: SessionWait.Wait) -> dict[str, object]:
+    if wait.reason:
+        return {"why": wait.reason}
+    return {"s": wait.seconds, "lo": wait.low, "hi": wait.high}
 
 
 def _text(value: bytes | str) -> str:

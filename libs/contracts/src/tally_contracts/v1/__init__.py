@@ -13,6 +13,7 @@ from tally_contracts.v1.messages_pb2 import (
     JobStatus,
     ModelRef,
     PhotoUploaded,
+    SessionWait,
     SliceBox,
     SliceDetections,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "JobStatus",
     "ModelRef",
     "PhotoUploaded",
+    "SessionWait",
     "SliceBox",
     "SliceDetections",
 ]

@@ -289,3 +289,33 @@ class JobEvent(_message.Message):
     cancelled: JobEvent.Cancelled
     deleted: JobEvent.Deleted
     def __init__(self, event_id: _Optional[str] = ..., job: _Optional[_Union[JobRef, _Mapping]] = ..., sequence: _Optional[int] = ..., emitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., queued: _Optional[_Union[JobEvent.Queued, _Mapping]] = ..., planned: _Optional[_Union[JobEvent.Planned, _Mapping]] = ..., started: _Optional[_Union[JobEvent.Started, _Mapping]] = ..., progress: _Optional[_Union[JobEvent.Progress, _Mapping]] = ..., completed: _Optional[_Union[JobEvent.Completed, _Mapping]] = ..., failed: _Optional[_Union[JobEvent.Failed, _Mapping]] = ..., cancelled: _Optional[_Union[JobEvent.Cancelled, _Mapping]] = ..., deleted: _Optional[_Union[JobEvent.Deleted, _Mapping]] = ...) -> None: ...
+
+class SessionWait(_message.Message):
+    __slots__ = ("session", "estimated_at", "wait", "jobs")
+    class Wait(_message.Message):
+        __slots__ = ("seconds", "low", "high", "reason")
+        SECONDS_FIELD_NUMBER: _ClassVar[int]
+        LOW_FIELD_NUMBER: _ClassVar[int]
+        HIGH_FIELD_NUMBER: _ClassVar[int]
+        REASON_FIELD_NUMBER: _ClassVar[int]
+        seconds: float
+        low: float
+        high: float
+        reason: str
+        def __init__(self, seconds: _Optional[float] = ..., low: _Optional[float] = ..., high: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+    class JobWait(_message.Message):
+        __slots__ = ("job_id", "wait")
+        JOB_ID_FIELD_NUMBER: _ClassVar[int]
+        WAIT_FIELD_NUMBER: _ClassVar[int]
+        job_id: str
+        wait: SessionWait.Wait
+        def __init__(self, job_id: _Optional[str] = ..., wait: _Optional[_Union[SessionWait.Wait, _Mapping]] = ...) -> None: ...
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_AT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    session: JobRef
+    estimated_at: _timestamp_pb2.Timestamp
+    wait: SessionWait.Wait
+    jobs: _containers.RepeatedCompositeFieldContainer[SessionWait.JobWait]
+    def __init__(self, session: _Optional[_Union[JobRef, _Mapping]] = ..., estimated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wait: _Optional[_Union[SessionWait.Wait, _Mapping]] = ..., jobs: _Optional[_Iterable[_Union[SessionWait.JobWait, _Mapping]]] = ...) -> None: ...
