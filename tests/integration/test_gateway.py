@@ -465,6 +465,7 @@ def test_an_answer_its_route_does_not_declare_fails_the_conformance_check() -> N
     poll = f"/v1/sessions/{uuid.uuid4()}/jobs"
     counts = dict.fromkeys(("total", "queued", "processing", "completed", "failed", "cancelled"), 0)
     summary = counts | {"overall_progress_percent": None, "eta_seconds": None}
+    summary |= {"eta_range": None, "eta_reason": None, "eta_at": None}
     polled: dict[str, Any] = {
         "session_id": job_id,
         "version": "1764608400123.7",

@@ -26,7 +26,10 @@ class Summary(Model):
     failed: int = 0
     cancelled: int = 0
     overall_progress_percent: float | None = None
-    eta_seconds: float | None = None
+    eta_seconds: float | None = None  # as of eta_at
+    eta_range: tuple[float, float] | None = None  # an 80 % interval
+    eta_reason: str | None = None  # why eta_seconds is null: no_detector, measuring
+    eta_at: datetime | None = None
 
 
 class ResultSummary(Model):
@@ -49,7 +52,10 @@ class Job(Model):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     updated_at: datetime | None = None
-    eta_seconds: float | None = None
+    eta_seconds: float | None = None  # as of eta_at
+    eta_range: tuple[float, float] | None = None  # an 80 % interval
+    eta_reason: str | None = None  # why an open job's eta_seconds is null
+    eta_at: datetime | None = None
     error_message: str | None = None
     warnings: list[str] = Field(default_factory=list)
     thumbnail_url: str = ""

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tally_client.eta import eta_text
 from tally_client.sdk import FINAL, TallyClient
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
@@ -74,12 +75,11 @@ def watch(
             if not summary:
                 continue
             done = sum(summary[s] for s in FINAL)
-            eta = summary.get("eta_seconds")
+            eta = eta_text(summary)
             progress.update(
                 overall,
                 completed=summary["overall_progress_percent"] or 0.0,
-                status=f"{done} of {summary['total']} photos done"
-                + (f", about {eta:.0f} s left" if eta else ""),
+                status=f"{done} of {summary['total']} photos done" + (f", {eta}" if eta else ""),
             )
     # The record as the polling endpoint gives it, results included.
     return client.jobs(session_id)

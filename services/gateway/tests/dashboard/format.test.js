@@ -4,6 +4,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
+  deadlineText,
+  etaDeadline,
+  etaReasonText,
   etaText,
   formatDuration,
   formatNumber,
@@ -56,4 +59,24 @@ test("a job's duration runs from its start to its end, or to now while it runs",
   assert.equal(jobDuration({ started_at, completed_at: null }), "2 min 00 s");
   assert.equal(jobDuration({ started_at: null }), "");
   assert.equal(shortId("0b9f2a52-5c1e-4c57-9f55-2a8f1d3e4b6c"), "0b9f2a52");
+});
+
+test("an ETA with its interval reads 'About 4 min (3–6)', in the unit of its upper end", () => {
+  assert.equal(etaText(240, 190, 350), "About 4 min (3–6)");
+  assert.equal(etaText(40, 31, 52), "About 40 s (31–52)");
+  assert.equal(etaText(9000, 7560, 10800), "About 2.5 h (2.1–3.0)");
+  assert.equal(etaText(120, 120, 120), "About 2 min"); // no width to show
+  assert.equal(etaText(0, 0, 0), "Finishing");
+});
+
+test("an ETA's deadline counts down from its arrival, and a missing ETA says why", (t) => {
+  t.mock.method(Date, "now", () => 10_000);
+  const deadline = etaDeadline({ eta_seconds: 240, eta_range: [190, 350] });
+  assert.deepEqual(deadline, { best: 250_000, low: 200_000, high: 360_000 });
+  assert.equal(deadlineText(deadline), "About 4 min (3–6)");
+  assert.equal(etaDeadline({ eta_seconds: null, eta_reason: "no_detector" }), null);
+  assert.deepEqual(etaDeadline({ eta_seconds: 30 }), { best: 40_000, low: null, high: null });
+  assert.equal(etaReasonText("no_detector"), "Waiting for a detector");
+  assert.equal(etaReasonText("measuring"), "Estimating time left");
+  assert.equal(etaReasonText(null), "");
 });

@@ -14,7 +14,7 @@
 -- (a countdown from `eta_at` is then still right): only a change that counts is written, and
 -- each write is a visible change (a rev, the job's snapshot and the summary on the stream), so
 -- polling and SSE show the same. An estimate older than the one kept, a job not folded yet or
--- final, a session not folded yet: nothing. Returns how many hashes changed.
+-- final, a session not folded yet or finished: nothing. Returns how many hashes changed.
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
   return 0
 end
@@ -64,7 +64,9 @@ for i = 4, #KEYS do
   end
 end
 local session_wait = cjson.decode(ARGV[3])
-local session_changed = counts(KEYS[1], session_wait)
+local open = tonumber(redis.call('HGET', KEYS[1], 'queued') or '0')
+  + tonumber(redis.call('HGET', KEYS[1], 'processing') or '0')
+local session_changed = open > 0 and counts(KEYS[1], session_wait)
 if session_changed then
   write(KEYS[1], session_wait)
 end

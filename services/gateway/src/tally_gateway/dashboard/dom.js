@@ -92,9 +92,52 @@ export function secondsUntil(deadline) {
   return deadline == null ? null : Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
 }
 
-export function etaText(seconds) {
+/**
+ * When a job's or a session's ETA runs out, and its 80 % interval's ends, in Date.now()
+ * milliseconds (counted from when the answer arrived); null without an estimate.
+ * @returns {{best: number, low: number | null, high: number | null} | null}
+ */
+export function etaDeadline(data) {
+  if (data?.eta_seconds == null) return null;
+  const now = Date.now();
+  const range = Array.isArray(data.eta_range) && data.eta_range.length === 2 ? data.eta_range : null;
+  return {
+    best: now + data.eta_seconds * 1000,
+    low: range ? now + range[0] * 1000 : null,
+    high: range ? now + range[1] * 1000 : null,
+  };
+}
+
+/** "About 4 min (3–6)" until an etaDeadline, "Finishing" at it, "" without one. */
+export function deadlineText(deadline) {
+  if (!deadline) return "";
+  return etaText(secondsUntil(deadline.best), secondsUntil(deadline.low), secondsUntil(deadline.high));
+}
+
+/**
+ * The time left: "About 4 min (3–6)" with its interval (in the unit of its upper end), "About
+ * 3 min 05 s left" without one, "Finishing" when it has run out.
+ * @param {number | null} seconds
+ * @param {number | null} [low]
+ * @param {number | null} [high]
+ */
+export function etaText(seconds, low = null, high = null) {
   if (seconds == null) return "";
-  return seconds > 0 ? `About ${formatDuration(seconds)} left` : "Finishing";
+  if (seconds <= 0) return "Finishing";
+  if (low == null || high == null) return `About ${formatDuration(seconds)} left`;
+  const [unit, size] = high < 90 ? ["s", 1] : high < 5400 ? ["min", 60] : ["h", 3600];
+  const whole = (/** @type {number} */ value) => (size === 3600 ? (value / size).toFixed(1) : String(value));
+  const best = size === 3600 ? whole(seconds) : String(Math.max(1, Math.round(seconds / size)));
+  const from = size === 3600 ? whole(low) : String(Math.floor(low / size));
+  const to = size === 3600 ? whole(high) : String(Math.ceil(high / size));
+  return from === to ? `About ${best} ${unit}` : `About ${best} ${unit} (${from}–${to})`;
+}
+
+/** Why there is no ETA, as the API says (`eta_reason`). */
+export function etaReasonText(reason) {
+  if (reason === "no_detector") return "Waiting for a detector";
+  if (reason === "measuring") return "Estimating time left";
+  return "";
 }
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });

@@ -4,7 +4,9 @@
 import { ApiError, imageURL, isTransient, request } from "../api.js";
 import {
   badge,
-  etaText,
+  deadlineText,
+  etaDeadline as etaDeadlineOf,
+  etaReasonText,
   focusHeading,
   formatTime,
   h,
@@ -36,6 +38,7 @@ export function mount(root, route) {
   const jobId = route.arg;
   const path = `/v1/jobs/${encodeURIComponent(jobId)}`;
   let etaDeadline = null;
+  let etaReason = null;
   let ticker = null;
   let photoURL = null;
   let resultState = "none"; // none, loading, shown
@@ -149,9 +152,8 @@ export function mount(root, route) {
     setText(progressText, statusLine(data));
     setProgress(progress, data);
     setText(percent, percentText(data) || (FINAL.has(data.status) ? "" : "Progress unknown"));
-    etaDeadline = data.status === "processing" && data.eta_seconds != null
-      ? Date.now() + data.eta_seconds * 1000
-      : null;
+    etaDeadline = FINAL.has(data.status) ? null : etaDeadlineOf(data);
+    etaReason = FINAL.has(data.status) ? null : data.eta_reason;
     renderEta();
     setText(fields.started, formatTime(data.started_at, "seconds") || "Not started");
     setText(fields.completed, formatTime(data.completed_at, "seconds") || (FINAL.has(data.status) ? "" : "Not yet"));
@@ -194,8 +196,8 @@ export function mount(root, route) {
   function renderEta() {
     clearTimeout(ticker);
     ticker = null;
-    const left = secondsUntil(etaDeadline);
-    setText(eta, etaText(left));
+    const left = etaDeadline ? secondsUntil(etaDeadline.best) : null;
+    setText(eta, etaDeadline ? deadlineText(etaDeadline) : etaReasonText(etaReason));
     if (left && document.visibilityState !== "hidden") ticker = setTimeout(renderEta, 1000);
   }
 

@@ -3,7 +3,9 @@
 
 import { ApiError, AuthError, activeSession, request } from "../api.js";
 import {
-  etaText,
+  deadlineText,
+  etaDeadline,
+  etaReasonText,
   focusHeading,
   h,
   localStamp,
@@ -267,8 +269,9 @@ export function mount(root) {
   function upsert(job) {
     if (!supersedes(jobs.get(job.job_id), job)) return;
     jobs.set(job.job_id, job);
-    if (job.status === "processing" && job.eta_seconds != null) {
-      deadlines.set(job.job_id, Date.now() + job.eta_seconds * 1000);
+    const deadline = FINAL.has(job.status) ? null : etaDeadline(job);
+    if (deadline) {
+      deadlines.set(job.job_id, deadline);
     } else {
       deadlines.delete(job.job_id);
     }
@@ -285,7 +288,7 @@ export function mount(root) {
   function setSummary(next) {
     if (!next) return;
     summary = next;
-    summaryDeadline = next.eta_seconds != null ? Date.now() + next.eta_seconds * 1000 : null;
+    summaryDeadline = etaDeadline(next);
     render();
   }
 
@@ -484,13 +487,17 @@ export function mount(root) {
     let running = false;
     for (const row of rows.values()) {
       const job = row.jobId ? jobs.get(row.jobId) : null;
-      const left = job?.status === "processing" ? secondsUntil(deadlines.get(row.jobId)) : null;
-      setText(row.eta, etaText(left));
-      running ||= Boolean(left);
+      const deadline = job && !FINAL.has(job.status) ? deadlines.get(row.jobId) : null;
+      setText(row.eta, deadline ? deadlineText(deadline) : etaReasonText(job && !FINAL.has(job.status) ? job.eta_reason : null));
+      running ||= Boolean(deadline && secondsUntil(deadline.best));
     }
-    const left = complete ? null : secondsUntil(summaryDeadline);
+    const deadline = complete ? null : summaryDeadline;
     const active = !complete && rows.size > 0 && Boolean(summary?.total);
-    setText(sessionEta, left ? etaText(left) : active && left == null ? "Estimating time left" : "");
+    const left = deadline ? secondsUntil(deadline.best) : null;
+    setText(
+      sessionEta,
+      left ? deadlineText(deadline) : active && !deadline ? etaReasonText(summary?.eta_reason) || "Estimating time left" : "",
+    );
     running ||= Boolean(left);
     if (running && document.visibilityState !== "hidden") ticker = setTimeout(renderEtas, 1000);
   }
