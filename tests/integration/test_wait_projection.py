@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,7 +70,7 @@ def _wait(seconds: float | None, reason: str = "") -> SessionWait.Wait:
 
 
 def _message(
-    session: JobRef, at: datetime, session_s: float | None, jobs: dict[str, float | None]
+    session: JobRef, at: datetime, session_s: float | None, jobs: Mapping[str, float | None]
 ) -> SessionWait:
     reason = "no_detector"
     return SessionWait(
@@ -108,9 +108,13 @@ async def test_a_wait_that_counts_shows_on_the_session_and_its_jobs(
     assert summary["eta_range"] == [24.0, 37.5]
     assert summary["eta_reason"] is None
     assert summary["eta_at"] == T0.isoformat()
-    job = job_from_projection(await projection.job(second.job_id))
-    assert (job["status"], job["eta_seconds"], job["eta_range"]) == ("queued", 30.0, [24.0, 37.5])
-    assert job["revision"] == rev + 1
+    shown = job_from_projection(await projection.job(second.job_id))
+    assert (shown["status"], shown["eta_seconds"], shown["eta_range"]) == (
+        "queued",
+        30.0,
+        [24.0, 37.5],
+    )
+    assert shown["revision"] == rev + 1
 
     # 5 s later the same wait, counted down: nothing worth showing changed.
     later = {first.job_id: 5.2, second.job_id: 25.3}
@@ -130,8 +134,8 @@ async def test_a_wait_that_counts_shows_on_the_session_and_its_jobs(
     summary = summary_from_session(await projection.session(session))
     assert (summary["eta_seconds"], summary["eta_range"]) == (None, None)
     assert summary["eta_reason"] == "no_detector"
-    job = job_from_projection(await projection.job(first.job_id))
-    assert (job["eta_seconds"], job["eta_reason"]) == (None, "no_detector")
+    shown = job_from_projection(await projection.job(first.job_id))
+    assert (shown["eta_seconds"], shown["eta_reason"]) == (None, "no_detector")
 
 
 async def test_final_unknown_and_unfolded_jobs_and_sessions_are_left_alone(
