@@ -214,3 +214,19 @@ def test_the_fixed_cost_is_learned_from_measurements() -> None:
     assert cost.seconds == 1.5
     with pytest.raises(ValueError, match="weight"):
         FixedCost(weight=0)
+
+
+def test_short_sessions_with_pauses_between_add_up_to_a_rate() -> None:
+    # Sessions of 3 s at 30 slices/s, read every second, with a minute of nothing between.
+    window = RateWindow(window_s=60, min_span_s=5)
+    total, at = 0, 0.0
+    for _ in range(3):
+        for _ in range(4):  # busy at 4 reads: 3 intervals of work
+            window.add(at, total)
+            at, total = at + 1, total + 30
+        total -= 30  # the last read found the work done
+        window.add(at, total, busy=False)  # ...and the work ended within the next second
+        at += 60
+    capacity = window.capacity()
+    assert capacity is not None
+    assert capacity.rate == pytest.approx(30.0)  # 9 s of work; neither the ends nor the pauses

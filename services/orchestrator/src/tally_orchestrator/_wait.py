@@ -69,15 +69,17 @@ class Capacity:
 
 
 class RateWindow:
-    """The detectors' capacity from reads of the running total of slices done, kept over the
-    last `window_s` seconds of work. The rate is the slices over the time they took; the spread
-    comes from the rates of successive intervals of at least `bucket_s` (shorter ones would
-    measure how chunks arrive in bursts, not how the rate changes).
+    """The detectors' capacity from reads of the running total of slices done: the slices over
+    the time they took, over the last `window_s` seconds of work. Only time with work counts:
+    an interval between two reads counts when work was pending at both (one that ends idle
+    holds time nobody worked, one that starts idle may hold a wait for the first chunk), so
+    short sessions with pauses between them add up. The spread comes from the rates of
+    successive runs of intervals at least `bucket_s` long (shorter ones would measure how
+    chunks arrive in bursts, not how the rate changes).
 
-    Only time with work counts: a read with nothing pending ends the window (the capacity last
-    measured stays, for the next work). When the number of detectors changes, the window starts
-    afresh from the last capacity scaled to the new number, until `min_span_s` of work at the
-    new number has been measured."""
+    When the number of detectors changes, the window starts afresh from the last capacity
+    scaled to the new number (each detector brings its own share of the work), until
+    `min_span_s` of work at the new number has been measured."""
 
     def __init__(self, window_s: float = 60.0, min_span_s: float = 5.0, bucket_s: float = 5.0):
         if window_s <= 0 or min_span_s <= 0 or bucket_s <= 0:
@@ -85,29 +87,34 @@ class RateWindow:
         self._window_s = window_s
         self._min_span_s = min_span_s
         self._bucket_s = bucket_s
-        self._reads: deque[tuple[float, int]] = deque()
+        self._intervals: deque[tuple[float, int]] = deque()  # (seconds, slices), oldest first
+        self._span = 0.0
+        self._read: tuple[float, int, bool] | None = None  # the last read: at, total, busy
         self._detectors = 0
         self._last: Capacity | None = None
 
     def add(self, at: float, total: int, *, detectors: int = 1, busy: bool = True) -> None:
         """A read of the running total at time `at`, with the detectors consuming now and
-        whether work was pending. Reads come in time order; a total that went down (what counts
+        whether work is pending. Reads come in time order; a total that went down (what counts
         was restarted) forgets everything."""
-        if self._reads and (at < self._reads[-1][0] or total < self._reads[-1][1]):
-            self._reads.clear()
-            self._last = None
-        if detectors != self._detectors or not busy:
+        read = self._read
+        if read is not None and (at < read[0] or total < read[1]):
+            self._intervals.clear()
+            self._span, self._last, read = 0.0, None, None
+        if detectors != self._detectors:
             measured = self._measured()
-            if measured is not None:
-                self._last = measured
-            if detectors != self._detectors and self._last is not None:
-                scale = detectors / self._detectors if self._detectors and detectors else 1.0
-                self._last = Capacity(self._last.rate * scale, self._last.spread)
-            self._detectors = detectors
-            self._reads.clear()
-        self._reads.append((at, total))
-        while len(self._reads) > 2 and self._reads[1][0] <= at - self._window_s:
-            self._reads.popleft()
+            last = measured or self._last
+            if last is not None and self._detectors and detectors:
+                last = Capacity(last.rate * detectors / self._detectors, last.spread)
+            self._last, self._detectors = last, detectors
+            self._intervals.clear()
+            self._span, read = 0.0, None
+        if read is not None and read[2] and busy and at > read[0]:
+            self._intervals.append((at - read[0], total - read[1]))
+            self._span += at - read[0]
+            while self._span - self._intervals[0][0] >= self._window_s:
+                self._span -= self._intervals.popleft()[0]
+        self._read = (at, total, busy)
 
     def capacity(self) -> Capacity | None:
         """The capacity measured now, or the last one while too little has been measured since
@@ -118,19 +125,16 @@ class RateWindow:
         return self._last
 
     def _measured(self) -> Capacity | None:
-        if len(self._reads) < 2:
+        if self._span < self._min_span_s:
             return None
-        (t0, n0), (t1, n1) = self._reads[0], self._reads[-1]
-        if t1 - t0 < self._min_span_s:
-            return None
-        rate = (n1 - n0) / (t1 - t0)
+        rate = sum(n for _, n in self._intervals) / self._span
         logs: list[float] = []
-        start = self._reads[0]
-        for read in self._reads:
-            if read[0] - start[0] >= self._bucket_s:
-                bucket = (read[1] - start[1]) / (read[0] - start[0])
-                logs.append(math.log(max(bucket, rate * 0.05, 1e-9)))  # an idle bucket: 5 %
-                start = read
+        seconds, slices = 0.0, 0
+        for dt, dn in self._intervals:
+            seconds, slices = seconds + dt, slices + dn
+            if seconds >= self._bucket_s:
+                logs.append(math.log(max(slices / seconds, rate * 0.05, 1e-9)))  # idle: 5 %
+                seconds, slices = 0.0, 0
         spread = statistics.pstdev(logs) if len(logs) > 1 else 0.0
         return Capacity(rate, spread)
 
