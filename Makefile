@@ -122,9 +122,8 @@ bench-pipeline: install servers ## slices/s of the whole pipeline against raw Tr
 	$(VENV)/bin/tally-bench-pipeline --json $(PIPELINE_FIGURES) $(if $(wildcard $(PIPELINE_FIGURES)),--baseline $(PIPELINE_FIGURES)) $(BENCH_ARGS)
 
 .PHONY: bench-eta
-bench-eta: up ## the session ETA against what happened, on make demo's photos (stack left running)
-	@test -n "$$(ls data/demo/*.jpg 2>/dev/null)" || $(VENV)/bin/tally-synth data/demo --count 3 --seed 1
-	$(PY) scripts/measure_eta.py data/demo
+bench-eta: install triton-env servers ## the ETA against the actual finish: sessions of 1, 3, 20, 100 photos alone, with a second tenant, with a detector killed (about 5 min; BENCH_ARGS="--sizes 1,3")
+	$(VENV)/bin/tally-bench-eta $(BENCH_ARGS)
 
 .PHONY: triton-up
 triton-up: install ## start local CPU Triton in the background on free ports (state in .run/triton)

@@ -241,9 +241,11 @@ async def wait_for_servers(timeout_s: float = 180.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def local_stack(names: Names, directory: Path, plan: Plan) -> AsyncIterator[RunningStack]:
-    """The whole stack by tally-stack, as `make up` starts it, all its state in `directory`;
-    stopped on the way out, error or not."""
+async def local_stack(
+    names: Names, directory: Path, plan: Plan, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[RunningStack]:
+    """The whole stack by tally-stack, as `make up` starts it, all its state in `directory`,
+    with `extra_env` over its settings; stopped on the way out, error or not."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("TALLY_", "OTEL_"))}
     env = base | {
         "TALLY_STACK_DIR": str(directory),
@@ -259,6 +261,7 @@ async def local_stack(names: Names, directory: Path, plan: Plan) -> AsyncIterato
     }
     if plan.chunk_slices is not None:
         env["TALLY_CHUNK_SLICES"] = str(plan.chunk_slices)
+    env |= extra_env or {}
     cli = [sys.executable, "-m", "tally_stack.cli"]
     try:
         await asyncio.to_thread(
