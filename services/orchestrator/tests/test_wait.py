@@ -102,8 +102,9 @@ def test_the_estimate_adds_the_fixed_cost_of_a_photo_not_planned_yet() -> None:
         fixed_cost_s=0.5,
         chunk_slices=16,
     )
-    assert waits["p"] == interval(5.0, MODEL_SPREAD)
-    assert waits["u"] == interval(10.5, MODEL_SPREAD)  # 1000 slices, then its own fixed cost
+    chunk_s = 16 * 2 / 100.0  # one chunk at one of the two detectors
+    assert waits["p"] == interval(5.0, MODEL_SPREAD, chunk_s)
+    assert waits["u"] == interval(10.5, MODEL_SPREAD, chunk_s)  # 1000 slices, then its fixed cost
 
 
 def test_the_interval_is_an_80_percent_one_wider_when_the_rate_or_the_share_varies() -> None:
@@ -111,6 +112,9 @@ def test_the_interval_is_an_80_percent_one_wider_when_the_rate_or_the_share_vari
     result = interval(10.0, 0.2)
     assert result.high == pytest.approx(10 * math.exp(Z_80 * 0.2), abs=0.1)
     assert result.low == pytest.approx(10 * math.exp(-Z_80 * 0.2), abs=0.1)
+    slack = interval(10.0, 0.2, slack_s=1.0)  # what is uncertain in seconds widens both ends
+    assert (slack.low, slack.high) == pytest.approx((result.low - 1, result.high + 1), abs=0.1)
+    assert interval(0.5, 0.0, slack_s=1.0).low == 0.0  # never below nothing
 
     def width(capacity: Capacity, tenants: dict[str, TenantWork]) -> float:
         wait = estimate_jobs(
@@ -119,8 +123,11 @@ def test_the_interval_is_an_80_percent_one_wider_when_the_rate_or_the_share_vari
         assert isinstance(wait, Estimate)
         return wait.high / wait.low
 
-    alone = width(Capacity(100.0, 0.0), {"a": _tenant(1000)})
-    assert alone == pytest.approx(math.exp(2 * Z_80 * MODEL_SPREAD), rel=0.02)
+    alone = width(Capacity(100.0, 0.0), {"a": _tenant(1000)})  # 10 s, one chunk 0.16 s
+    assert alone == pytest.approx(
+        (10 * math.exp(Z_80 * MODEL_SPREAD) + 0.16) / (10 * math.exp(-Z_80 * MODEL_SPREAD) - 0.16),
+        rel=0.02,
+    )
     assert width(Capacity(100.0, 0.3), {"a": _tenant(1000)}) > alone  # the rate varied
     shared = {"a": _tenant(1000), "b": TenantWork([OpenJob("b0", 1000, True)], 8)}
     assert width(Capacity(100.0, 0.0), shared) > alone  # half the share: it may move
@@ -169,7 +176,8 @@ def test_the_rate_window_measures_recent_work_only() -> None:
 def test_a_changing_rate_has_a_spread_and_a_restarted_count_starts_afresh() -> None:
     window = RateWindow(window_s=60, bucket_s=5)
     total = 0
-    window.add(0.0, total)
+    window.add(-1.0, total)  # the busy spell's first interval (the first chunk's wait) is not
+    window.add(0.0, total)  # a rate
     for second in range(60):
         total += 20 if (second // 5) % 2 else 80  # 80 and 20 slices/s in turns of 5 s
         window.add(float(second + 1), total)
@@ -195,12 +203,29 @@ def test_idle_time_is_not_measured_and_a_lost_detector_scales_the_capacity() -> 
     window.add(104.0, 520, detectors=1)  # a detector was lost
     capacity = window.capacity()
     assert capacity is not None
-    assert capacity.rate == 20.0  # at once, before anything is measured at one detector
-    for second in range(105, 112):
+    assert capacity.rate == 20.0  # at once, before anything is measured at one detector...
+    # ...with a spread whose 80 % interval reaches the capacity unchanged (a shared accelerator)
+    assert 20.0 * math.exp(Z_80 * capacity.spread) == pytest.approx(40.0)
+    for second in range(105, 110):
         window.add(float(second), 520 + 30 * (second - 104), detectors=1)
     capacity = window.capacity()
     assert capacity is not None
-    assert capacity.rate == pytest.approx(30.0)  # then what one detector is measured to do
+    # min_span_s later (the work went on through the change): what one detector does, measured
+    assert capacity.rate == pytest.approx(30.0)
+    for second in range(110, 112):
+        window.add(float(second), 520 + 30 * (second - 104), detectors=1)
+    window.add(112.0, 730, detectors=2)  # the detector is back: what two were measured to do
+    assert window.capacity() == Capacity(40.0, 0.0)
+
+
+def test_the_first_interval_of_a_busy_spell_is_not_a_rate() -> None:
+    window = RateWindow(window_s=60, min_span_s=2)
+    window.add(0.0, 0, busy=False)
+    window.add(1.0, 0)  # work arrived
+    window.add(2.0, 5)  # the first chunk came back late in this second: not the rate
+    for second in range(3, 6):
+        window.add(float(second), 5 + 50 * (second - 2))
+    assert window.capacity() == Capacity(50.0, 0.0)
 
 
 def test_the_fixed_cost_is_learned_from_measurements() -> None:
@@ -229,4 +254,4 @@ def test_short_sessions_with_pauses_between_add_up_to_a_rate() -> None:
         at += 60
     capacity = window.capacity()
     assert capacity is not None
-    assert capacity.rate == pytest.approx(30.0)  # 9 s of work; neither the ends nor the pauses
+    assert capacity.rate == pytest.approx(30.0)  # 6 s of work; neither the ends nor the pauses

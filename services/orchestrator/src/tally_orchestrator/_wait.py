@@ -68,30 +68,44 @@ class Capacity:
     spread: float
 
 
+class _Work:
+    """The intervals of work measured at one number of detectors, oldest first: (seconds,
+    slices) each, and their seconds in all."""
+
+    __slots__ = ("intervals", "span")
+
+    def __init__(self) -> None:
+        self.intervals: deque[tuple[float, int]] = deque()
+        self.span = 0.0
+
+
 class RateWindow:
     """The detectors' capacity from reads of the running total of slices done: the slices over
     the time they took, over the last `window_s` seconds of work. Only time with work counts:
-    an interval between two reads counts when work was pending at both (one that ends idle
-    holds time nobody worked, one that starts idle may hold a wait for the first chunk), so
-    short sessions with pauses between them add up. The spread comes from the rates of
-    successive runs of intervals at least `bucket_s` long (shorter ones would measure how
-    chunks arrive in bursts, not how the rate changes).
+    an interval between two reads counts when work was pending at both ends and at the read
+    before (one that ends idle holds time nobody worked; the first one of a busy spell holds
+    the wait for the first chunk, a fixed cost, not a rate), so short sessions with pauses
+    between them add up. The spread comes from the rates of successive runs of intervals at
+    least `bucket_s` long (shorter ones would measure how chunks arrive in bursts, not how the
+    rate changes).
 
-    When the number of detectors changes, the window starts afresh from the last capacity
-    scaled to the new number (each detector brings its own share of the work), until
-    `min_span_s` of work at the new number has been measured."""
+    Each number of detectors has its own window: a detector lost and back finds what that
+    number was measured to do. At a number with less than `min_span_s` of work measured, the
+    capacity is the latest one measured, scaled to it (each detector brings its own
+    accelerator), with a spread wide enough to hold the capacity unchanged too (detectors may
+    share one)."""
 
-    def __init__(self, window_s: float = 60.0, min_span_s: float = 5.0, bucket_s: float = 5.0):
+    def __init__(self, window_s: float = 60.0, min_span_s: float = 2.0, bucket_s: float = 5.0):
         if window_s <= 0 or min_span_s <= 0 or bucket_s <= 0:
             raise ValueError("window_s, min_span_s and bucket_s must be positive")
         self._window_s = window_s
         self._min_span_s = min_span_s
         self._bucket_s = bucket_s
-        self._intervals: deque[tuple[float, int]] = deque()  # (seconds, slices), oldest first
-        self._span = 0.0
+        self._work: dict[int, _Work] = {}
         self._read: tuple[float, int, bool] | None = None  # the last read: at, total, busy
+        self._warm = False  # the read before the last one had work pending too
         self._detectors = 0
-        self._last: Capacity | None = None
+        self._latest: tuple[int, Capacity] | None = None  # measured last, at how many detectors
 
     def add(self, at: float, total: int, *, detectors: int = 1, busy: bool = True) -> None:
         """A read of the running total at time `at`, with the detectors consuming now and
@@ -99,38 +113,48 @@ class RateWindow:
         was restarted) forgets everything."""
         read = self._read
         if read is not None and (at < read[0] or total < read[1]):
-            self._intervals.clear()
-            self._span, self._last, read = 0.0, None, None
-        if detectors != self._detectors:
-            measured = self._measured()
-            last = measured or self._last
-            if last is not None and self._detectors and detectors:
-                last = Capacity(last.rate * detectors / self._detectors, last.spread)
-            self._last, self._detectors = last, detectors
-            self._intervals.clear()
-            self._span, read = 0.0, None
-        if read is not None and read[2] and busy and at > read[0]:
-            self._intervals.append((at - read[0], total - read[1]))
-            self._span += at - read[0]
-            while self._span - self._intervals[0][0] >= self._window_s:
-                self._span -= self._intervals.popleft()[0]
+            self._work.clear()
+            self._latest, read = None, None
+        spans_change = detectors != self._detectors  # such an interval is neither number's
+        self._detectors = detectors
+        if (
+            read is not None
+            and read[2]
+            and busy
+            and at > read[0]
+            and self._warm
+            and not spans_change
+        ):
+            work = self._work.setdefault(detectors, _Work())
+            work.intervals.append((at - read[0], total - read[1]))
+            work.span += at - read[0]
+            while work.span - work.intervals[0][0] >= self._window_s:
+                work.span -= work.intervals.popleft()[0]
+        self._warm = read is not None and read[2] and busy
         self._read = (at, total, busy)
 
     def capacity(self) -> Capacity | None:
-        """The capacity measured now, or the last one while too little has been measured since
-        (None: nothing is known yet)."""
-        measured = self._measured()
+        """The capacity at the detectors consuming now: measured, or the latest one measured
+        scaled to them (None: nothing is known yet)."""
+        measured = self._measured(self._work.get(self._detectors))
         if measured is not None:
-            self._last = measured
-        return self._last
-
-    def _measured(self) -> Capacity | None:
-        if self._span < self._min_span_s:
+            self._latest = (self._detectors, measured)
+            return measured
+        if self._latest is None:
             return None
-        rate = sum(n for _, n in self._intervals) / self._span
+        at, latest = self._latest
+        if at == self._detectors or not at or not self._detectors:
+            return latest
+        scale = self._detectors / at
+        return Capacity(latest.rate * scale, math.hypot(latest.spread, math.log(scale) / Z_80))
+
+    def _measured(self, work: _Work | None) -> Capacity | None:
+        if work is None or work.span < self._min_span_s:
+            return None
+        rate = sum(n for _, n in work.intervals) / work.span
         logs: list[float] = []
         seconds, slices = 0.0, 0
-        for dt, dn in self._intervals:
+        for dt, dn in work.intervals:
             seconds, slices = seconds + dt, slices + dn
             if seconds >= self._bucket_s:
                 logs.append(math.log(max(slices / seconds, rate * 0.05, 1e-9)))  # idle: 5 %
@@ -242,12 +266,14 @@ class NoEstimate:
 DONE: Final = Estimate(0.0, 0.0, 0.0)
 
 
-def interval(seconds: float, spread: float) -> Estimate:
-    """The estimate with its 80 % interval, for a log wait's standard deviation `spread`."""
+def interval(seconds: float, spread: float, slack_s: float = 0.0) -> Estimate:
+    """The estimate with its 80 % interval, for a log wait's standard deviation `spread`,
+    widened by `slack_s` seconds either way (what is uncertain in seconds, not in proportion:
+    when within its last chunk's time a job ends)."""
     return Estimate(
         round(seconds, 1),
-        round(seconds * math.exp(-Z_80 * spread), 1),
-        round(seconds * math.exp(Z_80 * spread), 1),
+        round(max(seconds * math.exp(-Z_80 * spread) - slack_s, 0.0), 1),
+        round(seconds * math.exp(Z_80 * spread) + slack_s, 1),
     )
 
 
@@ -262,7 +288,8 @@ def estimate_jobs(
 ) -> dict[str, Estimate | NoEstimate]:
     """Every open job's wait: its end under fair dispatch (`finish_times`), plus the fixed cost
     of its photo when it is not planned yet, with an interval from the rate's recent variation,
-    the model's own error and how far the tenant's share is below the whole."""
+    the model's own error and how far the tenant's share is below the whole, and widened by
+    one chunk's time at one detector (a job ends when its last chunk comes back)."""
     jobs = [j for w in tenants.values() for j in w.jobs]
     if detectors <= 0 or capacity is None or capacity.rate <= 0:
         why = NoEstimate("no_detector" if detectors <= 0 else "measuring")
@@ -273,6 +300,7 @@ def estimate_jobs(
         for t, w in tenants.items()
     }
     shares = fair_shares(window, caps)
+    chunk_s = chunk_slices * detectors / capacity.rate  # one chunk at one detector
     waits: dict[str, Estimate | NoEstimate] = {}
     for tenant, work in tenants.items():
         spread = math.hypot(capacity.spread, MODEL_SPREAD, SHARE_SPREAD * (1 - shares[tenant]))
@@ -281,7 +309,7 @@ def estimate_jobs(
                 waits[job.job_id] = NoEstimate("measuring")
                 continue
             seconds = ends[job.job_id] + (0.0 if job.planned else fixed_cost_s)
-            waits[job.job_id] = DONE if seconds <= 0 else interval(seconds, spread)
+            waits[job.job_id] = DONE if seconds <= 0 else interval(seconds, spread, chunk_s)
     return waits
 
 

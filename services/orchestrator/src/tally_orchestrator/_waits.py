@@ -61,6 +61,15 @@ def _wait(estimate: Estimate | NoEstimate) -> SessionWait.Wait:
     return SessionWait.Wait(seconds=estimate.seconds, low=estimate.low, high=estimate.high)
 
 
+def tenant_work(world: World, settings: Settings) -> dict[uuid.UUID, TenantWork]:
+    """Every tenant's open jobs in upload order, with its in-flight limit."""
+    limits = limits_for(settings, world.detectors)
+    jobs: dict[uuid.UUID, list[OpenJob]] = defaultdict(list)
+    for row in world.jobs:
+        jobs[row.tenant_id].append(OpenJob(str(row.job_id), row.slices_left, row.planned))
+    return {t: TenantWork(j, limits.of(t)) for t, j in jobs.items()}
+
+
 def session_waits(
     world: World,
     settings: Settings,
@@ -69,20 +78,18 @@ def session_waits(
     at: datetime,
 ) -> list[SessionWait]:
     """The SessionWait of every session with open jobs, as the model estimates it. Pure."""
-    limits = limits_for(settings, world.detectors)
-    tenants: dict[uuid.UUID, list[OpenJob]] = defaultdict(list)
-    sessions: dict[tuple[uuid.UUID, uuid.UUID], list[str]] = defaultdict(list)
-    for row in world.jobs:
-        tenants[row.tenant_id].append(OpenJob(str(row.job_id), row.slices_left, row.planned))
-        sessions[(row.tenant_id, row.session_id)].append(str(row.job_id))
+    work = tenant_work(world, settings)
     waits = estimate_jobs(
-        {t: TenantWork(jobs, limits.of(t)) for t, jobs in tenants.items()},
-        window=limits.window,
+        work,
+        window=limits_for(settings, world.detectors).window,
         capacity=capacity,
         detectors=world.detectors,
         fixed_cost_s=fixed_cost_s,
         chunk_slices=settings.chunk_slices,
     )
+    sessions: dict[tuple[uuid.UUID, uuid.UUID], list[str]] = defaultdict(list)
+    for row in world.jobs:
+        sessions[(row.tenant_id, row.session_id)].append(str(row.job_id))
     stamp = Timestamp()
     stamp.FromDatetime(at)
     return [
@@ -124,7 +131,9 @@ class Waits:
     async def publish(self) -> list[SessionWait]:
         """One round: read, measure, estimate and send every open session's wait."""
         world = await self.read()
-        busy = any(row.slices_left > 0 for row in world.jobs)
+        # The detectors have work when a planned photo has slices left (one being planned
+        # keeps the planner busy, not them).
+        busy = any(row.planned and row.slices_left > 0 for row in world.jobs)
         self.window.add(time.monotonic(), world.slices_done, detectors=world.detectors, busy=busy)
         waits = session_waits(
             world,

@@ -43,7 +43,7 @@ class Settings(S3Fields, BusFields):
     # The wait model (_waits.py): every open session's ETA is estimated this often, and at once
     # (but not more often than `eta_min_interval_s`) when the world changes; the detectors'
     # capacity is measured over the last `eta_window_s` seconds of work.
-    eta_interval_s: float = Field(default=2.0, gt=0)
+    eta_interval_s: float = Field(default=1.0, gt=0)
     eta_min_interval_s: float = Field(default=0.25, ge=0)
     eta_window_s: float = Field(default=60.0, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)

@@ -31,8 +31,8 @@ _ANNOUNCE = resources.files("tally_projector").joinpath("_announce.lua").read_te
 _FORGET = resources.files("tally_projector").joinpath("_forget.lua").read_text()
 _WAIT = resources.files("tally_projector").joinpath("_wait.lua").read_text()
 # A new estimate replaces the one shown when they differ by more than this, counted down to
-# now: 1 s, or 5 % of the new wait (a smaller change is not worth a visible update).
-WAIT_MIN_CHANGE_S: Final = 1.0
+# now: 0.25 s, or 5 % of the new wait (a smaller change is not worth a visible update).
+WAIT_MIN_CHANGE_S: Final = 0.25
 WAIT_MIN_CHANGE: Final = 0.05
 
 
