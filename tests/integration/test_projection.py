@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 import aio_pika
@@ -100,19 +100,6 @@ def redis_loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
-
-
-@pytest.fixture
-async def projection() -> AsyncIterator[Projection]:
-    redis = Redis.from_url(REDIS_URL)
-    await redis.flushdb()
-    projection = Projection(redis)
-    await projection.mark_ready()
-    try:
-        yield projection
-    finally:
-        await redis.flushdb()
-        await redis.aclose()
 
 
 def _job() -> JobRef:

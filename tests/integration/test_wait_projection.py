@@ -4,15 +4,13 @@ stream); a smaller one, an older one, a job already final or not folded yet chan
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from redis.asyncio import Redis
 
 from tally_contracts import projection as redis_keys
 from tally_contracts.v1 import JobEvent, JobRef, SessionWait
@@ -20,21 +18,7 @@ from tally_gateway._views import job_from_projection, summary_from_session
 from tally_projector.projection import Projection
 
 pytestmark = pytest.mark.integration
-REDIS_URL = os.environ.get("TALLY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def projection() -> AsyncIterator[Projection]:
-    redis = Redis.from_url(REDIS_URL)
-    await redis.flushdb()
-    projection = Projection(redis)
-    await projection.mark_ready()
-    try:
-        yield projection
-    finally:
-        await redis.flushdb()
-        await redis.aclose()
 
 
 def _stamp(at: datetime) -> Timestamp:
