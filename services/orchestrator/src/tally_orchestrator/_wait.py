@@ -103,7 +103,7 @@ class RateWindow:
         self._bucket_s = bucket_s
         self._work: dict[int, _Work] = {}
         self._read: tuple[float, int, bool] | None = None  # the last read: at, total, busy
-        self._warm = False  # the read before the last one had work pending too
+        self._warm = False  # the last interval had work pending at both ends
         self._detectors = 0
         self._latest: tuple[int, Capacity] | None = None  # measured last, at how many detectors
 
@@ -115,23 +115,16 @@ class RateWindow:
         if read is not None and (at < read[0] or total < read[1]):
             self._work.clear()
             self._latest, read = None, None
-        spans_change = detectors != self._detectors  # such an interval is neither number's
-        self._detectors = detectors
-        if (
-            read is not None
-            and read[2]
-            and busy
-            and at > read[0]
-            and self._warm
-            and not spans_change
-        ):
+        busy_through = read is not None and read[2] and busy  # work pending at both ends
+        # An interval across a change of detectors is neither number's.
+        same = detectors == self._detectors
+        if read is not None and busy_through and self._warm and same and at > read[0]:
             work = self._work.setdefault(detectors, _Work())
             work.intervals.append((at - read[0], total - read[1]))
             work.span += at - read[0]
             while work.span - work.intervals[0][0] >= self._window_s:
                 work.span -= work.intervals.popleft()[0]
-        self._warm = read is not None and read[2] and busy
-        self._read = (at, total, busy)
+        self._detectors, self._warm, self._read = detectors, busy_through, (at, total, busy)
 
     def capacity(self) -> Capacity | None:
         """The capacity at the detectors consuming now: measured, or the latest one measured

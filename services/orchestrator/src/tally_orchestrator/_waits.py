@@ -61,15 +61,6 @@ def _wait(estimate: Estimate | NoEstimate) -> SessionWait.Wait:
     return SessionWait.Wait(seconds=estimate.seconds, low=estimate.low, high=estimate.high)
 
 
-def tenant_work(world: World, settings: Settings) -> dict[uuid.UUID, TenantWork]:
-    """Every tenant's open jobs in upload order, with its in-flight limit."""
-    limits = limits_for(settings, world.detectors)
-    jobs: dict[uuid.UUID, list[OpenJob]] = defaultdict(list)
-    for row in world.jobs:
-        jobs[row.tenant_id].append(OpenJob(str(row.job_id), row.slices_left, row.planned))
-    return {t: TenantWork(j, limits.of(t)) for t, j in jobs.items()}
-
-
 def session_waits(
     world: World,
     settings: Settings,
@@ -78,18 +69,20 @@ def session_waits(
     at: datetime,
 ) -> list[SessionWait]:
     """The SessionWait of every session with open jobs, as the model estimates it. Pure."""
-    work = tenant_work(world, settings)
+    limits = limits_for(settings, world.detectors)
+    tenants: dict[uuid.UUID, list[OpenJob]] = defaultdict(list)
+    sessions: dict[tuple[uuid.UUID, uuid.UUID], list[str]] = defaultdict(list)
+    for row in world.jobs:
+        tenants[row.tenant_id].append(OpenJob(str(row.job_id), row.slices_left, row.planned))
+        sessions[(row.tenant_id, row.session_id)].append(str(row.job_id))
     waits = estimate_jobs(
-        work,
-        window=limits_for(settings, world.detectors).window,
+        {t: TenantWork(jobs, limits.of(t)) for t, jobs in tenants.items()},
+        window=limits.window,
         capacity=capacity,
         detectors=world.detectors,
         fixed_cost_s=fixed_cost_s,
         chunk_slices=settings.chunk_slices,
     )
-    sessions: dict[tuple[uuid.UUID, uuid.UUID], list[str]] = defaultdict(list)
-    for row in world.jobs:
-        sessions[(row.tenant_id, row.session_id)].append(str(row.job_id))
     stamp = Timestamp()
     stamp.FromDatetime(at)
     return [

@@ -44,14 +44,15 @@ from typing import Any
 from tally_bench._stack import UNLIMITED, Names, database, redis_database
 from tally_bench.pipeline import Plan, create_tenant, local_stack, own_topology, wait_for_servers
 from tally_client.sdk import TallyClient
+from tally_inference import SliceParams, plan_slices
 from tally_stack import launcher
-from tally_synth._dataset import PhotoSpec, render
+from tally_synth import PhotoSpec, render
 
 MARKS = (10.0, 20.0, 50.0, 80.0)
 JUDGED = (20.0, 50.0, 80.0)  # the target holds from 20 % done on
-# Photo sizes, cycled from the biggest (slices at 512 px with 25 % overlap): 48, 6, 20, 12.
+# Photo sizes, cycled from the biggest (slices at a session's default 512 px with 25 % overlap:
+# 48, 6, 20, 12).
 SIZES = ((3000, 2250), (1024, 768), (2000, 1500), (1600, 1200))
-SLICES = {(3000, 2250): 48, (1024, 768): 6, (2000, 1500): 20, (1600, 1200): 12}
 SCENARIOS = ("alone", "shared", "killed")
 SHARED_FROM, SHARED_UNTIL, KILL_AT = 30.0, 70.0, 45.0
 KILLED = "detector-2"
@@ -108,7 +109,7 @@ def _photos(directory: Path, count: int, tag: str) -> list[Path]:
 
 
 def _slices(count: int) -> int:
-    return sum(SLICES[SIZES[i % len(SIZES)]] for i in range(count))
+    return sum(len(plan_slices(*SIZES[i % len(SIZES)], SliceParams())) for i in range(count))
 
 
 def _epoch(stamp: str | None, fallback: float) -> float:
