@@ -21,6 +21,7 @@ tenant uploads or the detector dies, no estimate can know it will); the same for
 
     make bench-eta                       (about 5 min on the 2-core machine)
     tally-bench-eta --sizes 1,3 --scenarios alone --json data/bench/eta.json
+    tally-bench-eta --set TALLY_ETA_WINDOW_S=20    (the model's settings, to compare)
 """
 
 from __future__ import annotations
@@ -286,10 +287,16 @@ def report(runs: list[Run]) -> Iterator[str]:
         )
 
 
-async def bench(sizes: list[int], scenarios: list[str], work: Path) -> list[Run]:
+async def bench(
+    sizes: list[int], scenarios: list[str], work: Path, settings: dict[str, str] | None = None
+) -> list[Run]:
     names = Names.fresh()
     await wait_for_servers()
-    env = UNLIMITED | {"TALLY_STACK_DETECTORS": "2", "TALLY_STACK_EXTERNAL": KILLED}
+    env = (
+        UNLIMITED
+        | (settings or {})
+        | {"TALLY_STACK_DETECTORS": "2", "TALLY_STACK_EXTERNAL": KILLED}
+    )
     runs: list[Run] = []
     async with contextlib.AsyncExitStack() as exits:
         await exits.enter_async_context(database(names))
@@ -327,17 +334,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", type=Path, metavar="DIR", help="work in DIR and keep it (the stack's logs)"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TALLY_NAME=VALUE",
+        help="a setting of the stack's services, e.g. TALLY_ETA_WINDOW_S=20 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    settings = dict(item.partition("=")[::2] for item in args.set)
+    if bad := [k for k in settings if not k.startswith("TALLY_") or k.startswith("TALLY_STACK_")]:
+        parser.error(f"--set takes the services' TALLY_* settings, not {', '.join(bad)}")
     sizes = [int(n) for n in args.sizes.split(",")]
     scenarios = args.scenarios.split(",")
     if unknown := set(scenarios) - set(SCENARIOS):
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     if args.keep:
         args.keep.mkdir(parents=True)
-        runs = asyncio.run(bench(sizes, scenarios, args.keep))
+        runs = asyncio.run(bench(sizes, scenarios, args.keep, settings))
     else:
         with tempfile.TemporaryDirectory(prefix="tally-bench-eta-") as work:
-            runs = asyncio.run(bench(sizes, scenarios, Path(work)))
+            runs = asyncio.run(bench(sizes, scenarios, Path(work), settings))
     print()
     for line in report(runs):
         print(line)
