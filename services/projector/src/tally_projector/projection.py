@@ -31,9 +31,11 @@ _ANNOUNCE = resources.files("tally_projector").joinpath("_announce.lua").read_te
 _FORGET = resources.files("tally_projector").joinpath("_forget.lua").read_text()
 _WAIT = resources.files("tally_projector").joinpath("_wait.lua").read_text()
 # A new estimate replaces the one shown when they differ by more than this, counted down to
-# now: 0.25 s, or 5 % of the new wait (a smaller change is not worth a visible update).
+# now: 0.25 s, or 2 % of the new wait (a smaller change is not worth a visible update; a
+# larger threshold leaves what is shown that much behind the estimate: up to 2.5 s of a
+# 50 s wait at 5 %, half the error `make bench-eta` holds an ETA to).
 WAIT_MIN_CHANGE_S: Final = 0.25
-WAIT_MIN_CHANGE: Final = 0.05
+WAIT_MIN_CHANGE: Final = 0.02
 
 
 class ProjectionLostError(Exception):
