@@ -121,6 +121,37 @@ async def test_a_second_tenant_halves_the_first_ones_rate_at_the_next_update(dep
     await channel.close()
 
 
+async def test_chunks_sent_before_a_second_tenant_arrives_are_not_slowed(deps: Deps) -> None:
+    channel = await deps.bus.connection.channel()  # one detector consuming the queue
+    detector = await channel.get_queue(deps.bus.topology.chunks_queue.name, ensure=False)
+    await detector.consume(_hold)
+    a = await deps.store.create_tenant("a")
+    first = await _upload(deps.store, a.id, 10)  # 200 slices, chunks of 16 and 4 per photo
+    for photo in first:
+        await handle_photo_uploaded(photo, deps)
+    # The window of one detector (3 chunks) goes out: the first photo's 16 and 4, the second's
+    # 16. The detector is half-way through the first: 8 + 4 + 16 = 28 slices out are left.
+    assert await deps.dispatcher.dispatch() == 3
+    assert [slices for _, slices in await deps.records.sent_chunks()] == [16, 4, 16]
+    _measured(deps, 0, rate=20.0)
+
+    alone = (await _sent_after_publish(deps))[first[0].job.session_id]
+    assert alone.wait.seconds == pytest.approx((200 - 8) / 20, rel=0.05)
+    first_photo = {j.job_id: j.wait.seconds for j in alone.jobs}[first[0].job.job_id]
+    assert first_photo == pytest.approx((8 + 4) / 20, rel=0.05)
+
+    b = await deps.store.create_tenant("b")
+    second = await _upload(deps.store, b.id, 20)
+    await handle_photo_uploaded(second[0], deps)
+    shared = (await _sent_after_publish(deps))[first[0].job.session_id]
+    # What is out is done first, at the whole rate, whoever arrived; the 164 slices a has not
+    # sent yet go at half of it.
+    assert shared.wait.seconds == pytest.approx(28 / 20 + 164 / 10, rel=0.05)
+    by_job = {j.job_id: j.wait.seconds for j in shared.jobs}
+    assert by_job[first[0].job.job_id] == pytest.approx(first_photo, rel=0.05)
+    await channel.close()
+
+
 async def _hold(message: aio_pika.abc.AbstractIncomingMessage) -> None:
     """A detector that takes chunks and never finishes one."""
 

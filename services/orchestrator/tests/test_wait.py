@@ -22,6 +22,7 @@ from tally_orchestrator._wait import (
     fair_shares,
     fair_slots,
     finish_times,
+    in_hand,
     interval,
     session_wait,
 )
@@ -90,6 +91,56 @@ def test_a_tenants_limit_bounds_its_rate_and_the_others_take_the_rest() -> None:
     a, b = _tenant(250, limit=2), TenantWork([OpenJob("b0", 750, True)], 8)
     ends = finish_times({"a": a, "b": b}, window=8, rate=100.0, chunk_slices=16)
     assert ends == pytest.approx({"j0": 10.0, "b0": 10.0})
+
+
+def test_what_was_sent_already_is_not_divided_again() -> None:
+    # a has 96 slices out with the detectors and 104 to send; b arrives with 1000. The detectors
+    # do the 96 first (0.96 s at 100/s), whoever arrived; then a's 104 go at half the rate.
+    a = TenantWork([OpenJob("a0", 96, True), OpenJob("a1", 104, True)], 8)
+    b = TenantWork([OpenJob("b0", 1000, True)], 8)
+    out = [("a0", 48.0), ("a0", 48.0)]
+    ends = finish_times({"a": a, "b": b}, window=8, rate=100.0, chunk_slices=16, out=out)
+    assert ends["a0"] == pytest.approx(0.96)
+    assert ends["a1"] == pytest.approx(0.96 + 104 / 50)
+    # Without a neighbour the same work takes what it always did: 200 slices at 100/s.
+    alone = finish_times({"a": a}, window=8, rate=100.0, chunk_slices=16, out=out)
+    assert alone == pytest.approx({"a0": 0.96, "a1": 2.0})
+
+
+def test_chunks_out_are_done_in_the_order_they_were_sent() -> None:
+    # a's last 16 slices went out before b's 80: a is done in 0.16 s, not held back by b.
+    a = TenantWork([OpenJob("a0", 16, True)], 8)
+    b = TenantWork([OpenJob("b0", 1080, True)], 8)
+    out = [("a0", 16.0), ("b0", 16.0), ("b0", 64.0)]
+    ends = finish_times({"a": a, "b": b}, window=8, rate=100.0, chunk_slices=16, out=out)
+    assert ends["a0"] == pytest.approx(0.16)
+    assert ends["b0"] == pytest.approx(0.96 + 1000 / 100)
+    # A job not planned yet (nothing of it out) still waits in upload order behind the others.
+    c = TenantWork([OpenJob("c0", 32, True), OpenJob("c1", 64, False)], 8)
+    ends = finish_times({"c": c}, window=8, rate=32.0, chunk_slices=16, out=[("c0", 32.0)])
+    assert ends == pytest.approx({"c0": 1.0, "c1": 3.0})
+
+
+def test_fewer_chunks_out_than_detectors_go_at_what_those_detectors_do() -> None:
+    # One chunk of 16 out, two detectors at 100 slices/s in all: one of them does it, at 50/s.
+    waits = estimate_jobs(
+        {"a": TenantWork([OpenJob("a0", 16, True)], 8)},
+        window=8,
+        capacity=Capacity(rate=100.0, spread=0.0),
+        detectors=2,
+        fixed_cost_s=0.5,
+        chunk_slices=16,
+        out=[("a0", 16.0)],
+    )
+    assert waits["a0"] == interval(16 / 50, MODEL_SPREAD, 16 * 2 / 100)
+
+
+def test_each_detector_is_half_way_through_the_earliest_chunk_out() -> None:
+    out = [("j0", 16), ("j1", 16), ("j0", 8), ("j2", 16)]
+    assert in_hand(out, detectors=2) == [("j0", 8.0), ("j1", 8.0), ("j0", 8.0), ("j2", 16.0)]
+    assert in_hand(out, detectors=3) == [("j0", 8.0), ("j1", 8.0), ("j0", 4.0), ("j2", 16.0)]
+    assert in_hand(out[:1], detectors=4) == [("j0", 8.0)]
+    assert in_hand(out, detectors=0) == [(j, float(n)) for j, n in out]
 
 
 def test_the_estimate_adds_the_fixed_cost_of_a_photo_not_planned_yet() -> None:

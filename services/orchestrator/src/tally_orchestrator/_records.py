@@ -491,6 +491,15 @@ class Records:
             for r in rows
         ]
 
+    async def sent_chunks(self) -> list[tuple[uuid.UUID, int]]:
+        """Every chunk sent and not recorded yet, all tenants, the earliest sent first: (its
+        job, its slices). As many as the dispatch window holds."""
+        rows = await self._store.pool.fetch(
+            """SELECT job_id, slices FROM chunk_dispatch WHERE dispatched_at IS NOT NULL
+               ORDER BY dispatched_at, job_created_at, job_id, chunk_index"""
+        )
+        return [(r["job_id"], int(r["slices"])) for r in rows]
+
     async def stalled_jobs(self, quiet_s: float, limit: int = 100) -> list[Job]:
         """Jobs being processed that have not moved for `quiet_s` seconds, all tenants (the
         orchestrator's sweep; queued jobs may wait behind a backlog, so they are not here)."""

@@ -8,9 +8,11 @@ window of chunks out, unless its in-flight limit (or what it has left) is lower,
 capped tenant leaves is shared by the others (max-min fairness). A tenant's chunks go in upload
 order, so a job ends when its own slices and everything its tenant uploaded before it are done.
 When a tenant's work runs out, the others' shares grow: the model plays the division forward,
-tenant by tenant (processor sharing), instead of assuming today's shares last. A photo not yet
-planned adds its fixed cost (fetch, decode and planning before its first chunk), learned from
-what was measured.
+tenant by tenant (processor sharing), instead of assuming today's shares last. Chunks already
+sent are not divided again: the detectors hold them (in hand or in their queue) and do them
+first, whoever arrives, and each detector is on average half-way through the chunk in its hand.
+A photo not yet planned adds its fixed cost (fetch, decode and planning before its first chunk),
+learned from what was measured.
 
 The interval is an 80 % one on the log of the wait: the wait is a quotient of positive
 quantities, so its errors multiply.
@@ -179,12 +181,23 @@ class FixedCost:
 
 @dataclass(frozen=True, slots=True)
 class OpenJob:
-    """One of a tenant's open jobs: its slices left and whether its photo has been planned
-    (one not planned yet still has its fixed cost to pay)."""
+    """One of a tenant's open jobs: its slices left and whether its photo has been planned (one
+    not planned yet still has its fixed cost to pay)."""
 
     job_id: str
     slices_left: float
     planned: bool
+
+
+def in_hand(chunks_out: Sequence[tuple[str, int]], detectors: int) -> list[tuple[str, float]]:
+    """The chunks out with the detectors (sent, not done; job id and slices, the earliest sent
+    first), each with the slices it has left, expected: each detector works on one of the
+    earliest (the rest wait in its queue), and at a moment that is not a chunk's start or end
+    it is half-way through it on average."""
+    return [
+        (job_id, slices / 2 if position < detectors else float(slices))
+        for position, (job_id, slices) in enumerate(chunks_out)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,17 +214,34 @@ def _chunks(slices: float, chunk_slices: int) -> int:
 
 
 def finish_times(
-    tenants: Mapping[K, TenantWork], window: int, rate: float, chunk_slices: int
+    tenants: Mapping[K, TenantWork],
+    window: int,
+    rate: float,
+    chunk_slices: int,
+    out: Sequence[tuple[str, float]] = (),
+    drain_rate: float | None = None,
 ) -> dict[str, float]:
-    """Seconds until each open job's last slice is done, with the detectors doing `rate`
-    slices/s divided fairly (`fair_slots`) among the tenants with work left, each tenant's
-    jobs done in upload order. The division is played forward: when a tenant's work runs out,
-    the others share what it held. `rate` must be positive."""
-    left = {t: [max(j.slices_left, 0.0) for j in w.jobs] for t, w in tenants.items()}
+    """Seconds until each open job's last slice is done. The chunks out with the detectors
+    (`out`: job id and slices left, the earliest sent first, part of their jobs' slices left)
+    go first, in the order sent, at `drain_rate` (the detectors' whole `rate` unless fewer
+    chunks are out than detectors), whoever has work waiting; the rest is divided fairly
+    (`fair_slots`) among the tenants with work left, at `rate`, each tenant's jobs in upload
+    order. The division is played forward: when a tenant's work runs out, the others share
+    what it held. `rate` must be positive."""
+    sent: dict[str, float] = {}
+    drained: dict[str, float] = {}  # when each job's chunks out are done
+    clock = 0.0
+    for job_id, slices in out:
+        sent[job_id] = sent.get(job_id, 0.0) + slices
+        clock += slices / (drain_rate or rate)
+        drained[job_id] = clock
+    left = {
+        t: [max(j.slices_left - sent.get(j.job_id, 0.0), 0.0) for j in w.jobs]
+        for t, w in tenants.items()
+    }
     position = dict.fromkeys(tenants, 0)  # each tenant's first job not done
     rest = {t: sum(jobs) for t, jobs in left.items()}  # each tenant's slices left, in all
     ends: dict[str, float] = {}
-    clock = 0.0
 
     def settle(tenant: K) -> None:  # jobs with nothing left end now
         jobs = tenants[tenant].jobs
@@ -236,6 +266,10 @@ def finish_times(
             left[t][position[t]] = max(left[t][position[t]] - done, 0.0)
             rest[t] = max(rest[t] - done, 0.0)
             settle(t)
+    for work in tenants.values():  # a job with nothing left to send ends with what it has out
+        for job in work.jobs:
+            if job.slices_left - sent.get(job.job_id, 0.0) <= 1e-9:
+                ends[job.job_id] = drained.get(job.job_id, 0.0)
     return ends
 
 
@@ -278,16 +312,20 @@ def estimate_jobs(
     detectors: int,
     fixed_cost_s: float,
     chunk_slices: int,
+    out: Sequence[tuple[str, float]] = (),
 ) -> dict[str, Estimate | NoEstimate]:
-    """Every open job's wait: its end under fair dispatch (`finish_times`), plus the fixed cost
-    of its photo when it is not planned yet, with an interval from the rate's recent variation,
-    the model's own error and how far the tenant's share is below the whole, and widened by
-    one chunk's time at one detector (a job ends when its last chunk comes back)."""
+    """Every open job's wait: its end under fair dispatch (`finish_times`, the chunks `out`
+    first; fewer of them than detectors keep only that many of the detectors busy),
+    plus the fixed cost of its photo when it is not planned yet, with an interval from the
+    rate's recent variation, the model's own error and how far the tenant's share is below the
+    whole, and widened by one chunk's time at one detector (a job ends when its last chunk
+    comes back)."""
     jobs = [j for w in tenants.values() for j in w.jobs]
     if detectors <= 0 or capacity is None or capacity.rate <= 0:
         why = NoEstimate("no_detector" if detectors <= 0 else "measuring")
         return {j.job_id: (DONE if j.slices_left <= 0 and j.planned else why) for j in jobs}
-    ends = finish_times(tenants, window, capacity.rate, chunk_slices)
+    drain = capacity.rate * min(len(out) / detectors, 1.0)
+    ends = finish_times(tenants, window, capacity.rate, chunk_slices, out, drain or None)
     caps = {
         t: min(w.limit, _chunks(sum(j.slices_left for j in w.jobs), chunk_slices))
         for t, w in tenants.items()

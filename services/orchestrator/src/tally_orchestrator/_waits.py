@@ -38,6 +38,7 @@ from tally_orchestrator._wait import (
     RateWindow,
     TenantWork,
     estimate_jobs,
+    in_hand,
     session_wait,
 )
 from tally_orchestrator.config import Settings
@@ -48,11 +49,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class World:
-    """What one read found: the slices done so far, the detectors, every open job."""
+    """What one read found: the slices done so far, the detectors, every open job and the
+    chunks out with the detectors (the earliest sent first)."""
 
     slices_done: int
     detectors: int
     jobs: Sequence[OpenJobRow]
+    chunks_out: Sequence[tuple[uuid.UUID, int]] = ()
 
 
 def _wait(estimate: Estimate | NoEstimate) -> SessionWait.Wait:
@@ -70,11 +73,18 @@ def session_waits(
 ) -> list[SessionWait]:
     """The SessionWait of every session with open jobs, as the model estimates it. Pure."""
     limits = limits_for(settings, world.detectors)
+    # The chunks out, with the slices each has left: the detectors are working on some.
+    out = in_hand([(str(job_id), slices) for job_id, slices in world.chunks_out], world.detectors)
+    worked: dict[str, float] = defaultdict(float)
+    for (chunk_job, slices), (_, expected) in zip(world.chunks_out, out, strict=True):
+        worked[str(chunk_job)] += slices - expected
     tenants: dict[uuid.UUID, list[OpenJob]] = defaultdict(list)
     sessions: dict[tuple[uuid.UUID, uuid.UUID], list[str]] = defaultdict(list)
     for row in world.jobs:
-        tenants[row.tenant_id].append(OpenJob(str(row.job_id), row.slices_left, row.planned))
-        sessions[(row.tenant_id, row.session_id)].append(str(row.job_id))
+        job_id = str(row.job_id)
+        left = max(row.slices_left - worked.get(job_id, 0.0), 0.0)
+        tenants[row.tenant_id].append(OpenJob(job_id, left, row.planned))
+        sessions[(row.tenant_id, row.session_id)].append(job_id)
     waits = estimate_jobs(
         {t: TenantWork(jobs, limits.of(t)) for t, jobs in tenants.items()},
         window=limits.window,
@@ -82,6 +92,7 @@ def session_waits(
         detectors=world.detectors,
         fixed_cost_s=fixed_cost_s,
         chunk_slices=settings.chunk_slices,
+        out=out,
     )
     stamp = Timestamp()
     stamp.FromDatetime(at)
@@ -119,7 +130,8 @@ class Waits:
         backlog = await self._records.backlog()
         state = await self._bus.queue_state(self._bus.topology.chunks_queue)
         jobs = await self._records.open_jobs()
-        return World(backlog.slices_done, state.consumers, jobs)
+        out = await self._records.sent_chunks()
+        return World(backlog.slices_done, state.consumers, jobs, out)
 
     async def publish(self) -> list[SessionWait]:
         """One round: read, measure, estimate and send every open session's wait."""
