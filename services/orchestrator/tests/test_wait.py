@@ -121,8 +121,14 @@ def test_chunks_out_are_done_in_the_order_they_were_sent() -> None:
     assert ends == pytest.approx({"c0": 1.0, "c1": 3.0})
 
 
-def test_fewer_chunks_out_than_detectors_go_at_what_those_detectors_do() -> None:
-    # One chunk of 16 out, two detectors at 100 slices/s in all: one of them does it, at 50/s.
+def test_the_chunks_out_are_shared_among_the_detectors_each_at_its_part_of_the_rate() -> None:
+    # Three chunks of 16, two detectors at 50 slices/s each: two at once, then the third on
+    # the first one free; 0.64 s, not the 0.48 s of all 100 slices/s on 48 slices.
+    a = TenantWork([OpenJob("a0", 48, True)], 8)
+    out = [("a0", 16.0)] * 3
+    ends = finish_times({"a": a}, window=8, rate=100.0, chunk_slices=16, out=out, detectors=2)
+    assert ends == pytest.approx({"a0": 0.64})
+    # One chunk of 16 out: one of the two detectors does it, at 50/s.
     waits = estimate_jobs(
         {"a": TenantWork([OpenJob("a0", 16, True)], 8)},
         window=8,
@@ -257,7 +263,14 @@ def test_idle_time_is_not_measured_and_a_lost_detector_scales_the_capacity() -> 
     assert capacity.rate == 20.0  # at once, before anything is measured at one detector...
     # ...with a spread whose 80 % interval reaches the capacity unchanged (a shared accelerator)
     assert 20.0 * math.exp(Z_80 * capacity.spread) == pytest.approx(40.0)
-    for second in range(105, 110):
+    for second in range(105, 107):
+        window.add(float(second), 520 + 30 * (second - 104), detectors=1)
+    capacity = window.capacity()
+    assert capacity is not None
+    # 2 s of the 5 measured at one detector (30/s): 2/5 of the way from the scaled 20 to it
+    assert capacity.rate == pytest.approx(20 * 3 / 5 + 30 * 2 / 5)
+    assert 20.0 * math.exp(Z_80 * capacity.spread) < 40.0  # and less unsure of it
+    for second in range(107, 110):
         window.add(float(second), 520 + 30 * (second - 104), detectors=1)
     capacity = window.capacity()
     assert capacity is not None

@@ -92,10 +92,10 @@ class RateWindow:
     rate changes).
 
     Each number of detectors has its own window: a detector lost and back finds what that
-    number was measured to do. At a number with less than `min_span_s` of work measured, the
-    capacity is the latest one measured, scaled to it (each detector brings its own
-    accelerator), with a spread wide enough to hold the capacity unchanged too (detectors may
-    share one)."""
+    number was measured to do. At a number with nothing measured yet, the capacity is the
+    latest one measured, scaled to it (each detector brings its own accelerator), with a spread
+    wide enough to hold the capacity unchanged too (detectors may share one); what is measured
+    at that number moves it to the measured rate, all the way once it spans `min_span_s`."""
 
     def __init__(self, window_s: float = 60.0, min_span_s: float = 2.0, bucket_s: float = 5.0):
         if window_s <= 0 or min_span_s <= 0 or bucket_s <= 0:
@@ -131,17 +131,22 @@ class RateWindow:
     def capacity(self) -> Capacity | None:
         """The capacity at the detectors consuming now: measured, or the latest one measured
         scaled to them (None: nothing is known yet)."""
-        measured = self._measured(self._work.get(self._detectors))
+        work = self._work.get(self._detectors)
+        measured = self._measured(work)
         if measured is not None:
             self._latest = (self._detectors, measured)
             return measured
         if self._latest is None:
             return None
         at, latest = self._latest
-        if at == self._detectors or not at or not self._detectors:
-            return latest
-        scale = self._detectors / at
-        return Capacity(latest.rate * scale, math.hypot(latest.spread, math.log(scale) / Z_80))
+        scale = self._detectors / at if at and self._detectors else 1.0
+        # What is measured at this number so far moves the capacity from the scaled one to it,
+        # in proportion to how much of `min_span_s` it spans.
+        part = min(work.span / self._min_span_s, 1.0) if work is not None else 0.0
+        rate = latest.rate * scale * (1 - part)
+        if work is not None and work.span > 0:
+            rate += part * sum(n for _, n in work.intervals) / work.span
+        return Capacity(rate, math.hypot(latest.spread, (1 - part) * math.log(scale) / Z_80))
 
     def _measured(self, work: _Work | None) -> Capacity | None:
         if work is None or work.span < self._min_span_s:
@@ -219,22 +224,24 @@ def finish_times(
     rate: float,
     chunk_slices: int,
     out: Sequence[tuple[str, float]] = (),
-    drain_rate: float | None = None,
+    detectors: int = 1,
 ) -> dict[str, float]:
     """Seconds until each open job's last slice is done. The chunks out with the detectors
     (`out`: job id and slices left, the earliest sent first, part of their jobs' slices left)
-    go first, in the order sent, at `drain_rate` (the detectors' whole `rate` unless fewer
-    chunks are out than detectors), whoever has work waiting; the rest is divided fairly
-    (`fair_slots`) among the tenants with work left, at `rate`, each tenant's jobs in upload
-    order. The division is played forward: when a tenant's work runs out, the others share
-    what it held. `rate` must be positive."""
+    go first, in the order sent, each to the first of the `detectors` free, each detector doing
+    its part of `rate`, whoever has work waiting. The rest is divided fairly (`fair_slots`)
+    among the tenants with work left, at `rate` once what is out is done, each tenant's jobs in
+    upload order. The division is played forward: when a tenant's work runs out, the others
+    share what it held. `rate` must be positive."""
     sent: dict[str, float] = {}
     drained: dict[str, float] = {}  # when each job's chunks out are done
-    clock = 0.0
+    free = [0.0] * max(detectors, 1)  # when each detector has done what it holds
     for job_id, slices in out:
         sent[job_id] = sent.get(job_id, 0.0) + slices
-        clock += slices / (drain_rate or rate)
-        drained[job_id] = clock
+        first = min(range(len(free)), key=free.__getitem__)
+        free[first] += slices * len(free) / rate
+        drained[job_id] = max(drained.get(job_id, 0.0), free[first])
+    clock = sum(sent.values()) / rate  # the detectors take new chunks as they come free
     left = {
         t: [max(j.slices_left - sent.get(j.job_id, 0.0), 0.0) for j in w.jobs]
         for t, w in tenants.items()
@@ -266,10 +273,12 @@ def finish_times(
             left[t][position[t]] = max(left[t][position[t]] - done, 0.0)
             rest[t] = max(rest[t] - done, 0.0)
             settle(t)
-    for work in tenants.values():  # a job with nothing left to send ends with what it has out
+    for work in tenants.values():  # a job ends when what it has out is done, too
         for job in work.jobs:
             if job.slices_left - sent.get(job.job_id, 0.0) <= 1e-9:
                 ends[job.job_id] = drained.get(job.job_id, 0.0)
+            elif job.job_id in ends:
+                ends[job.job_id] = max(ends[job.job_id], drained.get(job.job_id, 0.0))
     return ends
 
 
@@ -315,7 +324,7 @@ def estimate_jobs(
     out: Sequence[tuple[str, float]] = (),
 ) -> dict[str, Estimate | NoEstimate]:
     """Every open job's wait: its end under fair dispatch (`finish_times`, the chunks `out`
-    first; fewer of them than detectors keep only that many of the detectors busy),
+    first, shared among the detectors),
     plus the fixed cost of its photo when it is not planned yet, with an interval from the
     rate's recent variation, the model's own error and how far the tenant's share is below the
     whole, and widened by one chunk's time at one detector (a job ends when its last chunk
@@ -324,8 +333,7 @@ def estimate_jobs(
     if detectors <= 0 or capacity is None or capacity.rate <= 0:
         why = NoEstimate("no_detector" if detectors <= 0 else "measuring")
         return {j.job_id: (DONE if j.slices_left <= 0 and j.planned else why) for j in jobs}
-    drain = capacity.rate * min(len(out) / detectors, 1.0)
-    ends = finish_times(tenants, window, capacity.rate, chunk_slices, out, drain or None)
+    ends = finish_times(tenants, window, capacity.rate, chunk_slices, out, detectors)
     caps = {
         t: min(w.limit, _chunks(sum(j.slices_left for j in w.jobs), chunk_slices))
         for t, w in tenants.items()

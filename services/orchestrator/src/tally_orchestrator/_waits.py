@@ -136,9 +136,9 @@ class Waits:
     async def publish(self) -> list[SessionWait]:
         """One round: read, measure, estimate and send every open session's wait."""
         world = await self.read()
-        # The detectors have work when a planned photo has slices left (one being planned
-        # keeps the planner busy, not them).
-        busy = any(row.planned and row.slices_left > 0 for row in world.jobs)
+        # The capacity is what the detectors do when each has a chunk: with fewer out, some
+        # are idle (a session's last chunks), which the model plays out itself.
+        busy = 0 < world.detectors <= len(world.chunks_out)
         self.window.add(time.monotonic(), world.slices_done, detectors=world.detectors, busy=busy)
         waits = session_waits(
             world,
