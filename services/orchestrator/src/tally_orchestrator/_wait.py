@@ -324,11 +324,10 @@ def estimate_jobs(
     out: Sequence[tuple[str, float]] = (),
 ) -> dict[str, Estimate | NoEstimate]:
     """Every open job's wait: its end under fair dispatch (`finish_times`, the chunks `out`
-    first, shared among the detectors),
-    plus the fixed cost of its photo when it is not planned yet, with an interval from the
-    rate's recent variation, the model's own error and how far the tenant's share is below the
-    whole, and widened by one chunk's time at one detector (a job ends when its last chunk
-    comes back)."""
+    first, shared among the detectors), plus the fixed cost of its photo when it is not planned
+    yet, with an interval from the rate's recent variation, the model's own error and how far
+    the tenant's share is below the whole, and widened by one chunk's time at one detector (a
+    job ends when its last chunk comes back)."""
     jobs = [j for w in tenants.values() for j in w.jobs]
     if detectors <= 0 or capacity is None or capacity.rate <= 0:
         why = NoEstimate("no_detector" if detectors <= 0 else "measuring")
