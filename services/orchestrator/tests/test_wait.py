@@ -292,6 +292,22 @@ def test_the_first_interval_of_a_busy_spell_is_not_a_rate() -> None:
     assert window.capacity() == Capacity(50.0, 0.0)
 
 
+def test_time_when_photos_arrive_is_measured_apart_and_counts_until_the_rest_is() -> None:
+    window = RateWindow(window_s=60, min_span_s=2)
+    window.add(0.0, 0)
+    window.add(1.0, 10, arrived=True)  # the busy spell's first interval
+    for second in range(2, 6):  # uploads take the machine: 20 slices/s while photos arrive
+        window.add(float(second), 10 + 20 * (second - 1), arrived=True)
+    assert window.capacity() == Capacity(20.0, 0.0)  # nothing measured without arrivals yet
+    window.add(6.0, 150)  # then 60 slices/s: 1 s is too short to say...
+    assert window.capacity() == Capacity(20.0, 0.0)
+    for second in range(7, 10):
+        window.add(float(second), 150 + 60 * (second - 6))
+    assert window.capacity() == Capacity(60.0, 0.0)  # ...4 s is not: the rate the rest goes at
+    window.add(10.0, 350, arrived=True)  # another tenant's upload
+    assert window.capacity() == Capacity(60.0, 0.0)
+
+
 def test_the_fixed_cost_is_learned_from_measurements() -> None:
     cost = FixedCost(initial=0.5, weight=0.5)
     assert cost.seconds == 0.5

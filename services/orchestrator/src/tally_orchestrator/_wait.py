@@ -3,14 +3,15 @@ small value types; the orchestrator (`_waits.Waits`) feeds them what it measures
 dispatch decides.
 
 The detectors' capacity (slices/s, all of them) is measured over a recent window while there is
-work. Fair dispatch divides it among the tenants with work: each holds an equal part of the
-window of chunks out, unless its in-flight limit (or what it has left) is lower, and what a
-capped tenant leaves is shared by the others (max-min fairness). A tenant's chunks go in upload
-order, so a job ends when its own slices and everything its tenant uploaded before it are done.
-When a tenant's work runs out, the others' shares grow: the model plays the division forward,
-tenant by tenant (processor sharing), instead of assuming today's shares last. Chunks already
-sent are not divided again: the detectors hold them (in hand or in their queue) and do them
-first, whoever arrives, and each detector is on average half-way through the chunk in its hand.
+work (time when photos arrive apart: uploads share the machine). Fair dispatch divides it among
+the tenants with work: each holds an equal part of the window of chunks out, unless its
+in-flight limit (or what it has left) is lower, and what a capped tenant leaves is shared by
+the others (max-min fairness). A tenant's chunks go in upload order, so a job ends when its own
+slices and everything its tenant uploaded before it are done. When a tenant's work runs out,
+the others' shares grow: the model plays the division forward, tenant by tenant (processor
+sharing), instead of assuming today's shares last. Chunks already sent are not divided again:
+the detectors hold them (in hand or in their queue) and do them first, whoever arrives, and
+each detector is on average half-way through the chunk in its hand.
 A photo not yet planned adds its fixed cost (fetch, decode and planning before its first chunk),
 learned from what was measured.
 
@@ -91,7 +92,13 @@ class RateWindow:
     least `bucket_s` long (shorter ones would measure how chunks arrive in bursts, not how the
     rate changes).
 
-    Each number of detectors has its own window: a detector lost and back finds what that
+    Time when photos arrive (uploaded and planned) is measured apart from the rest: uploads
+    take a machine that the detectors share (a CPU Triton on the same host), and what an ETA
+    mostly covers is the work after its photos arrived. The capacity is the rate without
+    arrivals; while nothing is measured without them yet, the rate with them (a service where
+    photos never stop arriving).
+
+    Each number of detectors has its own windows: a detector lost and back finds what that
     number was measured to do. At a number with nothing measured yet, the capacity is the
     latest one measured, scaled to it (each detector brings its own accelerator), with a spread
     wide enough to hold the capacity unchanged too (detectors may share one); what is measured
@@ -103,16 +110,24 @@ class RateWindow:
         self._window_s = window_s
         self._min_span_s = min_span_s
         self._bucket_s = bucket_s
-        self._work: dict[int, _Work] = {}
+        self._work: dict[tuple[int, bool], _Work] = {}  # by detectors, and photos arriving
         self._read: tuple[float, int, bool] | None = None  # the last read: at, total, busy
         self._warm = False  # the last interval had work pending at both ends
         self._detectors = 0
         self._latest: tuple[int, Capacity] | None = None  # measured last, at how many detectors
 
-    def add(self, at: float, total: int, *, detectors: int = 1, busy: bool = True) -> None:
-        """A read of the running total at time `at`, with the detectors consuming now and
-        whether work is pending. Reads come in time order; a total that went down (what counts
-        was restarted) forgets everything."""
+    def add(
+        self,
+        at: float,
+        total: int,
+        *,
+        detectors: int = 1,
+        busy: bool = True,
+        arrived: bool = False,
+    ) -> None:
+        """A read of the running total at time `at`, with the detectors consuming now, whether
+        work is pending and whether photos arrived since the read before. Reads come in time
+        order; a total that went down (what counts was restarted) forgets everything."""
         read = self._read
         if read is not None and (at < read[0] or total < read[1]):
             self._work.clear()
@@ -121,7 +136,7 @@ class RateWindow:
         # An interval across a change of detectors is neither number's.
         same = detectors == self._detectors
         if read is not None and busy_through and self._warm and same and at > read[0]:
-            work = self._work.setdefault(detectors, _Work())
+            work = self._work.setdefault((detectors, arrived), _Work())
             work.intervals.append((at - read[0], total - read[1]))
             work.span += at - read[0]
             while work.span - work.intervals[0][0] >= self._window_s:
@@ -131,8 +146,8 @@ class RateWindow:
     def capacity(self) -> Capacity | None:
         """The capacity at the detectors consuming now: measured, or the latest one measured
         scaled to them (None: nothing is known yet)."""
-        work = self._work.get(self._detectors)
-        measured = self._measured(work)
+        quiet, arriving = (self._work.get((self._detectors, a)) for a in (False, True))
+        measured = self._measured(quiet) or self._measured(arriving)
         if measured is not None:
             self._latest = (self._detectors, measured)
             return measured
@@ -142,10 +157,12 @@ class RateWindow:
         scale = self._detectors / at if at and self._detectors else 1.0
         # What is measured at this number so far moves the capacity from the scaled one to it,
         # in proportion to how much of `min_span_s` it spans.
-        part = min(work.span / self._min_span_s, 1.0) if work is not None else 0.0
+        works = [w for w in (quiet, arriving) if w is not None]
+        span = sum(w.span for w in works)
+        part = min(span / self._min_span_s, 1.0)
         rate = latest.rate * scale * (1 - part)
-        if work is not None and work.span > 0:
-            rate += part * sum(n for _, n in work.intervals) / work.span
+        if span > 0:
+            rate += part * sum(n for w in works for _, n in w.intervals) / span
         return Capacity(rate, math.hypot(latest.spread, (1 - part) * math.log(scale) / Z_80))
 
     def _measured(self, work: _Work | None) -> Capacity | None:

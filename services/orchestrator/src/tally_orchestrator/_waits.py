@@ -116,6 +116,7 @@ class Waits:
         self._bus = bus
         self.window = RateWindow(settings.eta_window_s)
         self.fixed_cost = FixedCost()
+        self._arrived = False  # photos planned since the last read
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -125,6 +126,7 @@ class Waits:
     def planned(self, uploaded_at: datetime) -> None:
         """A photo was planned: what it waited since its upload is a fixed cost measured."""
         self.fixed_cost.observe((datetime.now(UTC) - uploaded_at).total_seconds())
+        self._arrived = True
 
     async def read(self) -> World:
         backlog = await self._records.backlog()
@@ -135,11 +137,18 @@ class Waits:
 
     async def publish(self) -> list[SessionWait]:
         """One round: read, measure, estimate and send every open session's wait."""
+        arrived, self._arrived = self._arrived, False
         world = await self.read()
         # The capacity is what the detectors do when each has a chunk: with fewer out, some
         # are idle (a session's last chunks), which the model plays out itself.
         busy = 0 < world.detectors <= len(world.chunks_out)
-        self.window.add(time.monotonic(), world.slices_done, detectors=world.detectors, busy=busy)
+        self.window.add(
+            time.monotonic(),
+            world.slices_done,
+            detectors=world.detectors,
+            busy=busy,
+            arrived=arrived,
+        )
         waits = session_waits(
             world,
             self._settings,
