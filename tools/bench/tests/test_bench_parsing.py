@@ -12,6 +12,7 @@ from tally_bench._openloop import poll_schedule
 from tally_bench._sse import stream_time, updated_at_of
 from tally_bench._stats import Latencies, percentile
 from tally_bench._wrk import headers_script, parse_wrk
+from tally_bench.eta import main as bench_eta
 from tally_client.sse import Frame, SSEParser
 
 STREAM = (
@@ -169,3 +170,20 @@ def test_wrk_header_scripts_quote_etags() -> None:
     script = headers_script({"If-None-Match": '"abc"'})
 
     assert script == 'wrk.headers["If-None-Match"] = "\\"abc\\""\n'
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ("TALLY_ETA_WINDOW_S", "TALLY_NAME=VALUE, not TALLY_ETA_WINDOW_S"),
+        ("ETA_WINDOW_S=20", "TALLY_* settings, not ETA_WINDOW_S"),
+        ("TALLY_STACK_DETECTORS=3", "TALLY_* settings, not TALLY_STACK_DETECTORS"),
+    ],
+)
+def test_the_eta_bench_refuses_a_setting_it_cannot_pass_on(
+    setting: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        bench_eta(["--set", setting])
+    assert exit_.value.code == 2
+    assert said in capsys.readouterr().err

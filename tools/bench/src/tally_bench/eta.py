@@ -314,8 +314,10 @@ async def bench(
             await asyncio.to_thread(create_tenant, stack, f"eta-b-{names.run}"),
         )
         url = stack.config.edge_url
-        # A warm-up: the detectors' rate is measured on work, as in a running service.
-        await asyncio.to_thread(run_one, url, keys, 20, "warm-up", work, detectors)
+        # A warm-up of about the model's window of work (TALLY_ETA_WINDOW_S, 60 s): the
+        # detectors' rate is measured on warm work, as in a running service (a CPU Triton's
+        # first ten seconds or so run about 20 % slower).
+        await asyncio.to_thread(run_one, url, keys, 100, "warm-up", work, detectors)
         header, *_ = report([])
         print(header, flush=True)
         for photos in sizes:
@@ -342,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         help="a setting of the stack's services, e.g. TALLY_ETA_WINDOW_S=20 (repeatable)",
     )
     args = parser.parse_args(argv)
+    if unset := [item for item in args.set if "=" not in item]:
+        parser.error(f"--set takes TALLY_NAME=VALUE, not {', '.join(unset)}")
     settings = dict(item.partition("=")[::2] for item in args.set)
     if bad := [k for k in settings if not k.startswith("TALLY_") or k.startswith("TALLY_STACK_")]:
         parser.error(f"--set takes the services' TALLY_* settings, not {', '.join(bad)}")
