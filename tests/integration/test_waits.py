@@ -152,6 +152,20 @@ async def test_chunks_sent_before_a_second_tenant_arrives_are_not_slowed(deps: D
     await channel.close()
 
 
+async def test_each_read_says_when_the_newest_photo_arrived(deps: Deps) -> None:
+    # Uploads share the machine with the detectors: the rate while photos arrive is measured
+    # apart (RateWindow), from what the database says, so every replica sees every upload.
+    a = await deps.store.create_tenant("a")
+    await _upload(deps.store, a.id, 1)
+    before = (await deps.waits.read()).newest_upload
+    assert before is not None
+    assert (await deps.waits.read()).newest_upload == before  # nothing arrived in between
+    await _upload(deps.store, a.id, 2)
+    after = (await deps.waits.read()).newest_upload
+    assert after is not None
+    assert after > before
+
+
 async def _hold(message: aio_pika.abc.AbstractIncomingMessage) -> None:
     """A detector that takes chunks and never finishes one."""
 

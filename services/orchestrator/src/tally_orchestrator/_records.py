@@ -69,6 +69,7 @@ class Backlog:
     unplanned_jobs: int  # queued, not planned yet (their size is not known)
     mean_job_slices: float  # of planned jobs: what an unplanned one probably holds
     slices_done: int  # ever
+    newest_upload: datetime | None = None  # when the newest photo arrived (None: none yet)
 
     @property
     def pending_slices(self) -> float:
@@ -454,8 +455,9 @@ class Records:
             return jobs
 
     async def backlog(self) -> Backlog:
-        """Work not done yet, all tenants (an operator's figure, for autoscaling), and the slices
-        done so far (grows with every recorded chunk: its rate is the throughput)."""
+        """Work not done yet, all tenants (an operator's figure, for autoscaling), the slices
+        done so far (grows with every recorded chunk: its rate is the throughput) and when the
+        newest photo arrived (photos arriving take a machine the detectors may share)."""
         row = await self._store.pool.fetchrow(
             """SELECT coalesce(sum(greatest(total - processed, 0))
                         FILTER (WHERE status = ANY($1::text[]) AND total > 0), 0)
@@ -463,7 +465,8 @@ class Records:
                       count(*) FILTER (WHERE status = ANY($1::text[]) AND total = 0)
                         AS unplanned,
                       coalesce(avg(total) FILTER (WHERE total > 0), 0) AS mean_total,
-                      coalesce(sum(processed), 0) AS done
+                      coalesce(sum(processed), 0) AS done,
+                      max(created_at) AS newest
                FROM jobs""",
             _ACTIVE,
         )
@@ -473,6 +476,7 @@ class Records:
             int(row["unplanned"]),
             float(row["mean_total"]),
             int(row["done"]),
+            row["newest"],
         )
 
     async def open_jobs(self) -> list[OpenJobRow]:

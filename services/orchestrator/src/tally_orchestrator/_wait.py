@@ -92,7 +92,7 @@ class RateWindow:
     least `bucket_s` long (shorter ones would measure how chunks arrive in bursts, not how the
     rate changes).
 
-    Time when photos arrive (uploaded and planned) is measured apart from the rest: uploads
+    Time when photos arrive (are uploaded) is measured apart from the rest: uploads
     take a machine that the detectors share (a CPU Triton on the same host), and what an ETA
     mostly covers is the work after its photos arrived. The capacity is the rate without
     arrivals; while nothing is measured without them yet, the rate with them (a service where

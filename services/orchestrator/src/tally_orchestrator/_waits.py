@@ -2,11 +2,12 @@
 
 Every `eta_interval_s`, and at once when the world changes (a photo planned, a job cancelled
 or failed: a tenant arriving or leaving), the orchestrator reads what the model needs: the
-slices done so far (the detectors' capacity, over a recent window of work), the detectors
-consuming the queue (fair dispatch's window), and every open job of every tenant in upload
-order. It estimates each open job's wait and each session's, and publishes one SessionWait per
-open session; the projector folds it into the session and its jobs, so polling and SSE give
-the same answer. A detector added or lost shows at the next read (within `eta_interval_s`).
+slices done so far (the detectors' capacity, over a recent window of work) and when the newest
+photo arrived (time with arrivals is measured apart), the detectors consuming the queue (fair
+dispatch's window), and every open job of every tenant in upload order. It estimates each open
+job's wait and each session's, and publishes one SessionWait per open session; the projector
+folds it into the session and its jobs, so polling and SSE give the same answer. A detector
+added or lost shows at the next read (within `eta_interval_s`).
 
 Every replica does the same from the same records, so any of them may stop. What a SessionWait
 says is a moment's estimate: a lost one is replaced by the next.
@@ -49,13 +50,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class World:
-    """What one read found: the slices done so far, the detectors, every open job and the
-    chunks out with the detectors (the earliest sent first)."""
+    """What one read found: the slices done so far, the detectors, every open job, the chunks
+    out with the detectors (the earliest sent first) and when the newest photo arrived."""
 
     slices_done: int
     detectors: int
     jobs: Sequence[OpenJobRow]
     chunks_out: Sequence[tuple[uuid.UUID, int]] = ()
+    newest_upload: datetime | None = None
 
 
 def _wait(estimate: Estimate | NoEstimate) -> SessionWait.Wait:
@@ -116,7 +118,7 @@ class Waits:
         self._bus = bus
         self.window = RateWindow(settings.eta_window_s)
         self.fixed_cost = FixedCost()
-        self._arrived = False  # photos planned since the last read
+        self._newest: datetime | None = None  # when the newest photo had arrived, last read
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -126,19 +128,23 @@ class Waits:
     def planned(self, uploaded_at: datetime) -> None:
         """A photo was planned: what it waited since its upload is a fixed cost measured."""
         self.fixed_cost.observe((datetime.now(UTC) - uploaded_at).total_seconds())
-        self._arrived = True
 
     async def read(self) -> World:
         backlog = await self._records.backlog()
         state = await self._bus.queue_state(self._bus.topology.chunks_queue)
         jobs = await self._records.open_jobs()
         out = await self._records.sent_chunks()
-        return World(backlog.slices_done, state.consumers, jobs, out)
+        return World(backlog.slices_done, state.consumers, jobs, out, backlog.newest_upload)
 
     async def publish(self) -> list[SessionWait]:
         """One round: read, measure, estimate and send every open session's wait."""
-        arrived, self._arrived = self._arrived, False
         world = await self.read()
+        # Photos arrived since the last read (any replica's: the database says; the newest
+        # deleted with its session is not a departure).
+        newest, before = world.newest_upload, self._newest
+        arrived = newest is not None and before is not None and newest > before
+        if newest is not None and (before is None or newest > before):
+            self._newest = newest
         # The capacity is what the detectors do when each has a chunk: with fewer out, some
         # are idle (a session's last chunks), which the model plays out itself.
         busy = 0 < world.detectors <= len(world.chunks_out)
