@@ -4,6 +4,7 @@ the division played forward, the interval, the measured capacity."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,6 +12,7 @@ from tally_orchestrator._wait import (
     DONE,
     MODEL_SPREAD,
     Z_80,
+    Arrivals,
     Capacity,
     Estimate,
     FixedCost,
@@ -306,6 +308,18 @@ def test_time_when_photos_arrive_is_measured_apart_and_counts_until_the_rest_is(
     assert window.capacity() == Capacity(60.0, 0.0)  # ...4 s is not: the rate the rest goes at
     window.add(10.0, 350, arrived=True)  # another tenant's upload
     assert window.capacity() == Capacity(60.0, 0.0)
+
+
+def test_photos_arrived_when_the_newest_upload_is_newer_than_any_seen() -> None:
+    arrivals = Arrivals()
+    noon = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    assert not arrivals.seen(None)  # no photo yet
+    assert not arrivals.seen(noon)  # the first read: nothing to compare with
+    assert not arrivals.seen(noon)  # nothing new
+    assert arrivals.seen(noon + timedelta(seconds=1))
+    assert not arrivals.seen(noon)  # the newest deleted with its session: no arrival
+    assert not arrivals.seen(None)  # every photo deleted: none either
+    assert arrivals.seen(noon + timedelta(seconds=2))
 
 
 def test_the_fixed_cost_is_learned_from_measurements() -> None:

@@ -26,6 +26,7 @@ import statistics
 from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -178,6 +179,23 @@ class RateWindow:
                 seconds, slices = 0.0, 0
         spread = statistics.pstdev(logs) if len(logs) > 1 else 0.0
         return Capacity(rate, spread)
+
+
+class Arrivals:
+    """Whether photos arrived between two reads of when the newest one did (the database's
+    newest upload: any replica's). The first read is no arrival, and neither is the newest photo
+    deleted with its session: what counts is a photo newer than any seen."""
+
+    def __init__(self) -> None:
+        self._newest: datetime | None = None
+
+    def seen(self, newest: datetime | None) -> bool:
+        """A read of when the newest photo arrived; True when one arrived since the last."""
+        before = self._newest
+        if newest is None or (before is not None and newest <= before):
+            return False
+        self._newest = newest
+        return before is not None
 
 
 class FixedCost:

@@ -31,6 +31,7 @@ from tally_bus import Bus
 from tally_contracts.v1 import JobRef, SessionWait
 from tally_orchestrator._records import OpenJobRow, Records
 from tally_orchestrator._wait import (
+    Arrivals,
     Capacity,
     Estimate,
     FixedCost,
@@ -118,7 +119,7 @@ class Waits:
         self._bus = bus
         self.window = RateWindow(settings.eta_window_s)
         self.fixed_cost = FixedCost()
-        self._newest: datetime | None = None  # when the newest photo had arrived, last read
+        self.arrivals = Arrivals()
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -139,12 +140,7 @@ class Waits:
     async def publish(self) -> list[SessionWait]:
         """One round: read, measure, estimate and send every open session's wait."""
         world = await self.read()
-        # Photos arrived since the last read (any replica's: the database says; the newest
-        # deleted with its session is not a departure).
-        newest, before = world.newest_upload, self._newest
-        arrived = newest is not None and before is not None and newest > before
-        if newest is not None and (before is None or newest > before):
-            self._newest = newest
+        arrived = self.arrivals.seen(world.newest_upload)  # since the last read
         # The capacity is what the detectors do when each has a chunk: with fewer out, some
         # are idle (a session's last chunks), which the model plays out itself.
         busy = 0 < world.detectors <= len(world.chunks_out)
