@@ -69,7 +69,7 @@ class Backlog:
     unplanned_jobs: int  # queued, not planned yet (their size is not known)
     mean_job_slices: float  # of planned jobs: what an unplanned one probably holds
     slices_done: int  # ever
-    newest_upload: datetime | None = None  # when the newest photo arrived (None: none yet)
+    newest_upload: datetime | None  # when the newest photo arrived (None: none yet)
 
     @property
     def pending_slices(self) -> float:
